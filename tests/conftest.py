@@ -1,0 +1,17 @@
+"""Test-wide settings: Hypothesis profiles.
+
+`ci` (the default) keeps property tests to a few examples so the whole suite runs in minutes on two
+cores; `thorough` is for local runs: HYPOTHESIS_PROFILE=thorough python -m pytest
+"""
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "thorough", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
