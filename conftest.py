@@ -1,4 +1,4 @@
-"""Test-wide settings: Hypothesis profiles.
+"""Test-wide settings (tests/ and conformance/): Hypothesis profiles.
 
 `ci` (the default) keeps property tests to a few examples so the whole suite runs in minutes on two
 cores; `thorough` is for local runs: HYPOTHESIS_PROFILE=thorough python -m pytest
