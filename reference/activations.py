@@ -14,7 +14,7 @@ a network bend its decision boundary (and learn XOR).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 GELU_TANH_COEF = 0.044715

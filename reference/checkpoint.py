@@ -143,8 +143,11 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, Any]:
         if info["dtype"] == "BF16":
             # bfloat16 is the top half of a float32: widen each value with two zero bytes.
             halves = struct.unpack(f"<{len(raw) // 2}H", raw)
-            flat = list(struct.unpack(f"<{len(halves)}f", struct.pack(f"<{len(halves)}I",
-                                                                     *(h << 16 for h in halves))))
+            flat = list(
+                struct.unpack(
+                    f"<{len(halves)}f", struct.pack(f"<{len(halves)}I", *(h << 16 for h in halves))
+                )
+            )
         else:
             code, size = DTYPES[info["dtype"]]
             flat = list(struct.unpack(f"<{len(raw) // size}{code}", raw))

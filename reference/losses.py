@@ -11,7 +11,7 @@ gradient is where backpropagation starts (the first factor, dE/dy, of the chain 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def softmax(row: Sequence[float]) -> list[float]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import copy
 import json
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .checkpoint import load_safetensors, save_safetensors
 from .fileio import atomic_write
