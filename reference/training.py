@@ -142,7 +142,10 @@ def fit(
             if schedule is not None:
                 optimizer.lr = schedule(result.steps)
             # 1. compute the loss
-            _, loss = model([inputs[i] for i in idx], [targets[i] for i in idx])
+            try:
+                _, loss = model([inputs[i] for i in idx], [targets[i] for i in idx])
+            except OverflowError:  # Python floats raise where IEEE arithmetic would give inf
+                loss = math.inf
             if not math.isfinite(loss):
                 raise NonFiniteLossError(loss, result.steps, epoch)
             # 2. backpropagate
