@@ -40,8 +40,15 @@ def test_batch_sizes_give_bgd_sgd_mbgd():
         r = fit(m, SGD(m.parameters(), lr=0.1), x, y, batch_size=batch_size, epochs=3)
         assert r.steps == 3 * per_epoch and r.epochs == 3 and r.stopped_by == "max_epochs"
         sizes = [len(b) for b in m.batches]
-        assert sizes == ([6] if batch_size is None else ([1] * 6 if batch_size == 1 else
-                         [4, 2] if batch_size == 4 else [6])) * 3
+        assert (
+            sizes
+            == (
+                [6]
+                if batch_size is None
+                else ([1] * 6 if batch_size == 1 else [4, 2] if batch_size == 4 else [6])
+            )
+            * 3
+        )
 
 
 def test_every_sample_once_per_epoch_and_seeded_shuffle():
@@ -101,8 +108,14 @@ def test_grad_norm_rule_fires_exactly_when_it_should():
 
 def test_thresholds_that_never_fire_leave_the_budget_in_charge():
     m = Quadratic()
-    r = fit(m, SGD(m.parameters(), lr=0.5), *data(), loss_change_threshold=0.0,
-            grad_norm_threshold=0.0, epochs=5)
+    r = fit(
+        m,
+        SGD(m.parameters(), lr=0.5),
+        *data(),
+        loss_change_threshold=0.0,
+        grad_norm_threshold=0.0,
+        epochs=5,
+    )
     assert r.stopped_by == "max_epochs" and r.epochs == 5
 
 
@@ -148,8 +161,15 @@ def test_schedule_sets_the_learning_rate_each_step():
     seen = []
     m = Quadratic()
     opt = SGD(m.parameters(), lr=0.1)
-    fit(m, opt, *data(4), batch_size=2, epochs=2, schedule=lambda s: 0.1 / (s + 1),
-        on_step=lambda step, loss: seen.append(opt.lr))
+    fit(
+        m,
+        opt,
+        *data(4),
+        batch_size=2,
+        epochs=2,
+        schedule=lambda s: 0.1 / (s + 1),
+        on_step=lambda step, loss: seen.append(opt.lr),
+    )
     assert seen == pytest.approx([0.1, 0.05, 0.1 / 3, 0.025])
 
 
