@@ -1,0 +1,268 @@
+"""Scaled dot-product attention and its multi-head form, with explicit backprop.
+
+Each query asks "which keys match me?": its scores against every key, scaled by 1/sqrt(hs) so
+their spread does not grow with the head size, become weights by a softmax, and the output is the
+weighted sum of the values. Multi-head attention runs H such attentions side by side on hs = C/H
+channels each.
+
+Conventions, as in `layers.py`: `out, cache = op_forward(...)`, `grads = op_backward(dout, cache)`
+with grads in the forward's argument order; ops never mutate their arguments.
+
+Dimension legend: B batch, T time (Tq queries, Tk keys/values), C channels, H heads,
+hs head size = C / H.
+
+Masks (a masked score is left out of the softmax, i.e. gets weight exactly 0):
+- scores are scaled by 1/sqrt(hs) BEFORE masking (which matters to additive-mask backends only);
+- `causal=True`: query i sees key j iff j <= i + (Tk - Tq) (bottom-right aligned, so with
+  Tq == Tk it is the usual j <= i, and a query block at the end of a longer key block still sees
+  its whole past);
+- `key_padding_mask` (B, Tk) of bools or 0/1: True/1 marks a PADDED key that no query may see
+  (torch's convention; Hugging Face's attention_mask is the opposite, 1 = real token);
+- a query row whose keys are all masked gets all-zero weights, so its output is 0 and no gradient
+  flows through it (no NaN from softmax over nothing).
+Dropout on the attention weights: the weight at (b, h, i, j), row-major flat index
+((b*H + h)*Tq + i)*Tk + j, is kept iff uniform(seed, stream, index) >= dropout_p and then scaled by
+1/(1 - dropout_p), exactly as `layers.dropout_forward` on the (B, H, Tq, Tk) weights.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .layers import check_dropout_p, dropout_keep
+from .nested import check_shape, shape_of
+
+Tensor = Any  # a nested list of floats
+
+
+def split_heads(x: Tensor, n_head: int) -> Tensor:
+    """(B, T, C) -> (B, H, T, hs): head h takes channels h*hs .. (h+1)*hs - 1 of each position.
+
+    Its backward is `merge_heads` (and vice versa): both only move numbers.
+    """
+    shape = shape_of(x)
+    if len(shape) != 3:
+        raise ValueError(f"x must have shape (B, T, C), got {shape}")
+    check_shape("x", x, shape)
+    B, T, C = shape
+    if isinstance(n_head, bool) or not isinstance(n_head, int) or n_head < 1:
+        raise ValueError(f"n_head must be a positive int, got {n_head!r}")
+    if C % n_head != 0:
+        raise ValueError(f"n_embd (C={C}) must be divisible by n_head={n_head}")
+    hs = C // n_head
+    return [
+        [[list(x[b][t][h * hs : (h + 1) * hs]) for t in range(T)] for h in range(n_head)]
+        for b in range(B)
+    ]  # (B, H, T, hs)
+
+
+def merge_heads(x: Tensor) -> Tensor:
+    """(B, H, T, hs) -> (B, T, C): the heads' outputs side by side again, C = H * hs."""
+    shape = shape_of(x)
+    if len(shape) != 4:
+        raise ValueError(f"x must have shape (B, H, T, hs), got {shape}")
+    check_shape("x", x, shape)
+    B, H, T, _ = shape
+    return [[[v for h in range(H) for v in x[b][h][t]] for t in range(T)] for b in range(B)]
+
+
+def split_qkv(qkv: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(B, T, 3C) -> three (B, T, C): GPT-2's c_attn output (and torch's in_proj) in q, k, v order.
+
+    Its backward is `concat_qkv`.
+    """
+    shape = shape_of(qkv)
+    if len(shape) != 3 or shape[2] % 3 != 0:
+        raise ValueError(f"qkv must have shape (B, T, 3C), got {shape}")
+    check_shape("qkv", qkv, shape)
+    C = shape[2] // 3
+    q = [[list(row[:C]) for row in seq] for seq in qkv]  # (B, T, C)
+    k = [[list(row[C : 2 * C]) for row in seq] for seq in qkv]  # (B, T, C)
+    v = [[list(row[2 * C :]) for row in seq] for seq in qkv]  # (B, T, C)
+    return q, k, v
+
+
+def concat_qkv(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Three (B, T, C) -> (B, T, 3C), the inverse of `split_qkv` (so also its backward)."""
+    shape = shape_of(q)
+    check_shape("q", q, shape)
+    check_shape("k", k, shape)
+    check_shape("v", v, shape)
+    return [[qr + kr + vr for qr, kr, vr in zip(*seqs)] for seqs in zip(q, k, v)]
+
+
+def _check_mask(key_padding_mask: Any, B: int, Tk: int) -> None:
+    if key_padding_mask is None:
+        return
+    check_shape("key_padding_mask", key_padding_mask, (B, Tk))
+    for b, row in enumerate(key_padding_mask):
+        for j, m in enumerate(row):
+            if m not in (0, 1):  # True == 1 and False == 0, so bools pass
+                raise ValueError(
+                    f"key_padding_mask must hold bools or 0/1, got {m!r} at [{b}][{j}]"
+                )
+
+
+def attention_forward(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    causal: bool = False,
+    key_padding_mask: Any = None,
+    dropout_p: float = 0.0,
+    seed: int = 0,
+    stream: int = 0,
+) -> tuple[Tensor, tuple]:
+    """softmax(q k^T / sqrt(hs) + mask) v per batch and head, with dropout on the weights.
+
+    q (B, H, Tq, hs), k and v (B, H, Tk, hs) -> out (B, H, Tq, hs). Tq != Tk is cross-attention
+    (queries from the decoder, keys and values from the encoder's memory). A model in eval mode
+    passes dropout_p = 0. cache = (q, k, v, weights (B, H, Tq, Tk) before dropout, dropout
+    multipliers (B, H, Tq, Tk) or None, scale); the weights are the attention pattern to look at.
+
+    >>> out, _ = attention_forward([[[[1.0], [0.0]]]], [[[[0.0], [0.0]]]], [[[[1.0], [3.0]]]])
+    >>> out
+    [[[[2.0], [2.0]]]]
+    """
+    qshape, kshape = shape_of(q), shape_of(k)
+    if len(qshape) != 4:
+        raise ValueError(f"q must have shape (B, H, Tq, hs), got {qshape}")
+    B, H, Tq, hs = qshape
+    if len(kshape) != 4 or kshape[:2] != (B, H) or kshape[3] != hs:
+        raise ValueError(f"k must have shape ({B}, {H}, Tk, {hs}) to match q, got {kshape}")
+    Tk = kshape[2]
+    check_shape("q", q, qshape)
+    check_shape("k", k, kshape)
+    check_shape("v", v, kshape)
+    _check_mask(key_padding_mask, B, Tk)
+    dropout_p = check_dropout_p(dropout_p, "dropout_p")
+    scale = 1.0 / math.sqrt(hs)
+
+    out, weights, keeps = [], [], []  # (B, H, Tq, hs), (B, H, Tq, Tk), (B, H, Tq, Tk)
+    for b in range(B):
+        # the keys each query may see: not padded, and (if causal) not in its future
+        visible = [key_padding_mask is None or not key_padding_mask[b][j] for j in range(Tk)]
+        out_b, weights_b, keeps_b = [], [], []
+        for h in range(H):
+            out_bh, weights_bh, keeps_bh = [], [], []
+            for i in range(Tq):
+                qi = q[b][h][i]
+                allowed = [
+                    visible[j] and (not causal or j <= i + Tk - Tq) for j in range(Tk)
+                ]  # (Tk,)
+                scores = [
+                    sum(a * c for a, c in zip(qi, k[b][h][j])) * scale if allowed[j] else None
+                    for j in range(Tk)
+                ]  # (Tk,) scaled first, then masked
+                w = _masked_softmax(scores)  # (Tk,)
+                if dropout_p > 0.0:
+                    index = ((b * H + h) * Tq + i) * Tk
+                    keep = dropout_keep(Tk, dropout_p, seed, stream, start=index)
+                    wd = [wj * kj for wj, kj in zip(w, keep)]
+                    keeps_bh.append(keep)
+                else:
+                    wd = w
+                out_bh.append(
+                    [sum(wd[j] * v[b][h][j][d] for j in range(Tk)) for d in range(hs)]
+                )  # (hs,)
+                weights_bh.append(w)
+            out_b.append(out_bh)
+            weights_b.append(weights_bh)
+            keeps_b.append(keeps_bh)
+        out.append(out_b)
+        weights.append(weights_b)
+        keeps.append(keeps_b)
+    keeps = keeps if dropout_p > 0.0 else None
+    return out, (q, k, v, weights, keeps, scale)
+
+
+def _masked_softmax(scores: list[float | None]) -> list[float]:
+    """Softmax over the entries that are not None (masked ones get 0); all None -> all 0."""
+    live = [s for s in scores if s is not None]
+    if not live:
+        return [0.0] * len(scores)
+    m = max(live)  # subtract the max so exp never overflows
+    exps = [math.exp(s - m) if s is not None else 0.0 for s in scores]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+def attention_backward(dout: Tensor, cache: tuple) -> tuple[Tensor, Tensor, Tensor]:
+    """(dq, dk, dv) for `attention_forward`, by the chain rule backwards through each step:
+
+    out = wd v             -> dv += wd^T dout,   dwd = dout v^T
+    wd = w * keep          -> dw = dwd * keep
+    w = softmax(s)         -> ds = w * (dw - sum(w * dw))   (masked w = 0, so ds = 0 there)
+    s = scale q k^T        -> dq = scale ds k,   dk += scale ds^T q
+    """
+    q, k, v, weights, keeps, scale = cache
+    B, H, Tq, hs = shape_of(q)
+    Tk = len(k[0][0])
+    check_shape("dout", dout, (B, H, Tq, hs))
+    dq = [[[[0.0] * hs for _ in range(Tq)] for _ in range(H)] for _ in range(B)]
+    dk = [[[[0.0] * hs for _ in range(Tk)] for _ in range(H)] for _ in range(B)]
+    dv = [[[[0.0] * hs for _ in range(Tk)] for _ in range(H)] for _ in range(B)]
+    for b in range(B):
+        for h in range(H):
+            kb, vb, dkb, dvb = k[b][h], v[b][h], dk[b][h], dv[b][h]
+            for i in range(Tq):
+                w = weights[b][h][i]  # (Tk,)
+                keep = keeps[b][h][i] if keeps is not None else [1.0] * Tk
+                g = dout[b][h][i]  # (hs,)
+                dw = [0.0] * Tk
+                for j in range(Tk):
+                    wd = w[j] * keep[j]
+                    for d in range(hs):
+                        dvb[j][d] += wd * g[d]
+                    dw[j] = sum(g[d] * vb[j][d] for d in range(hs)) * keep[j]
+                total = sum(wj * dwj for wj, dwj in zip(w, dw))
+                ds = [wj * (dwj - total) for wj, dwj in zip(w, dw)]  # (Tk,)
+                qi, dqi = q[b][h][i], dq[b][h][i]
+                for j in range(Tk):
+                    if ds[j] == 0.0:
+                        continue
+                    for d in range(hs):
+                        dqi[d] += scale * ds[j] * kb[j][d]
+                        dkb[j][d] += scale * ds[j] * qi[d]
+    return dq, dk, dv
+
+
+def multi_head_attention_forward(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    n_head: int,
+    causal: bool = False,
+    key_padding_mask: Any = None,
+    dropout_p: float = 0.0,
+    seed: int = 0,
+    stream: int = 0,
+) -> tuple[Tensor, tuple]:
+    """Multi-head attention on projected queries, keys and values: split, attend, merge.
+
+    q (B, Tq, C), k and v (B, Tk, C) -> (B, Tq, C). The projections (GPT-2's fused c_attn, BERT's
+    query/key/value, torch's in_proj) and the output projection belong to the model; pass
+    q = k = v's source for self-attention. cache = the `attention_forward` cache.
+    """
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if len(shape_of(t)) != 3:
+            raise ValueError(f"{name} must have shape (B, T, C), got {shape_of(t)}")
+    B, _, C = shape_of(q)
+    if shape_of(k)[0] != B or shape_of(k)[2] != C or shape_of(v) != shape_of(k):
+        raise ValueError(
+            f"k and v must have shape ({B}, Tk, {C}) to match q {shape_of(q)}, "
+            f"got k {shape_of(k)} and v {shape_of(v)}"
+        )
+    qh, kh, vh = split_heads(q, n_head), split_heads(k, n_head), split_heads(v, n_head)
+    out, cache = attention_forward(
+        qh, kh, vh, causal, key_padding_mask, dropout_p, seed, stream
+    )  # (B, H, Tq, hs)
+    return merge_heads(out), cache  # (B, Tq, C)
+
+
+def multi_head_attention_backward(dout: Tensor, cache: tuple) -> tuple[Tensor, Tensor, Tensor]:
+    """(dq, dk, dv), each (B, T, C): split dout into heads, attention backward, merge back."""
+    n_head = len(cache[0][0])
+    dq, dk, dv = attention_backward(split_heads(dout, n_head), cache)
+    return merge_heads(dq), merge_heads(dk), merge_heads(dv)
