@@ -24,6 +24,17 @@ from .activations import (
     tanh,
     tanh_derivative,
 )
+from .attention import (
+    attention_backward,
+    attention_forward,
+    concat_qkv,
+    merge_heads,
+    multi_head_attention_backward,
+    multi_head_attention_forward,
+    split_heads,
+    split_qkv,
+)
+from .autograd import Value
 from .checkpoint import (
     CheckpointError,
     load_safetensors,
@@ -38,9 +49,40 @@ from .data import (
     read_idx,
     train_test_split,
 )
+from .layers import (
+    Activation,
+    Conv1D,
+    Dropout,
+    Embedding,
+    LayerNorm,
+    Linear,
+    activation_backward,
+    activation_forward,
+    cross_entropy_backward,
+    cross_entropy_forward,
+    dropout_backward,
+    dropout_forward,
+    dropout_keep,
+    dropout_stream,
+    embedding_backward,
+    embedding_forward,
+    layer_norm_backward,
+    layer_norm_forward,
+    linear_backward,
+    linear_forward,
+    normal_tensor,
+    position_embedding_backward,
+    position_embedding_forward,
+    position_ids,
+    residual_backward,
+    residual_forward,
+    set_dropout_rng,
+    sinusoidal_position_encoding,
+)
 from .losses import log_softmax, mse_loss, softmax, softmax_cross_entropy
 from .mlp import MLP
 from .module import Module, ModuleList, Parameter
+from .neuron import Neuron, PerceptronResult
 from .optim import (
     SGD,
     Adam,
@@ -55,7 +97,9 @@ from .rng import permutation, philox4x32, random_u32, random_u32s, uniform, unif
 from .training import FitResult, NonFiniteLossError, fit
 
 __all__ = [
-    # neurons and activations
+    # scalar autograd and the McCulloch-Pitts neuron (teaching-only)
+    "Value", "Neuron", "PerceptronResult",
+    # activations
     "ACTIVATIONS", "get_activation", "step", "step_derivative", "sigmoid", "sigmoid_derivative",
     "relu", "relu_derivative", "tanh", "tanh_derivative", "gelu", "gelu_derivative", "gelu_erf",
     "gelu_erf_derivative", "identity", "identity_derivative",
@@ -63,6 +107,16 @@ __all__ = [
     "softmax", "log_softmax", "mse_loss", "softmax_cross_entropy",
     # networks
     "Parameter", "Module", "ModuleList", "MLP",
+    # Transformer ops (forward/backward pairs) and layers
+    "embedding_forward", "embedding_backward", "position_ids", "position_embedding_forward",
+    "position_embedding_backward", "sinusoidal_position_encoding", "linear_forward",
+    "linear_backward", "layer_norm_forward", "layer_norm_backward", "activation_forward",
+    "activation_backward", "dropout_stream", "dropout_keep", "dropout_forward", "dropout_backward",
+    "residual_forward", "residual_backward", "cross_entropy_forward", "cross_entropy_backward",
+    "normal_tensor", "set_dropout_rng", "split_heads", "merge_heads", "split_qkv", "concat_qkv",
+    "attention_forward", "attention_backward", "multi_head_attention_forward",
+    "multi_head_attention_backward", "Embedding", "Linear", "Conv1D", "LayerNorm", "Activation",
+    "Dropout",
     # optimization and training
     "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm", "ConstantLR", "StepDecayLR",
     "CosineWarmupLR", "fit", "FitResult", "NonFiniteLossError",
@@ -75,4 +129,4 @@ __all__ = [
 ]  # fmt: skip
 
 # Names that exist to teach and that other backends need not provide.
-TEACHING_ONLY: frozenset[str] = frozenset()
+TEACHING_ONLY: frozenset[str] = frozenset({"Value", "Neuron", "PerceptronResult"})
