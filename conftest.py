@@ -15,3 +15,12 @@ settings.register_profile(
     "thorough", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--backend",
+        default=os.environ.get("CONFORMANCE_BACKEND", "fast"),
+        help="conformance/: the module checked against `reference` "
+        "(default: fast, or $CONFORMANCE_BACKEND)",
+    )
