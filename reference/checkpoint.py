@@ -46,6 +46,40 @@ def _encode(values: list, dtype: str) -> bytes:
     return struct.pack(f"<{len(values)}{code}", *values)
 
 
+def encode_safetensors(
+    entries: list[tuple[str, str, tuple[int, ...], bytes]], metadata: dict[str, str] | None = None
+) -> bytes:
+    """The bytes of a safetensors file from (name, dtype, shape, raw little-endian data) entries.
+
+    Shared by every backend: each turns its own tensors into raw bytes, this lays out the file.
+    Entries are stored in sorted name order, as the `safetensors` package does.
+    """
+    if metadata is not None and not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise TypeError("metadata must map str to str")
+    header: dict[str, Any] = {}
+    blobs = []
+    offset = 0
+    for name, dtype, shape, blob in sorted(entries, key=lambda e: e[0]):
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"tensor names must be non-empty str, got {name!r}")
+        if len(blob) != numel(tuple(shape)) * DTYPES[dtype][1]:
+            raise ValueError(f"tensor {name!r}: {len(blob)} bytes do not fit shape {shape}")
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(shape),
+            "data_offsets": [offset, offset + len(blob)],
+        }
+        blobs.append(blob)
+        offset += len(blob)
+    if metadata:
+        header["__metadata__"] = dict(metadata)
+    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    head += b" " * (-len(head) % 8)  # pad so the data starts 8-byte aligned
+    return struct.pack("<Q", len(head)) + head + b"".join(blobs)
+
+
 def save_safetensors(
     tensors: dict[str, Any],
     path: str | os.PathLike,
@@ -56,40 +90,19 @@ def save_safetensors(
     """Write `{name: nested list}` to a safetensors file atomically.
 
     `dtype` is "float32" (the ecosystem's default, what `transformers` expects) or "float64" (exact
-    for the reference's Python floats). Tensors are stored in sorted name order, as the
-    `safetensors` package does.
+    for the reference's Python floats).
     """
     if dtype not in _WRITE_DTYPES:
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     st_dtype = _WRITE_DTYPES[dtype]
-    if metadata is not None and not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
-    ):
-        raise TypeError("metadata must map str to str")
-    header: dict[str, Any] = {}
-    blobs = []
-    offset = 0
-    for name in sorted(tensors):
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"tensor names must be non-empty str, got {name!r}")
-        value = tensors[name]
+    entries = []
+    for name, value in tensors.items():
         shape = shape_of(value)
         flat = [float(v) for v in flatten(value)]
         if len(flat) != numel(shape):
             raise ValueError(f"tensor {name!r} is not rectangular (shape looks like {shape})")
-        blob = _encode(flat, st_dtype)
-        header[name] = {
-            "dtype": st_dtype,
-            "shape": list(shape),
-            "data_offsets": [offset, offset + len(blob)],
-        }
-        blobs.append(blob)
-        offset += len(blob)
-    if metadata:
-        header["__metadata__"] = dict(metadata)
-    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    head += b" " * (-len(head) % 8)  # pad so the data starts 8-byte aligned
-    atomic_write(path, struct.pack("<Q", len(head)) + head + b"".join(blobs))
+        entries.append((name, st_dtype, shape, _encode(flat, st_dtype)))
+    atomic_write(path, encode_safetensors(entries, metadata))
 
 
 def read_safetensors_header(data: bytes, source: str = "checkpoint") -> tuple[dict, int]:
