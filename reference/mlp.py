@@ -37,18 +37,36 @@ from .rng import uniforms
 OUTPUTS = ("softmax", *ACTIVATIONS)
 
 
+def init_layer(n_in: int, n_out: int, seed: int, stream: int):
+    """Initial (weight rows, bias) of a layer: PyTorch's default, uniform in
+    [-1/sqrt(n_in), 1/sqrt(n_in)], drawn from the shared generator so every backend starts from
+    the same network for the same seed."""
+    bound = 1.0 / math.sqrt(n_in)
+    u = uniforms(seed, stream, n_out * n_in + n_out)
+    w = [(2.0 * x - 1.0) * bound for x in u]
+    return [w[j * n_in : (j + 1) * n_in] for j in range(n_out)], w[n_out * n_in :]
+
+
+def check_mlp_config(sizes: Any, activation: Any, output: Any) -> None:
+    """Validate MLP(sizes, activation, output) with errors that name the argument."""
+    if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
+        raise ValueError(f"sizes must list at least 2 layer widths, got {sizes!r}")
+    for i, s in enumerate(sizes):
+        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
+            raise ValueError(f"sizes[{i}] must be a positive int, got {s!r}")
+    get_activation(activation)
+    if output not in OUTPUTS:
+        raise ValueError(f"unknown output {output!r}; expected one of {sorted(OUTPUTS)}")
+
+
 class Layer(Module):
     """One fully connected layer: `weight` (out x in) and `bias` (out), PyTorch's Linear layout."""
 
     def __init__(self, n_in: int, n_out: int, seed: int, stream: int):
         super().__init__()
-        # PyTorch's default: uniform in [-1/sqrt(n_in), 1/sqrt(n_in)] for weights and biases, drawn
-        # here from the shared counter-based generator so the same seed gives the same network.
-        bound = 1.0 / math.sqrt(n_in)
-        u = uniforms(seed, stream, n_out * n_in + n_out)
-        w = [(2.0 * x - 1.0) * bound for x in u]
-        self.weight = Parameter([w[j * n_in : (j + 1) * n_in] for j in range(n_out)])
-        self.bias = Parameter(w[n_out * n_in :])
+        weight, bias = init_layer(n_in, n_out, seed, stream)
+        self.weight = Parameter(weight)
+        self.bias = Parameter(bias)
 
 
 class MLP(Module):
@@ -67,14 +85,8 @@ class MLP(Module):
         seed: int = 0,
     ):
         super().__init__()
-        if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
-            raise ValueError(f"sizes must list at least 2 layer widths, got {sizes!r}")
-        for i, s in enumerate(sizes):
-            if isinstance(s, bool) or not isinstance(s, int) or s < 1:
-                raise ValueError(f"sizes[{i}] must be a positive int, got {s!r}")
+        check_mlp_config(sizes, activation, output)
         self.activation, self.activation_derivative = get_activation(activation)
-        if output not in OUTPUTS:
-            raise ValueError(f"unknown output {output!r}; expected one of {sorted(OUTPUTS)}")
         self.sizes = list(sizes)
         self.activation_name = activation
         self.output = output
