@@ -78,6 +78,27 @@ def _check_threshold(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a finite number >= 0, got {value}")
 
 
+class ListOps:
+    """How `fit` handles the reference's tensors (lists). Another backend passes its own."""
+
+    permutation = staticmethod(permutation)
+    clip_grad_norm = staticmethod(clip_grad_norm)
+
+    @staticmethod
+    def take(data: Sequence[Any], idx: list[int]) -> list[Any]:
+        return [data[i] for i in idx]
+
+    @staticmethod
+    def accumulate(acc: list[float] | None, params: list, weight: float) -> list[float]:
+        """acc + weight * (all gradients, flattened)."""
+        g = [weight * x for p in params for x in flatten(p.grad)]
+        return g if acc is None else [a + x for a, x in zip(acc, g)]
+
+    @staticmethod
+    def norm(v: list[float]) -> float:
+        return math.sqrt(sum(x * x for x in v))
+
+
 def fit(
     model: Any,
     optimizer: Any,
@@ -104,6 +125,46 @@ def fit(
     Shuffling draws epoch e's order from the shared generator (seed, stream=e), so every backend
     visits the samples in the same order.
     """
+    return run_fit(
+        ListOps,
+        model,
+        optimizer,
+        inputs,
+        targets,
+        batch_size=batch_size,
+        epochs=epochs,
+        max_steps=max_steps,
+        loss_change_threshold=loss_change_threshold,
+        grad_norm_threshold=grad_norm_threshold,
+        shuffle=shuffle,
+        seed=seed,
+        schedule=schedule,
+        max_grad_norm=max_grad_norm,
+        on_step=on_step,
+        on_epoch=on_epoch,
+    )
+
+
+def run_fit(
+    ops,
+    model,
+    optimizer,
+    inputs,
+    targets,
+    *,
+    batch_size,
+    epochs,
+    max_steps,
+    loss_change_threshold,
+    grad_norm_threshold,
+    shuffle,
+    seed,
+    schedule,
+    max_grad_norm,
+    on_step,
+    on_epoch,
+) -> FitResult:
+    """The body of `fit`, with tensor handling delegated to `ops` (see `ListOps`)."""
     n = len(inputs)
     if n == 0:
         raise ValueError("inputs is empty: fit needs at least one sample")
@@ -133,9 +194,9 @@ def fit(
     result = FitResult(stopped_by="", steps=0, epochs=0)
     epoch = 0
     while True:
-        order = permutation(seed, epoch, n) if shuffle else list(range(n))
+        order = ops.permutation(seed, epoch, n) if shuffle else list(range(n))
         loss_sum = 0.0  # sum over batches of (batch size) x (batch loss)
-        grad_sum: list[float] | None = None  # sum over batches of (batch size) x (batch gradient)
+        grad_sum = None  # sum over batches of (batch size) x (batch gradient)
         seen = 0
         for start in range(0, n, size):
             idx = order[start : start + size]
@@ -143,7 +204,7 @@ def fit(
                 optimizer.lr = schedule(result.steps)
             # 1. compute the loss
             try:
-                _, loss = model([inputs[i] for i in idx], [targets[i] for i in idx])
+                _, loss = model(ops.take(inputs, idx), ops.take(targets, idx))
             except OverflowError:  # Python floats raise where IEEE arithmetic would give inf
                 loss = math.inf
             if not math.isfinite(loss):
@@ -151,10 +212,9 @@ def fit(
             # 2. backpropagate
             model.zero_grad()
             model.backward()
-            g = [len(idx) * x for p in params for x in flatten(p.grad)]
-            grad_sum = g if grad_sum is None else [a + x for a, x in zip(grad_sum, g)]
+            grad_sum = ops.accumulate(grad_sum, params, len(idx))
             if max_grad_norm is not None:
-                clip_grad_norm(params, max_grad_norm)
+                ops.clip_grad_norm(params, max_grad_norm)
             # 3. update the weights
             optimizer.step()
             result.steps += 1
@@ -168,7 +228,7 @@ def fit(
         epoch += 1
         result.epochs = epoch
         epoch_loss = loss_sum / seen
-        grad_norm = math.sqrt(sum(x * x for x in grad_sum)) / seen
+        grad_norm = ops.norm(grad_sum) / seen
         result.loss_history.append(epoch_loss)
         result.grad_norm_history.append(grad_norm)
         if on_epoch is not None:
