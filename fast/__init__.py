@@ -1,7 +1,86 @@
-"""The fast backend: the reference's public API, backed by Numba (CPU) and numba-cuda (GPU).
+"""fast: the reference's public API, backed by Numba (CPU) — and numba-cuda (GPU) to come.
 
-Not built yet: the numerical API arrives with the fast-CPU-backend issue. Until then this package
-exports nothing, so nothing can claim to work that does not.
+Swap `import reference as m` for `import fast as m` and the same training code runs, faster.
+Tensors are numpy arrays; every model takes `dtype="float32"` (default) or `"float64"`.
+
+Backend options (beyond the reference's signatures): `dtype=` on models and `from_pretrained`.
+Names the reference has that `fast` does not yet implement are listed in `NOT_YET_IMPLEMENTED`
+(the conformance suite checks that list is exact, so it cannot silently grow).
 """
 
-__all__: list[str] = []
+from .activations import (
+    ACTIVATIONS,
+    gelu,
+    gelu_derivative,
+    gelu_erf,
+    gelu_erf_derivative,
+    get_activation,
+    identity,
+    identity_derivative,
+    relu,
+    relu_derivative,
+    sigmoid,
+    sigmoid_derivative,
+    step,
+    step_derivative,
+    tanh,
+    tanh_derivative,
+)
+from .checkpoint import (
+    CheckpointError,
+    load_safetensors,
+    load_safetensors_metadata,
+    save_safetensors,
+)
+from .data import (
+    load_digits,
+    load_mnist_idx,
+    load_mnist_sample,
+    load_text_corpus,
+    read_idx,
+    train_test_split,
+)
+from .losses import log_softmax, mse_loss, softmax, softmax_cross_entropy
+from .mlp import MLP
+from .module import Module, ModuleList, Parameter
+from .optim import (
+    SGD,
+    Adam,
+    AdamW,
+    ConstantLR,
+    CosineWarmupLR,
+    Optimizer,
+    StepDecayLR,
+    clip_grad_norm,
+)
+from .rng import permutation, philox4x32, random_u32, random_u32s, uniform, uniforms
+from .training import FitResult, NonFiniteLossError, fit
+
+__all__ = [
+    # activations
+    "ACTIVATIONS", "get_activation", "step", "step_derivative", "sigmoid", "sigmoid_derivative",
+    "relu", "relu_derivative", "tanh", "tanh_derivative", "gelu", "gelu_derivative", "gelu_erf",
+    "gelu_erf_derivative", "identity", "identity_derivative",
+    # losses
+    "softmax", "log_softmax", "mse_loss", "softmax_cross_entropy",
+    # networks
+    "Parameter", "Module", "ModuleList", "MLP",
+    # optimization and training
+    "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm", "ConstantLR", "StepDecayLR",
+    "CosineWarmupLR", "fit", "FitResult", "NonFiniteLossError",
+    # randomness shared across backends
+    "philox4x32", "random_u32", "random_u32s", "uniform", "uniforms", "permutation",
+    # checkpoints and data
+    "save_safetensors", "load_safetensors", "load_safetensors_metadata", "CheckpointError",
+    "read_idx", "load_mnist_idx", "load_digits", "load_mnist_sample", "load_text_corpus",
+    "train_test_split",
+]  # fmt: skip
+
+
+def _not_yet() -> frozenset[str]:
+    import reference
+
+    return frozenset(set(reference.__all__) - set(__all__) - reference.TEACHING_ONLY)
+
+
+NOT_YET_IMPLEMENTED: frozenset[str] = _not_yet()

@@ -1,0 +1,85 @@
+"""Elementwise activation kernels, forward and derivative, over flat arrays.
+
+Each is a parallel loop with one output per input element, so the result does not depend on the
+thread count. The formulas are the reference's (`reference/activations.py`), term for term.
+"""
+
+import math
+
+from numba import njit, prange
+
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+GELU_TANH_COEF = 0.044715
+INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+# kernel ids, shared by the forward and derivative dispatchers
+STEP, SIGMOID, RELU, TANH, GELU, GELU_ERF, IDENTITY = range(7)
+
+
+@njit(cache=True, inline="always")
+def _f(kind, x):
+    if kind == STEP:
+        return 1.0 if x >= 0.0 else 0.0
+    if kind == SIGMOID:
+        if x >= 0.0:
+            return 1.0 / (1.0 + math.exp(-x))
+        e = math.exp(x)
+        return e / (1.0 + e)
+    if kind == RELU:
+        return x if x > 0.0 else 0.0
+    if kind == TANH:
+        return math.tanh(x)
+    if kind == GELU:
+        u = SQRT_2_OVER_PI * (x + GELU_TANH_COEF * x * x * x)
+        return 0.5 * x * (1.0 + math.tanh(u))
+    if kind == GELU_ERF:
+        return 0.5 * x * (1.0 + math.erf(x * INV_SQRT_2))
+    return x
+
+
+@njit(cache=True, inline="always")
+def _df(kind, x):
+    if kind == STEP:
+        return 0.0
+    if kind == SIGMOID:
+        if x >= 0.0:
+            s = 1.0 / (1.0 + math.exp(-x))
+        else:
+            e = math.exp(x)
+            s = e / (1.0 + e)
+        return s * (1.0 - s)
+    if kind == RELU:
+        return 1.0 if x > 0.0 else 0.0
+    if kind == TANH:
+        t = math.tanh(x)
+        return 1.0 - t * t
+    if kind == GELU:
+        u = SQRT_2_OVER_PI * (x + GELU_TANH_COEF * x * x * x)
+        t = math.tanh(u)
+        du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_COEF * x * x)
+        return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du
+    if kind == GELU_ERF:
+        return 0.5 * (1.0 + math.erf(x * INV_SQRT_2)) + x * INV_SQRT_2PI * math.exp(-0.5 * x * x)
+    return 1.0
+
+
+@njit(cache=True, parallel=True)
+def activation_kernel(kind, x, out):
+    """out = f(x) elementwise (flat arrays)."""
+    for i in prange(x.size):
+        out[i] = _f(kind, x[i])
+
+
+@njit(cache=True, parallel=True)
+def derivative_kernel(kind, x, out):
+    """out = f'(x) elementwise (flat arrays)."""
+    for i in prange(x.size):
+        out[i] = _df(kind, x[i])
+
+
+@njit(cache=True, parallel=True)
+def activation_backward_kernel(kind, x, dout, dx):
+    """dx = dout * f'(x): the chain rule's middle factor, fused with the upstream gradient."""
+    for i in prange(x.size):
+        dx[i] = dout[i] * _df(kind, x[i])

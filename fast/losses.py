@@ -1,0 +1,89 @@
+"""Loss functions on numpy arrays: the reference's `losses.py`, one fused kernel per call.
+
+Each loss returns the loss (a Python float) and its gradient with respect to the network's output
+(an array), the start of backpropagation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .cpu import losses as k
+from .validate import as_float_array, as_index_array
+
+
+def _rows(x, name):
+    a = as_float_array(x, name)
+    if a.ndim == 0:
+        raise ValueError(f"{name} must have at least one axis, got a scalar")
+    if a.shape[-1] == 0:
+        raise ValueError(f"{name} must have a non-empty last axis, got shape {a.shape}")
+    return np.ascontiguousarray(a.reshape(-1, a.shape[-1])), a.shape
+
+
+def softmax(row):
+    """exp(z - max) / sum, along the last axis."""
+    x, shape = _rows(row, "row")
+    out = np.empty_like(x)
+    k.softmax_rows(x, out)
+    return out.reshape(shape)
+
+
+def log_softmax(row):
+    """z - logsumexp(z), along the last axis."""
+    x, shape = _rows(row, "row")
+    out = np.empty_like(x)
+    k.log_softmax_rows(x, out)
+    return out.reshape(shape)
+
+
+def mse_loss(outputs, targets):
+    """Mean squared error over every element: (loss, dE/dy = 2 (y - t) / N)."""
+    y = as_float_array(outputs, "outputs")
+    t = np.asarray(targets, dtype=y.dtype)
+    if y.ndim != 2:
+        raise ValueError(f"outputs must have shape (B, K), got {y.shape}")
+    if t.shape[0] != y.shape[0]:
+        raise ValueError(f"targets must have {y.shape[0]} rows like outputs, got {t.shape[0]}")
+    if t.shape != y.shape:
+        raise ValueError(f"targets must have shape {y.shape}, got {t.shape}")
+    if y.size == 0:
+        raise ValueError("mse_loss needs at least one element")
+    diff = y - t
+    n = y.size
+    loss = k.ordered_sum(np.ascontiguousarray(diff * diff).reshape(-1)) / n
+    return float(loss), 2.0 * diff / n
+
+
+def softmax_cross_entropy(logits, targets, ignore_index: int | None = None):
+    """Fused softmax + cross-entropy over rows: (mean loss, dE/dlogits (N, V)).
+
+    Rows whose target equals `ignore_index` count for nothing; all ignored gives (0.0, zeros).
+    """
+    x = as_float_array(logits, "logits")
+    if x.ndim != 2:
+        raise ValueError(f"logits must have shape (N, V), got {x.shape}")
+    N, V = x.shape
+    t = as_index_array(targets, "targets")
+    if t.shape != (N,):
+        raise ValueError(f"targets must have {N} entries like logits, got shape {t.shape}")
+    use_ignore = ignore_index is not None
+    counted = t != ignore_index if use_ignore else np.ones(N, dtype=bool)
+    bad = counted & ((t < 0) | (t >= V))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"targets[{i}] = {int(t[i])} out of range for {V} classes")
+    count = int(counted.sum())
+    row_loss = np.empty(N, dtype=np.float64)
+    dlogits = np.empty_like(x)
+    k.cross_entropy_rows(
+        np.ascontiguousarray(x),
+        t,
+        -1 if ignore_index is None else ignore_index,
+        use_ignore,
+        max(count, 1),
+        row_loss,
+        dlogits,
+    )
+    loss = k.ordered_sum(row_loss) / count if count else 0.0
+    return float(loss), dlogits

@@ -1,0 +1,82 @@
+"""The training loop for numpy models: the reference's `fit`, with array bookkeeping.
+
+One loop, one set of stopping rules (`reference.training.run_fit`); only how a batch is taken and
+how gradients are summed differ, and those are numpy operations here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from reference.training import STOP_RULES, FitResult, NonFiniteLossError, run_fit
+
+from . import rng
+from .optim import clip_grad_norm
+
+__all__ = ["fit", "FitResult", "NonFiniteLossError", "STOP_RULES"]
+
+
+class ArrayOps:
+    """How `fit` handles fast's tensors."""
+
+    permutation = staticmethod(rng.permutation)
+    clip_grad_norm = staticmethod(clip_grad_norm)
+
+    @staticmethod
+    def take(data: Any, idx) -> Any:
+        if isinstance(data, np.ndarray):
+            return data[np.asarray(idx)]
+        return [data[i] for i in idx]
+
+    @staticmethod
+    def accumulate(acc, params: list, weight: float):
+        """acc + weight * (all gradients, flattened), in float64."""
+        g = np.concatenate([p.grad.reshape(-1) for p in params]).astype(np.float64)
+        g *= weight
+        return g if acc is None else acc + g
+
+    @staticmethod
+    def norm(v) -> float:
+        return math.sqrt(float(np.dot(v, v)))
+
+
+def fit(
+    model,
+    optimizer,
+    inputs,
+    targets,
+    *,
+    batch_size=None,
+    epochs=None,
+    max_steps=None,
+    loss_change_threshold=None,
+    grad_norm_threshold=None,
+    shuffle=True,
+    seed=0,
+    schedule=None,
+    max_grad_norm=None,
+    on_step=None,
+    on_epoch=None,
+) -> FitResult:
+    """Train until a stopping rule fires; see `reference.fit` (same rules, same batches)."""
+    return run_fit(
+        ArrayOps,
+        model,
+        optimizer,
+        inputs,
+        targets,
+        batch_size=batch_size,
+        epochs=epochs,
+        max_steps=max_steps,
+        loss_change_threshold=loss_change_threshold,
+        grad_norm_threshold=grad_norm_threshold,
+        shuffle=shuffle,
+        seed=seed,
+        schedule=schedule,
+        max_grad_norm=max_grad_norm,
+        on_step=on_step,
+        on_epoch=on_epoch,
+    )

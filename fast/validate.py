@@ -1,0 +1,61 @@
+"""Checks at the public boundary: kernels do no bounds checks, so nothing unchecked reaches them.
+
+Every error names the argument, what was expected and what was given.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def as_float_array(x, name: str, dtype=None) -> np.ndarray:
+    """`x` as a float array (of `dtype` when given), or a TypeError naming `name`."""
+    try:
+        a = np.asarray(x)
+    except ValueError:
+        raise ValueError(f"{name} must be rectangular (every row the same length)") from None
+    if a.dtype == object:
+        raise ValueError(f"{name} must be a rectangular array of numbers")
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers, got dtype {a.dtype}")
+    if dtype is not None:
+        return a.astype(dtype, copy=False)
+    if a.dtype not in (np.float32, np.float64):
+        a = a.astype(np.float64)
+    return a
+
+
+def as_index_array(x, name: str) -> np.ndarray:
+    """`x` as an int64 array of ids/labels, or a TypeError naming `name` (bools and floats are
+    not ids)."""
+    try:
+        a = np.asarray(x)
+    except ValueError:
+        raise ValueError(f"{name} must be rectangular (every row the same length)") from None
+    if a.dtype == object:
+        raise ValueError(f"{name} must be a rectangular array of ints")
+    if a.dtype.kind not in "iu":
+        if a.size == 0:
+            return a.astype(np.int64)
+        raise TypeError(f"{name} must hold ints (ids or class labels), got dtype {a.dtype}")
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def check_finite(x: np.ndarray, name: str) -> None:
+    """ValueError naming the first non-finite position of `x`."""
+    if not np.isfinite(x).all():
+        bad = np.argwhere(~np.isfinite(x))[0]
+        pos = "".join(f"[{i}]" for i in bad)
+        raise ValueError(f"{name}{pos} must be finite, got {x[tuple(bad)]}")
+
+
+def check_ids(ids: np.ndarray, vocab_size: int, name: str = "idx") -> None:
+    """ValueError naming the first id outside [0, vocab_size)."""
+    bad = (ids < 0) | (ids >= vocab_size)
+    if bad.any():
+        pos = np.argwhere(bad)[0]
+        where = "".join(f"[{i}]" for i in pos)
+        raise ValueError(
+            f"token id {int(ids[tuple(pos)])} out of range for vocab_size {vocab_size} "
+            f"({name}{where})"
+        )
