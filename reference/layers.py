@@ -506,6 +506,8 @@ class Dropout(_Layer):
     to `attention_forward` (its probabilities' dropout site).
     """
 
+    is_dropout_site = True
+
     def __init__(self, p: float = 0.1):
         super().__init__()
         self.p = check_dropout_p(p)
@@ -527,7 +529,8 @@ def set_dropout_rng(model: Module, seed: int, step: int) -> None:
     """Point every Dropout in `model` at this step's numbers: the k-th Dropout in
     `model.modules()` order (k = 1, 2, ...) gets `seed` and stream `dropout_stream(step, k)`.
     """
-    sites = [m for m in model.modules() if isinstance(m, Dropout)]
+    # any backend's Dropout marks itself with `is_dropout_site`, so this one function serves all
+    sites = [m for m in model.modules() if getattr(m, "is_dropout_site", False)]
     for k, m in enumerate(sites, start=1):
         m.seed = seed
         m.stream = dropout_stream(step, k)
