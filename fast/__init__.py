@@ -40,6 +40,36 @@ from .data import (
     read_idx,
     train_test_split,
 )
+from .layers import (
+    Activation,
+    Conv1D,
+    Dropout,
+    Embedding,
+    LayerNorm,
+    Linear,
+    activation_backward,
+    activation_forward,
+    cross_entropy_backward,
+    cross_entropy_forward,
+    dropout_backward,
+    dropout_forward,
+    dropout_keep,
+    dropout_stream,
+    embedding_backward,
+    embedding_forward,
+    layer_norm_backward,
+    layer_norm_forward,
+    linear_backward,
+    linear_forward,
+    normal_tensor,
+    position_embedding_backward,
+    position_embedding_forward,
+    position_ids,
+    residual_backward,
+    residual_forward,
+    set_dropout_rng,
+    sinusoidal_position_encoding,
+)
 from .losses import log_softmax, mse_loss, softmax, softmax_cross_entropy
 from .mlp import MLP
 from .module import Module, ModuleList, Parameter
@@ -65,6 +95,14 @@ __all__ = [
     "softmax", "log_softmax", "mse_loss", "softmax_cross_entropy",
     # networks
     "Parameter", "Module", "ModuleList", "MLP",
+    # Transformer ops (forward/backward pairs) and layers
+    "embedding_forward", "embedding_backward", "position_ids", "position_embedding_forward",
+    "position_embedding_backward", "sinusoidal_position_encoding", "linear_forward",
+    "linear_backward", "layer_norm_forward", "layer_norm_backward", "activation_forward",
+    "activation_backward", "dropout_stream", "dropout_keep", "dropout_forward", "dropout_backward",
+    "residual_forward", "residual_backward", "cross_entropy_forward", "cross_entropy_backward",
+    "normal_tensor", "set_dropout_rng", "Embedding", "Linear", "Conv1D", "LayerNorm",
+    "Activation", "Dropout",
     # optimization and training
     "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm", "ConstantLR", "StepDecayLR",
     "CosineWarmupLR", "fit", "FitResult", "NonFiniteLossError",

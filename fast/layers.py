@@ -1,0 +1,398 @@
+"""Transformer layers on numpy arrays: the reference's forward/backward pairs, made fast.
+
+Same names, argument order and caches-as-opaque-tuples as `reference/layers.py` (read it for the
+math). How each is made fast: linear layers are one BLAS call each way; layer norm, GELU, dropout
+and the embedding's scatter-add are single fused Numba loops (`fast/cpu/layers.py`,
+`fast/cpu/elementwise.py`); the cross-entropy is the fused kernel of `fast/losses.py`.
+
+Dimension legend: B batch, T time, C channels, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from reference.layers import (
+    STREAM_SITE_BITS,
+    WEIGHT_LAYOUTS,
+    check_dropout_p,
+    dropout_stream,
+    set_dropout_rng,
+)
+
+from .activations import activation_kind
+from .cpu import layers as k
+from .cpu.elementwise import activation_backward_kernel, activation_kernel
+from .dtypes import resolve_dtype
+from .losses import softmax_cross_entropy
+from .module import Module, Parameter
+from .rng import uniforms
+from .validate import as_float_array, as_index_array
+
+__all__ = [
+    "normal_tensor", "embedding_forward", "embedding_backward", "position_ids",
+    "position_embedding_forward", "position_embedding_backward", "sinusoidal_position_encoding",
+    "linear_forward", "linear_backward", "layer_norm_forward", "layer_norm_backward",
+    "activation_forward", "activation_backward", "dropout_stream", "dropout_keep",
+    "dropout_forward", "dropout_backward", "residual_forward", "residual_backward",
+    "cross_entropy_forward", "cross_entropy_backward", "Embedding", "Linear", "Conv1D",
+    "LayerNorm", "Activation", "Dropout", "set_dropout_rng", "STREAM_SITE_BITS",
+]  # fmt: skip
+
+
+def _floats(x, name, dtype=None):
+    return np.ascontiguousarray(as_float_array(x, name, dtype))
+
+
+def _check_dout(dout, shape, dtype):
+    d = _floats(dout, "dout", dtype)
+    if d.shape != tuple(shape):
+        raise ValueError(f"dout must have shape {tuple(shape)}, got {d.shape}")
+    return d
+
+
+# -- initialisation --------------------------------------------------------------------------------
+def normal_tensor(shape, std: float, seed: int, stream: int, dtype="float64") -> np.ndarray:
+    """N(0, std^2) draws by Box-Muller on Philox uniforms (the reference's formula)."""
+    n = int(np.prod(shape, dtype=np.int64))
+    u = uniforms(seed, stream, 2 * n)
+    z = std * np.sqrt(-2.0 * np.log(1.0 - u[0::2])) * np.cos(2.0 * math.pi * u[1::2])
+    return z.reshape(tuple(shape)).astype(resolve_dtype(dtype))
+
+
+# -- embeddings and positions ----------------------------------------------------------------------
+def embedding_forward(weight, idx):
+    """Rows of `weight` (num, C) for int ids `idx` -> idx.shape + (C,).
+
+    cache = (flat ids, idx shape, weight shape)."""
+    w = _floats(weight, "weight")
+    if w.ndim != 2:
+        raise ValueError(f"weight must have shape (num_embeddings, C), got {w.shape}")
+    ids = as_index_array(idx, "idx")
+    flat = ids.reshape(-1)
+    bad = (flat < 0) | (flat >= w.shape[0])
+    if bad.any():
+        pos = int(np.argmax(bad))
+        raise ValueError(
+            f"idx value {int(flat[pos])} out of range for {w.shape[0]} embeddings "
+            f"(flat position {pos})"
+        )
+    return w[ids], (flat, ids.shape, w.shape)  # (B, T, C)
+
+
+def embedding_backward(dout, cache):
+    """dL/dweight: each output row's gradient scatter-added into the row it was read from."""
+    flat, lead, (num, C) = cache
+    d = _check_dout(dout, lead + (C,), None).reshape(-1, C)
+    dweight = np.zeros((num, C), dtype=d.dtype)
+    k.embedding_backward_kernel(flat, d, dweight)
+    return dweight
+
+
+def position_ids(B: int, T: int, start: int = 0) -> np.ndarray:
+    """Positions start .. start+T-1 for each of B sequences, (B, T) int64."""
+    return np.broadcast_to(np.arange(start, start + T, dtype=np.int64), (B, T)).copy()
+
+
+def position_embedding_forward(weight, B: int, T: int, start: int = 0):
+    """Learned positions: out[b, t] = weight[start + t], (B, T, C)."""
+    n_positions = len(weight)
+    if start < 0 or start + T > n_positions:
+        raise ValueError(
+            f"positions {start}..{start + T - 1} need {start + T} rows but the position table "
+            f"has n_positions={n_positions} (sequence length T={T})"
+        )
+    return embedding_forward(weight, position_ids(B, T, start))
+
+
+def position_embedding_backward(dout, cache):
+    return embedding_backward(dout, cache)
+
+
+def sinusoidal_position_encoding(B: int, T: int, C: int, start: int = 0, dtype="float64"):
+    """The 2017 fixed positions, (B, T, C): sin on even channels, cos on odd ones."""
+    if C < 1:
+        raise ValueError(f"C must be a positive number of channels, got {C}")
+    pos = np.arange(start, start + T, dtype=np.float64)[:, None]
+    j = np.arange(C)
+    angle = pos / 10000.0 ** (2 * (j // 2) / C)  # (T, C)
+    table = np.where(j % 2 == 0, np.sin(angle), np.cos(angle))
+    return np.broadcast_to(table, (B, T, C)).astype(resolve_dtype(dtype))
+
+
+# -- linear ----------------------------------------------------------------------------------------
+def linear_forward(x, weight, bias=None, weight_layout: str = "out_in"):
+    """y = x W^T + b on the last axis, one BLAS call. `weight_layout` as in the reference."""
+    if weight_layout not in WEIGHT_LAYOUTS:
+        raise ValueError(f"weight_layout must be one of {WEIGHT_LAYOUTS}, got {weight_layout!r}")
+    w = _floats(weight, "weight")
+    if w.ndim != 2:
+        raise ValueError(f"weight must be a matrix, got shape {w.shape}")
+    W = w if weight_layout == "out_in" else w.T  # (C_out, C_in), a view
+    C_out, C_in = W.shape
+    xa = _floats(x, "x", w.dtype)
+    if xa.ndim == 0 or xa.shape[-1] != C_in:
+        raise ValueError(f"x must have shape (..., {C_in}), got {xa.shape}")
+    x2 = xa.reshape(-1, C_in)
+    y = x2 @ W.T  # (N, C_out)
+    if bias is not None:
+        b = _floats(bias, "bias", w.dtype)
+        if b.shape != (C_out,):
+            raise ValueError(f"bias must have shape ({C_out},), got {b.shape}")
+        y += b
+    return y.reshape(xa.shape[:-1] + (C_out,)), (
+        x2,
+        xa.shape[:-1],
+        W,
+        bias is not None,
+        weight_layout,
+    )
+
+
+def linear_backward(dout, cache):
+    """(dx, dweight, dbias): dx = dout W, dW = dout^T x, db = column sums of dout."""
+    x2, lead, W, has_bias, weight_layout = cache
+    C_out, C_in = W.shape
+    d = _check_dout(dout, lead + (C_out,), W.dtype).reshape(-1, C_out)
+    dx = (d @ W).reshape(lead + (C_in,))
+    dW = d.T @ x2  # (C_out, C_in)
+    dweight = dW if weight_layout == "out_in" else np.ascontiguousarray(dW.T)
+    dbias = d.sum(axis=0) if has_bias else None
+    return dx, dweight, dbias
+
+
+# -- layer norm ------------------------------------------------------------------------------------
+def layer_norm_forward(x, weight, bias, eps: float = 1e-5):
+    """Fused two-pass layer norm over the last axis, then scale and shift."""
+    w = _floats(weight, "weight")
+    C = w.shape[0] if w.ndim == 1 else -1
+    if w.ndim != 1:
+        raise ValueError(f"weight must have shape (C,), got {w.shape}")
+    b = _floats(bias, "bias", w.dtype)
+    if b.shape != (C,):
+        raise ValueError(f"bias must have shape ({C},), got {b.shape}")
+    if not eps >= 0.0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    xa = _floats(x, "x", w.dtype)
+    if xa.ndim == 0 or xa.shape[-1] != C:
+        raise ValueError(f"x must have shape (..., {C}), got {xa.shape}")
+    x2 = xa.reshape(-1, C)
+    out = np.empty_like(x2)
+    mean = np.empty(x2.shape[0], dtype=np.float64)
+    rstd = np.empty(x2.shape[0], dtype=np.float64)
+    k.layer_norm_forward_kernel(x2, w, b, float(eps), out, mean, rstd)
+    return out.reshape(xa.shape), (x2, xa.shape[:-1], w, mean, rstd)
+
+
+def layer_norm_backward(dout, cache):
+    """(dx, dweight, dbias), the reference's formulas in one fused kernel."""
+    x2, lead, w, mean, rstd = cache
+    C = w.shape[0]
+    d = _check_dout(dout, lead + (C,), w.dtype).reshape(-1, C)
+    dx = np.empty_like(x2)
+    dweight = np.empty(C, dtype=w.dtype)
+    dbias = np.empty(C, dtype=w.dtype)
+    k.layer_norm_backward_kernel(d, x2, w, mean, rstd, dx, dweight, dbias)
+    return dx.reshape(lead + (C,)), dweight, dbias
+
+
+# -- elementwise activations -----------------------------------------------------------------------
+def activation_forward(x, activation: str = "gelu"):
+    """f on every element, one fused loop. cache = (x, name)."""
+    kind = activation_kind(activation)
+    xa = _floats(x, "x")
+    out = np.empty_like(xa)
+    activation_kernel(kind, xa.reshape(-1), out.reshape(-1))
+    return out, (xa, activation)
+
+
+def activation_backward(dout, cache):
+    """dx = dout * f'(x), one fused loop."""
+    xa, activation = cache
+    d = _check_dout(dout, xa.shape, xa.dtype)
+    dx = np.empty_like(xa)
+    activation_backward_kernel(
+        activation_kind(activation), xa.reshape(-1), d.reshape(-1), dx.reshape(-1)
+    )
+    return dx
+
+
+# -- dropout ---------------------------------------------------------------------------------------
+def dropout_keep(n: int, p: float, seed: int, stream: int, start: int = 0) -> np.ndarray:
+    """Multipliers of flat elements start .. start+n-1: 1/(1-p) where kept, else 0 (float64)."""
+    scale = 1.0 / (1.0 - p) if p < 1.0 else 0.0
+    return np.where(uniforms(seed, stream, n, start) >= p, scale, 0.0)
+
+
+def dropout_forward(x, p: float, seed: int = 0, stream: int = 0):
+    """Inverted dropout with Philox keep decisions drawn inside one fused loop."""
+    p = check_dropout_p(p)
+    for name, v in (("seed", seed), ("stream", stream)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < 2**64:
+            raise ValueError(f"{name} must be an int in [0, 2**64), got {v!r}")
+    xa = _floats(x, "x")
+    if p == 0.0:
+        return xa.copy(), (None, xa.shape)
+    out = np.empty_like(xa)
+    mult = np.empty(xa.size, dtype=xa.dtype)
+    k.dropout_kernel(xa.reshape(-1), p, np.uint64(seed), np.uint64(stream), out.reshape(-1), mult)
+    return out, (mult, xa.shape)
+
+
+def dropout_backward(dout, cache):
+    mult, shape = cache
+    d = _check_dout(dout, shape, None)
+    return d.copy() if mult is None else d * mult.reshape(shape)
+
+
+# -- residual and loss -----------------------------------------------------------------------------
+def residual_forward(x, y):
+    """x + y (the residual stream)."""
+    xa, ya = _floats(x, "x"), _floats(y, "y")
+    if xa.shape != ya.shape:
+        raise ValueError(f"y must have the shape of x {xa.shape}, got {ya.shape}")
+    return xa + ya, (xa.shape,)
+
+
+def residual_backward(dout, cache):
+    (shape,) = cache
+    d = _check_dout(dout, shape, None)
+    return d.copy(), d.copy()
+
+
+def cross_entropy_forward(logits, targets, ignore_index: int | None = -100):
+    """Mean softmax cross-entropy over (B, T, V) logits and (B, T) targets (fused kernel)."""
+    z = _floats(logits, "logits")
+    if z.ndim != 3:
+        raise ValueError(f"logits must have shape (B, T, V), got {z.shape}")
+    t = as_index_array(targets, "targets")
+    if t.shape != z.shape[:2]:
+        raise ValueError(f"targets must have shape {z.shape[:2]}, got {t.shape}")
+    loss, dlogits = softmax_cross_entropy(z.reshape(-1, z.shape[2]), t.reshape(-1), ignore_index)
+    return loss, (dlogits, z.shape)
+
+
+def cross_entropy_backward(dloss: float, cache):
+    dlogits, shape = cache
+    return (dlogits * dloss).reshape(shape)
+
+
+# -- modules ---------------------------------------------------------------------------------------
+class _Layer(Module):
+    """A module that caches its latest forward for `backward(dout) -> dinput`; backward adds into
+    each `p.grad` in place."""
+
+    _cache = None
+
+    def _saved(self):
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        return self._cache
+
+
+class Embedding(_Layer):
+    def __init__(
+        self, num_embeddings, embedding_dim, *, std=0.02, seed=0, stream=0, dtype="float32"
+    ):
+        super().__init__()
+        self.weight = Parameter(
+            normal_tensor((num_embeddings, embedding_dim), std, seed, stream), dtype
+        )
+
+    def forward(self, idx):
+        out, self._cache = embedding_forward(self.weight.data, idx)
+        return out
+
+    def backward(self, dout):
+        self.weight.grad += embedding_backward(dout, self._saved())
+
+
+class Linear(_Layer):
+    weight_layout = "out_in"
+
+    def __init__(
+        self, in_features, out_features, bias=True, *, std=0.02, seed=0, stream=0, dtype="float32"
+    ):
+        super().__init__()
+        shape = (
+            (out_features, in_features)
+            if self.weight_layout == "out_in"
+            else (in_features, out_features)
+        )
+        self.weight = Parameter(normal_tensor(shape, std, seed, stream), dtype)
+        self.bias = Parameter(np.zeros(out_features), dtype) if bias else None
+
+    def forward(self, x):
+        b = self.bias.data if self.bias is not None else None
+        out, self._cache = linear_forward(x, self.weight.data, b, self.weight_layout)
+        return out
+
+    def backward(self, dout):
+        dx, dweight, dbias = linear_backward(dout, self._saved())
+        self.weight.grad += dweight
+        if self.bias is not None:
+            self.bias.grad += dbias
+        return dx
+
+
+class Conv1D(Linear):
+    weight_layout = "in_out"
+
+    def __init__(self, in_features, out_features, *, std=0.02, seed=0, stream=0, dtype="float32"):
+        super().__init__(
+            in_features, out_features, True, std=std, seed=seed, stream=stream, dtype=dtype
+        )
+
+
+class LayerNorm(_Layer):
+    def __init__(self, dim, eps=1e-5, dtype="float32"):
+        super().__init__()
+        self.eps = eps
+        self.weight = Parameter(np.ones(dim), dtype)
+        self.bias = Parameter(np.zeros(dim), dtype)
+
+    def forward(self, x):
+        out, self._cache = layer_norm_forward(x, self.weight.data, self.bias.data, self.eps)
+        return out
+
+    def backward(self, dout):
+        dx, dweight, dbias = layer_norm_backward(dout, self._saved())
+        self.weight.grad += dweight
+        self.bias.grad += dbias
+        return dx
+
+
+class Activation(_Layer):
+    def __init__(self, activation="gelu"):
+        super().__init__()
+        activation_kind(activation)
+        self.activation = activation
+
+    def forward(self, x):
+        out, self._cache = activation_forward(x, self.activation)
+        return out
+
+    def backward(self, dout):
+        return activation_backward(dout, self._saved())
+
+
+class Dropout(_Layer):
+    is_dropout_site = True
+
+    def __init__(self, p=0.1):
+        super().__init__()
+        self.p = check_dropout_p(p)
+        self.seed = 0
+        self.stream = 0
+
+    def effective_p(self):
+        return self.p if self.training else 0.0
+
+    def forward(self, x):
+        out, self._cache = dropout_forward(x, self.effective_p(), self.seed, self.stream)
+        return out
+
+    def backward(self, dout):
+        return dropout_backward(dout, self._saved())
