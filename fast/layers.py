@@ -22,9 +22,13 @@ from reference.layers import (
     set_dropout_rng,
 )
 
-from .activations import activation_kind
+from .activations import activation_kind, gelu_tanh_parts
 from .cpu import layers as k
-from .cpu.elementwise import activation_backward_kernel, activation_kernel
+from .cpu.elementwise import (
+    activation_backward_kernel,
+    activation_kernel,
+    gelu_backward_from_tanh,
+)
 from .dtypes import resolve_dtype
 from .losses import softmax_cross_entropy
 from .module import Module, Parameter
@@ -200,22 +204,29 @@ def layer_norm_backward(dout, cache):
 
 # -- elementwise activations -----------------------------------------------------------------------
 def activation_forward(x, activation: str = "gelu"):
-    """f on every element, one fused loop. cache = (x, name)."""
+    """f on every element. GELU (tanh form) uses numpy's SIMD tanh and keeps it for the
+    backward; the others run one fused Numba loop. cache = (x, name, tanh or None)."""
     kind = activation_kind(activation)
     xa = _floats(x, "x")
+    if activation == "gelu":
+        out, t = gelu_tanh_parts(xa)
+        return out, (xa, activation, t)
     out = np.empty_like(xa)
     activation_kernel(kind, xa.reshape(-1), out.reshape(-1))
-    return out, (xa, activation)
+    return out, (xa, activation, None)
 
 
 def activation_backward(dout, cache):
-    """dx = dout * f'(x), one fused loop."""
-    xa, activation = cache
+    """dx = dout * f'(x), one fused loop (GELU's from the tanh saved by the forward)."""
+    xa, activation, t = cache
     d = _check_dout(dout, xa.shape, xa.dtype)
     dx = np.empty_like(xa)
-    activation_backward_kernel(
-        activation_kind(activation), xa.reshape(-1), d.reshape(-1), dx.reshape(-1)
-    )
+    if t is not None:
+        gelu_backward_from_tanh(xa.reshape(-1), t.reshape(-1), d.reshape(-1), dx.reshape(-1))
+    else:
+        activation_backward_kernel(
+            activation_kind(activation), xa.reshape(-1), d.reshape(-1), dx.reshape(-1)
+        )
     return dx
 
 
