@@ -35,6 +35,7 @@ from .attention import (
     split_qkv,
 )
 from .autograd import Value
+from .bert import BERT, BERTConfig, BERTForSequenceClassification, mask_tokens
 from .bpe import BPETokenizer, TokenizerFileError
 from .checkpoint import (
     CheckpointError,
@@ -124,6 +125,8 @@ __all__ = [
     "CosineWarmupLR", "fit", "FitResult", "NonFiniteLossError",
     # randomness shared across backends
     "philox4x32", "random_u32", "random_u32s", "uniform", "uniforms", "permutation",
+    # the Transformer families
+    "BERT", "BERTConfig", "BERTForSequenceClassification", "mask_tokens",
     # byte-level BPE tokenizer
     "BPETokenizer", "TokenizerFileError", "SPLIT_PATTERNS", "get_splitter",
     # checkpoints and data
