@@ -161,8 +161,8 @@ def linear_backward(dout, cache):
     C_out, C_in = W.shape
     d = _check_dout(dout, lead + (C_out,), W.dtype).reshape(-1, C_out)
     dx = (d @ W).reshape(lead + (C_in,))
-    dW = d.T @ x2  # (C_out, C_in)
-    dweight = dW if weight_layout == "out_in" else np.ascontiguousarray(dW.T)
+    # dW = dout^T x in the layout the weight is stored in (no transposed copy afterwards)
+    dweight = d.T @ x2 if weight_layout == "out_in" else x2.T @ d  # (C_out, C_in) / (C_in, C_out)
     dbias = d.sum(axis=0) if has_bias else None
     return dx, dweight, dbias
 
