@@ -6,7 +6,16 @@ Tensors are numpy arrays; every model takes `dtype="float32"` (default) or `"flo
 Backend options (beyond the reference's signatures): `dtype=` on models and `from_pretrained`.
 Names the reference has that `fast` does not yet implement are listed in `NOT_YET_IMPLEMENTED`
 (the conformance suite checks that list is exact, so it cannot silently grow).
+
+Threads: Numba's OpenMP layer spin-waits between parallel regions by default; on a busy machine
+(two cores shared with anything else) that turned a 1 ms step into a 300 ms one. We default the
+OpenMP wait policy to passive (measured: the same 1 ms as a single thread under load); set
+OMP_WAIT_POLICY yourself to override it.
 """
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # before Numba starts its thread pool
 
 from .activations import (
     ACTIVATIONS,
