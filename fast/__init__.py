@@ -35,6 +35,16 @@ from .activations import (
     tanh,
     tanh_derivative,
 )
+from .attention import (
+    attention_backward,
+    attention_forward,
+    concat_qkv,
+    merge_heads,
+    multi_head_attention_backward,
+    multi_head_attention_forward,
+    split_heads,
+    split_qkv,
+)
 from .checkpoint import (
     CheckpointError,
     load_safetensors,
@@ -110,7 +120,9 @@ __all__ = [
     "linear_backward", "layer_norm_forward", "layer_norm_backward", "activation_forward",
     "activation_backward", "dropout_stream", "dropout_keep", "dropout_forward", "dropout_backward",
     "residual_forward", "residual_backward", "cross_entropy_forward", "cross_entropy_backward",
-    "normal_tensor", "set_dropout_rng", "Embedding", "Linear", "Conv1D", "LayerNorm",
+    "normal_tensor", "set_dropout_rng", "split_heads", "merge_heads", "split_qkv", "concat_qkv",
+    "attention_forward", "attention_backward", "multi_head_attention_forward",
+    "multi_head_attention_backward", "Embedding", "Linear", "Conv1D", "LayerNorm",
     "Activation", "Dropout",
     # optimization and training
     "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm", "ConstantLR", "StepDecayLR",

@@ -1,0 +1,334 @@
+"""Scaled dot-product attention and its multi-head form on numpy arrays: `reference/attention.py`,
+made fast.
+
+How: the four kinds of product (q k^T and w v forward; dout v^T, wd^T dout, ds k and ds^T q
+backward) are batched `np.matmul` calls over (B, H, T, hs), which numpy hands to BLAS gemm one
+(T, hs) matrix at a time, strided views included (so heads are never copied out of (B, T, C)).
+Everything between them — scale, causal and padding masks, max-subtracted softmax and dropout —
+is ONE fused Numba kernel over the (B, H, Tq) score rows, and the softmax/dropout backward is
+another (`fast/cpu/attention.py`).
+
+Same names, arguments, semantics and errors as the reference (see its module docstring for the
+mask and dropout rules). Differences: arrays in (nested lists accepted), arrays out, in the
+inputs' float dtype (float32 or float64); `split_heads` and `split_qkv` return views, not copies.
+The cache is (q, k, v, weights, dropped weights or None, scale, causal): backward needs only the
+weights w before dropout and wd = w * keep after it (see the backward kernel), not the keep mask.
+q, k and v are held as given (views, not copies), as the reference holds its lists: do not write
+into them between the forward and the backward.
+
+Dimension legend: B batch, T time (Tq queries, Tk keys/values), C channels, H heads,
+hs head size = C / H.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral
+
+import numpy as np
+
+from reference.layers import check_dropout_p
+from reference.rng import _check as _check_u64
+
+from .cpu import attention as kernels
+from .validate import as_float_array
+
+__all__ = [
+    "split_heads",
+    "merge_heads",
+    "split_qkv",
+    "concat_qkv",
+    "attention_forward",
+    "attention_backward",
+    "multi_head_attention_forward",
+    "multi_head_attention_backward",
+]
+
+_NO_PADDING = np.zeros((1, 1), dtype=np.bool_)  # a stand-in when there is no key_padding_mask
+
+
+def _float_arrays(named: dict) -> list[np.ndarray]:
+    """The arrays as one float dtype: float32 if all are float32, else float64."""
+    arrays = [as_float_array(x, name) for name, x in named.items()]
+    dtype = np.result_type(*arrays)
+    return [a.astype(dtype, copy=False) for a in arrays]
+
+
+def _check_n_head(n_head, C: int) -> int:
+    if isinstance(n_head, bool) or not isinstance(n_head, Integral) or n_head < 1:
+        raise ValueError(f"n_head must be a positive int, got {n_head!r}")
+    if C % n_head != 0:
+        raise ValueError(f"n_embd (C={C}) must be divisible by n_head={n_head}")
+    return int(n_head)
+
+
+def _heads(x: np.ndarray, n_head: int) -> np.ndarray:
+    """(B, T, C) -> (B, H, T, hs) as a view (no copy): BLAS reads each head with stride C."""
+    B, T, C = x.shape
+    return x.reshape(B, T, n_head, C // n_head).transpose(0, 2, 1, 3)
+
+
+def _merged(x: np.ndarray) -> np.ndarray:
+    """(B, H, T, hs) -> a fresh C-contiguous (B, T, C)."""
+    B, H, T, hs = x.shape
+    return np.ascontiguousarray(x.transpose(0, 2, 1, 3)).reshape(B, T, H * hs)
+
+
+def split_heads(x, n_head: int) -> np.ndarray:
+    """(B, T, C) -> (B, H, T, hs): head h takes channels h*hs .. (h+1)*hs - 1 of each position.
+
+    A view of `x` when `x` is already an array of a float dtype (copy it before writing into it).
+    Its backward is `merge_heads` (and vice versa).
+    """
+    x = as_float_array(x, "x")
+    if x.ndim != 3:
+        raise ValueError(f"x must have shape (B, T, C), got {x.shape}")
+    return _heads(x, _check_n_head(n_head, x.shape[2]))
+
+
+def merge_heads(x) -> np.ndarray:
+    """(B, H, T, hs) -> (B, T, C): the heads' outputs side by side again, C = H * hs (a copy)."""
+    x = as_float_array(x, "x")
+    if x.ndim != 4:
+        raise ValueError(f"x must have shape (B, H, T, hs), got {x.shape}")
+    return _merged(x)
+
+
+def split_qkv(qkv) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(B, T, 3C) -> three (B, T, C) views: GPT-2's c_attn output in q, k, v order.
+
+    Its backward is `concat_qkv`.
+    """
+    qkv = as_float_array(qkv, "qkv")
+    if qkv.ndim != 3 or qkv.shape[2] % 3 != 0:
+        raise ValueError(f"qkv must have shape (B, T, 3C), got {qkv.shape}")
+    C = qkv.shape[2] // 3
+    return qkv[:, :, :C], qkv[:, :, C : 2 * C], qkv[:, :, 2 * C :]
+
+
+def concat_qkv(q, k, v) -> np.ndarray:
+    """Three (B, T, C) -> (B, T, 3C), the inverse of `split_qkv` (so also its backward)."""
+    q, k, v = _float_arrays({"q": q, "k": k, "v": v})
+    for name, t in (("k", k), ("v", v)):
+        if t.shape != q.shape:
+            raise ValueError(f"{name} must have shape {q.shape}, got {t.shape}")
+    return np.concatenate([q, k, v], axis=-1)
+
+
+def _padding(key_padding_mask, B: int, Tk: int) -> np.ndarray | None:
+    """The mask as a C-contiguous bool (B, Tk) array, or an error as the reference raises."""
+    if key_padding_mask is None:
+        return None
+    try:
+        m = np.asarray(key_padding_mask)
+    except ValueError:  # ragged nested lists
+        raise ValueError(
+            f"key_padding_mask must have shape ({B}, {Tk}), got a ragged list"
+        ) from None
+    if m.shape != (B, Tk):
+        raise ValueError(f"key_padding_mask must have shape ({B}, {Tk}), got {m.shape}")
+    if m.dtype == np.bool_:  # (a read-only array would be one more kernel signature: copy it)
+        return np.require(m, requirements=["C_CONTIGUOUS", "WRITEABLE"])
+    if m.dtype.kind not in "iuf":
+        raise ValueError(f"key_padding_mask must hold bools or 0/1, got dtype {m.dtype}")
+    bad = ~((m == 0) | (m == 1))  # NaN is bad too
+    if bad.any():
+        b, j = np.argwhere(bad)[0]
+        raise ValueError(
+            f"key_padding_mask must hold bools or 0/1, got {m[b, j].item()!r} at [{b}][{j}]"
+        )
+    return np.ascontiguousarray(m != 0)
+
+
+def _check_seed_stream(seed, stream) -> None:
+    _check_u64("seed", seed)
+    _check_u64("stream", stream)
+
+
+# Causal attention skips the future: q k^T, w v and the backward's products run block-row by
+# block-row of BLOCK queries (and block-column by block-column of keys for dk, dv), each reaching
+# only the keys its last query sees. At T = 256 that is 10 of 16 blocks, about a third less
+# matmul time (measured); below 2 * BLOCK it is one plain batched matmul.
+BLOCK = 64
+
+
+def _query_blocks(Tq: int, Tk: int, causal: bool) -> list[tuple[int, int, int]]:
+    """(i0, i1, kend): queries i0 .. i1-1 see no key at or past kend."""
+    if not causal:
+        return [(0, Tq, Tk)]
+    return [
+        (i0, min(i0 + BLOCK, Tq), min(Tk, max(0, min(i0 + BLOCK, Tq) + Tk - Tq)))
+        for i0 in range(0, Tq, BLOCK)
+    ]
+
+
+def _key_blocks(Tq: int, Tk: int, causal: bool) -> list[tuple[int, int, int]]:
+    """(j0, j1, qstart): keys j0 .. j1-1 are seen by no query before qstart."""
+    if not causal:
+        return [(0, Tk, 0)]
+    return [(j0, min(j0 + BLOCK, Tk), min(Tq, max(0, j0 + Tq - Tk))) for j0 in range(0, Tk, BLOCK)]
+
+
+def _forward(q, k, v, causal, padding, dropout_p, seed, stream, out):
+    """The computation on validated arrays: q (B, H, Tq, hs), k and v (B, H, Tk, hs), any
+    strides; writes `out` (B, H, Tq, hs) (any strides BLAS takes, e.g. a view of (B, Tq, C))."""
+    B, H, Tq, hs = q.shape
+    Tk = k.shape[2]
+    dtype = q.dtype.type
+    scale = 1.0 / math.sqrt(hs)
+    causal = bool(causal)
+    blocks = _query_blocks(Tq, Tk, causal)
+    weights = np.empty((B, H, Tq, Tk), dtype=q.dtype)  # scores, then the softmax in place
+    for i0, i1, kend in blocks:
+        np.matmul(q[:, :, i0:i1], k[:, :, :kend].swapaxes(-1, -2), out=weights[:, :, i0:i1, :kend])
+    dropped = np.empty_like(weights) if dropout_p > 0.0 else weights
+    kernels.masked_softmax_dropout(
+        weights.reshape(B * H * Tq, Tk),
+        Tq,
+        H,
+        dtype(scale),
+        causal,
+        _NO_PADDING if padding is None else padding,
+        padding is not None,
+        np.uint64(math.ceil(dropout_p * 2.0**32)),  # keep iff word / 2**32 >= p
+        1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0,
+        np.uint64(seed),
+        np.uint64(stream),
+        dropped.reshape(B * H * Tq, Tk),
+    )  # weights: the softmax, 0 where masked; dropped: weights * keep multipliers
+    for i0, i1, kend in blocks:
+        np.matmul(dropped[:, :, i0:i1, :kend], v[:, :, :kend], out=out[:, :, i0:i1])
+    return out, (q, k, v, weights, dropped if dropout_p > 0.0 else None, scale, causal)
+
+
+def _backward(dout, cache, dq, dk, dv):
+    """dout (B, H, Tq, hs), any strides -> writes dq, dk, dv (shaped as the cached q, k, v)."""
+    q, k, v, weights, dropped, scale, causal = cache
+    B, H, Tq, Tk = weights.shape
+    wd = weights if dropped is None else dropped
+    ds = np.empty_like(weights)  # (B, H, Tq, Tk): d loss / d dropped weights, then scale * ds
+    for i0, i1, kend in _query_blocks(Tq, Tk, causal):
+        np.matmul(dout[:, :, i0:i1], v[:, :, :kend].swapaxes(-1, -2), out=ds[:, :, i0:i1, :kend])
+    kernels.masked_softmax_dropout_backward(
+        ds.reshape(B * H * Tq, Tk),
+        weights.reshape(B * H * Tq, Tk),
+        wd.reshape(B * H * Tq, Tk),
+        Tq,
+        q.dtype.type(scale),
+        causal,
+        dropped is not None,
+    )
+    for i0, i1, kend in _query_blocks(Tq, Tk, causal):
+        np.matmul(ds[:, :, i0:i1, :kend], k[:, :, :kend], out=dq[:, :, i0:i1])
+    for j0, j1, qstart in _key_blocks(Tq, Tk, causal):
+        np.matmul(
+            wd[:, :, qstart:, j0:j1].swapaxes(-1, -2), dout[:, :, qstart:], out=dv[:, :, j0:j1]
+        )
+        np.matmul(ds[:, :, qstart:, j0:j1].swapaxes(-1, -2), q[:, :, qstart:], out=dk[:, :, j0:j1])
+    return dq, dk, dv
+
+
+def attention_forward(
+    q,
+    k,
+    v,
+    causal: bool = False,
+    key_padding_mask=None,
+    dropout_p: float = 0.0,
+    seed: int = 0,
+    stream: int = 0,
+) -> tuple[np.ndarray, tuple]:
+    """softmax(q k^T / sqrt(hs) + mask) v per batch and head, with dropout on the weights.
+
+    q (B, H, Tq, hs), k and v (B, H, Tk, hs) -> out (B, H, Tq, hs); cache for the backward.
+
+    >>> out, _ = attention_forward([[[[1.0], [0.0]]]], [[[[0.0], [0.0]]]], [[[[1.0], [3.0]]]])
+    >>> out.tolist()
+    [[[[2.0], [2.0]]]]
+    """
+    q, k, v = _float_arrays({"q": q, "k": k, "v": v})
+    if q.ndim != 4:
+        raise ValueError(f"q must have shape (B, H, Tq, hs), got {q.shape}")
+    B, H, Tq, hs = q.shape
+    if k.ndim != 4 or k.shape[:2] != (B, H) or k.shape[3] != hs:
+        raise ValueError(f"k must have shape ({B}, {H}, Tk, {hs}) to match q, got {k.shape}")
+    if v.shape != k.shape:
+        raise ValueError(f"v must have shape {k.shape}, got {v.shape}")
+    if hs == 0:
+        raise ValueError(f"q must have a head size hs >= 1, got shape {q.shape}")
+    padding = _padding(key_padding_mask, B, k.shape[2])
+    dropout_p = check_dropout_p(dropout_p, "dropout_p")
+    if dropout_p > 0.0:
+        _check_seed_stream(seed, stream)
+    out = np.empty(q.shape, dtype=q.dtype)  # (B, H, Tq, hs)
+    return _forward(q, k, v, causal, padding, dropout_p, seed, stream, out)
+
+
+def attention_backward(dout, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dq, dk, dv) for `attention_forward`, by the chain rule backwards through each step:
+
+    out = wd v             -> dv = wd^T dout,   dwd = dout v^T
+    wd = w * keep, w = softmax(s)  -> ds (one fused kernel)
+    s = scale q k^T        -> dq = scale ds k,   dk = scale ds^T q
+    """
+    q = cache[0]
+    dout = as_float_array(dout, "dout", dtype=q.dtype)
+    if dout.shape != q.shape:
+        raise ValueError(f"dout must have shape {q.shape}, got {dout.shape}")
+    k = cache[1]
+    dq, dk, dv = np.empty_like(q), np.empty(k.shape, k.dtype), np.empty(k.shape, k.dtype)
+    return _backward(dout, cache, dq, dk, dv)
+
+
+def multi_head_attention_forward(
+    q,
+    k,
+    v,
+    n_head: int,
+    causal: bool = False,
+    key_padding_mask=None,
+    dropout_p: float = 0.0,
+    seed: int = 0,
+    stream: int = 0,
+) -> tuple[np.ndarray, tuple]:
+    """Multi-head attention on projected queries, keys and values: split, attend, merge.
+
+    q (B, Tq, C), k and v (B, Tk, C) -> (B, Tq, C). The heads are strided views, never copied;
+    cache = the `attention_forward` cache.
+    """
+    q, k, v = _float_arrays({"q": q, "k": k, "v": v})
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if t.ndim != 3:
+            raise ValueError(f"{name} must have shape (B, T, C), got {t.shape}")
+    B, Tq, C = q.shape
+    if k.shape[0] != B or k.shape[2] != C or v.shape != k.shape:
+        raise ValueError(
+            f"k and v must have shape ({B}, Tk, {C}) to match q {q.shape}, "
+            f"got k {k.shape} and v {v.shape}"
+        )
+    n_head = _check_n_head(n_head, C)
+    if C == 0:
+        raise ValueError(f"q must have C >= 1 channels, got shape {q.shape}")
+    padding = _padding(key_padding_mask, B, k.shape[1])
+    dropout_p = check_dropout_p(dropout_p, "dropout_p")
+    if dropout_p > 0.0:
+        _check_seed_stream(seed, stream)
+    qh, kh, vh = _heads(q, n_head), _heads(k, n_head), _heads(v, n_head)  # (B, H, T, hs) views
+    out = np.empty(q.shape, dtype=q.dtype)  # (B, Tq, C), written head by head through a view
+    _, cache = _forward(qh, kh, vh, causal, padding, dropout_p, seed, stream, _heads(out, n_head))
+    return out, cache
+
+
+def multi_head_attention_backward(dout, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dq, dk, dv), each (B, T, C): split dout into heads, attention backward, merge back."""
+    q = cache[0]
+    B, H, Tq, hs = q.shape
+    dout = as_float_array(dout, "dout", dtype=q.dtype)
+    if dout.shape != (B, Tq, H * hs):
+        raise ValueError(f"dout must have shape {(B, Tq, H * hs)}, got {dout.shape}")
+    Tk = cache[1].shape[2]
+    dq = np.empty((B, Tq, H * hs), dtype=q.dtype)
+    dk = np.empty((B, Tk, H * hs), dtype=q.dtype)
+    dv = np.empty((B, Tk, H * hs), dtype=q.dtype)
+    _backward(_heads(dout, H), cache, _heads(dq, H), _heads(dk, H), _heads(dv, H))
+    return dq, dk, dv

@@ -1,0 +1,222 @@
+"""The two attention kernels BLAS cannot do: the masked softmax with dropout, and its backward.
+
+Dimension legend: B batch, H heads, Tq queries, Tk keys. Both kernels see the (B, H, Tq, Tk)
+scores as R = B*H*Tq rows of Tk, row r = (b*H + h)*Tq + i. Each row belongs to one thread and is
+summed serially, so results do not depend on the thread count. The matmuls around them
+(q k^T, w v and the backward's four products) go to BLAS through numpy.
+
+Query i sees key j iff j < lim(i) = i + Tk - Tq + 1 (when causal) and key j is not padded. The
+kernels never read scores or gradients at j >= lim(i) (the caller may leave them unwritten, as
+the causal path does above the diagonal) and write zeros there.
+
+Speed: arithmetic is in the arrays' dtype (`scale` comes in as that dtype), and in float32 the
+exponential is a polynomial that LLVM vectorizes (`exp_nonpositive`), 3x faster than calling
+expf per element; each pass over a row is its own loop, so the one with exp has no reduction in
+it and vectorizes without fastmath. float64 calls math.exp, like the reference.
+"""
+
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic, overload
+
+from .rng import philox_word
+
+MASK32 = np.uint64(0xFFFFFFFF)
+
+
+# -- a vectorizable exp for float32 ----------------------------------------------------------------
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """The float32 whose IEEE-754 bits are the int32 `bits` (one LLVM bitcast, vectorizable)."""
+    if bits != types.int32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+_F = np.float32
+_LOG2E = _F(1.44269504088896341)
+_LN2_HI, _LN2_LO = _F(0.693359375), _F(-2.12194440e-4)  # ln 2 = HI + LO, HI exact in 9 bits
+_EXP_POLY = tuple(
+    _F(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2)
+) + (_F(1.6666665459e-1), _F(5.0000001201e-1))  # Cephes expf: exp(r) ~ 1 + r + r^2 P(r)
+_EXP_MIN = _F(-87.0)  # below, exp underflows past the smallest normal float32: return 0
+
+
+def exp_nonpositive(x):
+    """exp(x) for x <= 0 (a softmax's max-subtracted scores), per dtype: see the overload."""
+    return math.exp(x)
+
+
+@overload(exp_nonpositive, jit_options={"cache": True})
+def _exp_nonpositive(x):
+    if x != types.float32:
+        return lambda x: math.exp(x)
+
+    def exp32(x):
+        # x = n ln2 + r with |r| <= ln2 / 2 (Cody-Waite: ln2 in two parts keeps r exact), then
+        # exp(x) = 2^n exp(r): a degree-7 polynomial (about 1.4 ulp) times 2^n built from bits
+        underflow = x < _EXP_MIN
+        x = min(max(x, _EXP_MIN), _F(0.0))  # (a positive x, e.g. a padded key's, gives 1)
+        n = np.floor(x * _LOG2E + _F(0.5))
+        r = x - n * _LN2_HI - n * _LN2_LO
+        p0, p1, p2, p3, p4, p5 = _EXP_POLY
+        p = ((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5
+        p = p * r * r + r + _F(1.0)
+        two_n = _float32_from_bits(np.int32((np.int32(n) + np.int32(127)) << np.int32(23)))
+        return _F(0.0) if underflow else p * two_n
+
+    return exp32
+
+
+# -- the kernels -----------------------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def _visible_limit(i, Tq, Tk, causal):
+    """How many leading keys query i may see before padding: i + Tk - Tq + 1, clipped."""
+    if causal:
+        return min(Tk, max(0, i + Tk - Tq + 1))
+    return Tk
+
+
+@njit(cache=True, parallel=True)
+def masked_softmax_dropout(
+    att, Tq, H, scale, causal, padded, use_padding, threshold, keep_scale, seed, stream, dropped
+):
+    """In place: att[r] = softmax(scale * att[r]) over the keys row r may see (the rest get 0);
+    and, when threshold > 0, dropped[r, j] = att[r, j] * keep_scale if Philox word r*Tk + j of
+    (seed, stream) is >= threshold, else 0.
+
+    That is the reference's dropout rule on the flat (B, H, Tq, Tk) index, uniform = word / 2**32
+    >= p, in integers: word >= threshold = ceil(p * 2**32) (exact, and no uint64 -> float
+    conversion, which x86 does slowly).
+
+    att (R, Tk) holds q k^T on entry (only j < lim(i) is read). A row that sees no key is all
+    zeros. `padded` (B, Tk) is read only when use_padding.
+    """
+    R, Tk = att.shape
+    s_lo, s_hi = seed & MASK32, seed >> np.uint64(32)
+    t_lo, t_hi = stream & MASK32, stream >> np.uint64(32)
+    for r in prange(R):
+        bh = r // Tq
+        i = r - bh * Tq
+        b = bh // H
+        lim = _visible_limit(i, Tq, Tk, causal)
+        # 1. the max over visible scores, subtracted so exp never overflows
+        m = scale - scale  # 0 in att's dtype until the first visible score
+        seen = False
+        if use_padding:
+            for j in range(lim):
+                if not padded[b, j]:
+                    s = att[r, j] * scale
+                    if not seen or s > m:
+                        m = s
+                    seen = True
+        elif lim > 0:
+            seen = True
+            m = att[r, 0] * scale
+            for j in range(1, lim):
+                m = max(m, att[r, j] * scale)
+        if not seen:  # every key masked: weights 0, output 0, no NaN
+            lim = 0
+        # 2. exp (no reduction in this loop, so it vectorizes), masked keys get exactly 0
+        if use_padding:
+            for j in range(lim):
+                e = exp_nonpositive(att[r, j] * scale - m)
+                att[r, j] = 0.0 if padded[b, j] else e
+        else:
+            for j in range(lim):
+                att[r, j] = exp_nonpositive(att[r, j] * scale - m)
+        for j in range(lim, Tk):
+            att[r, j] = 0.0
+        # 3. normalize (the sum in float64, in key order)
+        total = 0.0
+        for j in range(lim):
+            total += att[r, j]
+        if lim > 0:
+            inv = 1.0 / total
+            for j in range(lim):
+                att[r, j] = att[r, j] * inv
+        # 4. dropout on the weights
+        if threshold > 0:
+            _dropout_row(att, dropped, r, lim, threshold, keep_scale, s_lo, s_hi, t_lo, t_hi)
+
+
+@njit(cache=True)
+def _dropout_row(att, dropped, r, lim, threshold, keep_scale, s_lo, s_hi, t_lo, t_hi):
+    """dropped[r, j] = att[r, j] * keep_scale where word r*Tk + j >= threshold (j < lim), else 0."""
+    Tk = att.shape[1]
+    for j in range(lim, Tk):
+        dropped[r, j] = 0.0
+    start = r * Tk  # the flat index of (r, 0)
+    for blk in range(start >> 2, (start + lim + 3) >> 2):
+        w0, w1, w2, w3 = _philox_block(s_lo, s_hi, t_lo, t_hi, np.uint64(blk))
+        j = blk * 4 - start
+        if j >= 0 and j + 4 <= lim:  # a block inside the row: four stores, no checks
+            dropped[r, j] = att[r, j] * keep_scale if w0 >= threshold else 0.0
+            dropped[r, j + 1] = att[r, j + 1] * keep_scale if w1 >= threshold else 0.0
+            dropped[r, j + 2] = att[r, j + 2] * keep_scale if w2 >= threshold else 0.0
+            dropped[r, j + 3] = att[r, j + 3] * keep_scale if w3 >= threshold else 0.0
+        else:  # the row's first or last block, which it shares with a neighbour
+            _drop_one(att, dropped, r, j, lim, threshold, keep_scale, w0)
+            _drop_one(att, dropped, r, j + 1, lim, threshold, keep_scale, w1)
+            _drop_one(att, dropped, r, j + 2, lim, threshold, keep_scale, w2)
+            _drop_one(att, dropped, r, j + 3, lim, threshold, keep_scale, w3)
+
+
+@njit(cache=True)
+def _philox_block(s_lo, s_hi, t_lo, t_hi, block):
+    """The 4 words of Philox block `block` (words 4*block .. 4*block + 3).
+
+    `philox_word` computes a whole block and returns one word; inlined four times here, LLVM sees
+    the same block and computes it once (4x fewer rounds). Its own function, compiled once for
+    every caller and dtype: the optimization that merges the four copies is slow (seconds).
+    """
+    base = block << np.uint64(2)
+    return (
+        philox_word(s_lo, s_hi, t_lo, t_hi, base),
+        philox_word(s_lo, s_hi, t_lo, t_hi, base | np.uint64(1)),
+        philox_word(s_lo, s_hi, t_lo, t_hi, base | np.uint64(2)),
+        philox_word(s_lo, s_hi, t_lo, t_hi, base | np.uint64(3)),
+    )
+
+
+@njit(cache=True, inline="always")
+def _drop_one(att, dropped, r, j, lim, threshold, keep_scale, word):
+    if j >= 0 and j < lim:
+        dropped[r, j] = att[r, j] * keep_scale if word >= threshold else 0.0
+
+
+@njit(cache=True, parallel=True)
+def masked_softmax_dropout_backward(dw, weights, dropped, Tq, scale, causal, has_dropout):
+    """In place: dw[r] (the gradient w.r.t. the dropped weights, dout v^T) becomes
+    scale * ds[r], the gradient w.r.t. q k^T, back through dropout and softmax:
+
+        without dropout: ds = w * (dw - sum(w * dw))
+        with dropout:    the softmax sees keep * dw, so ds = w * (keep * dw - sum(w * keep * dw))
+                         = wd * dw - w * sum(wd * dw), with wd = w * keep the dropped weights.
+
+    Masked weights are 0, so their ds is 0 and no gradient reaches masked scores; dw is read only
+    at j < lim(i).
+    """
+    R, Tk = dw.shape
+    for r in prange(R):
+        lim = _visible_limit(r % Tq, Tq, Tk, causal)
+        total = 0.0
+        if has_dropout:
+            for j in range(lim):
+                total += dropped[r, j] * dw[r, j]
+            for j in range(lim):
+                dw[r, j] = scale * (dropped[r, j] * dw[r, j] - weights[r, j] * total)
+        else:
+            for j in range(lim):
+                total += weights[r, j] * dw[r, j]
+            for j in range(lim):
+                dw[r, j] = scale * (weights[r, j] * (dw[r, j] - total))
+        for j in range(lim, Tk):
+            dw[r, j] = 0.0
