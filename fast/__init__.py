@@ -59,6 +59,7 @@ from .data import (
     read_idx,
     train_test_split,
 )
+from .gpt import GPT, GPTConfig, sample_next_token
 from .layers import (
     Activation,
     Conv1D,
@@ -124,6 +125,8 @@ __all__ = [
     "attention_forward", "attention_backward", "multi_head_attention_forward",
     "multi_head_attention_backward", "Embedding", "Linear", "Conv1D", "LayerNorm",
     "Activation", "Dropout",
+    # the Transformer families
+    "GPT", "GPTConfig", "sample_next_token",
     # optimization and training
     "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm", "ConstantLR", "StepDecayLR",
     "CosineWarmupLR", "fit", "FitResult", "NonFiniteLossError",

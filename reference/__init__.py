@@ -51,6 +51,7 @@ from .data import (
     read_idx,
     train_test_split,
 )
+from .gpt import GPT, GPTConfig, sample_next_token
 from .layers import (
     Activation,
     Conv1D,
@@ -126,7 +127,8 @@ __all__ = [
     # randomness shared across backends
     "philox4x32", "random_u32", "random_u32s", "uniform", "uniforms", "permutation",
     # the Transformer families
-    "BERT", "BERTConfig", "BERTForSequenceClassification", "mask_tokens",
+    "GPT", "GPTConfig", "sample_next_token", "BERT", "BERTConfig",
+    "BERTForSequenceClassification", "mask_tokens",
     # byte-level BPE tokenizer
     "BPETokenizer", "TokenizerFileError", "SPLIT_PATTERNS", "get_splitter",
     # checkpoints and data

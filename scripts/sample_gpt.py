@@ -1,0 +1,77 @@
+"""Sample text from a GPT checkpoint written by train_gpt.py (or any GPT-2 directory with a
+tokenizer).
+
+    python scripts/sample_gpt.py runs/gpt --prompt "def " --max-new-tokens 100
+    python scripts/sample_gpt.py runs/gpt --temperature 0        # greedy
+    python scripts/sample_gpt.py runs/gpt --num-samples 3 --top-k 20 --seed 1
+
+The tokenizer is read from the checkpoint folder: `tokenizer.bpe` (the project's format) or else
+Hugging Face's `vocab.json` + `merges.txt`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402, F401  (puts the repository root on sys.path)
+
+from reference.bpe import BPETokenizer  # noqa: E402  (tokenizers are shared by every backend)
+
+
+def load_tokenizer(folder: str) -> BPETokenizer:
+    path = os.path.join(folder, "tokenizer.bpe")
+    if os.path.isfile(path):
+        return BPETokenizer.load(path)
+    if os.path.isfile(os.path.join(folder, "vocab.json")):
+        return BPETokenizer.load_huggingface(folder)
+    raise SystemExit(f"{folder!r} has no tokenizer (tokenizer.bpe, or vocab.json + merges.txt)")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", help="folder with config.json, model.safetensors, tokenizer")
+    common.add_backend_args(p)
+    p.add_argument("--prompt", default="\n")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--num-samples", type=int, default=1, help="rows sampled side by side")
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--no-cache", action="store_true", help="recompute the whole context per token")
+    args = p.parse_args(argv)
+
+    try:
+        m = common.load_backend(args.backend, "GPT")
+    except ImportError as e:
+        raise SystemExit(f"cannot import the {args.backend!r} backend: {e}") from None
+    model = m.GPT.from_pretrained(args.checkpoint)
+    tok = load_tokenizer(args.checkpoint)
+    prompt = tok.encode_ordinary(args.prompt)
+    if not prompt:
+        raise SystemExit("--prompt must encode to at least one token")
+    t0 = time.perf_counter()
+    out = model.generate(
+        [prompt] * args.num_samples,
+        args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        use_cache=not args.no_cache,
+    )
+    elapsed = time.perf_counter() - t0
+    for k, row in enumerate(out):
+        print(f"--- sample {k} ---")
+        print(tok.decode(row))
+    n = args.max_new_tokens * args.num_samples
+    print(f"--- {n} tokens in {elapsed:.1f}s ({n / max(elapsed, 1e-9):.1f} tok/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
