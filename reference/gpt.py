@@ -605,11 +605,10 @@ def convert_hf_gpt2_state_dict(state: dict[str, Any]) -> dict[str, Any]:
             out[key] = tensor
     head = out.pop("lm_head.weight", None)
     wte = out.get("transformer.wte.weight")
-    same = (
-        head == wte
-        if isinstance(head, list)  # nested lists; a backend's arrays compare element by element
-        else wte is not None and head.shape == wte.shape and bool((head == wte).all())
-    )
+    if head is not None and isinstance(head, list):
+        same = head == wte
+    elif head is not None:  # a backend's arrays compare element by element
+        same = wte is not None and head.shape == wte.shape and bool((head == wte).all())
     if head is not None and not same:
         raise ValueError("lm_head.weight differs from transformer.wte.weight: this GPT ties them")
     return out
