@@ -1,8 +1,12 @@
 """Train a small GPT-2 on a slice of the default corpus (the standard library's own sources).
 
+    python scripts/train_gpt.py --backend fast    # the main job: a 0.9M-parameter GPT, minutes
     python scripts/train_gpt.py                   # reference backend, bytes, a few minutes
     python scripts/train_gpt.py --vocab-size 384 --n-embd 32 --n-head 4 --steps 400
     python scripts/train_gpt.py --data my.txt --backend fast --max-minutes 10
+
+Each backend has a preset sized to what it can train in minutes on two cores (`--preset`; any
+flag given explicitly overrides the preset's value).
 
 Trains a byte-level BPE tokenizer on the slice, holds out its last tokens for validation, then
 trains with AdamW (weight decay on matrices only, as GPT-2), a cosine learning-rate schedule and
@@ -63,34 +67,70 @@ def save(model, tok, out_dir: str) -> None:
     tok.save_huggingface(out_dir)
 
 
+# Sizes that train in minutes on two cores: pure Python needs a tiny model; fast a real one.
+PRESETS = {
+    "tiny": dict(
+        text_bytes=100_000,
+        vocab_size=256,
+        block_size=32,
+        n_layer=2,
+        n_head=2,
+        n_embd=16,
+        batch_size=8,
+        steps=150,
+        lr=1e-2,
+        min_lr=1e-3,
+        warmup=10,
+        log_interval=5,
+        eval_interval=25,
+    ),
+    "small": dict(
+        text_bytes=1_000_000,
+        vocab_size=1024,
+        block_size=128,
+        n_layer=4,
+        n_head=4,
+        n_embd=128,
+        batch_size=16,
+        steps=600,
+        lr=3e-3,
+        min_lr=3e-4,
+        warmup=50,
+        log_interval=20,
+        eval_interval=100,
+    ),
+}
+DEFAULT_PRESET = {"reference": "tiny", "fast": "small"}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     common.add_backend_args(p)
     p.add_argument("--data", default=None, help="a UTF-8 text file (default: the stdlib corpus)")
-    p.add_argument("--text-bytes", type=int, default=100_000, help="size of the corpus slice")
-    p.add_argument("--vocab-size", type=int, default=256, help="BPE vocabulary (256 = bytes)")
+    p.add_argument("--text-bytes", type=int, default=None, help="size of the corpus slice")
+    p.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary (256 = bytes)")
     p.add_argument("--cache-dir", default=None, help="folder to cache the trained tokenizer in")
     p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--block-size", type=int, default=32)
-    p.add_argument("--n-layer", type=int, default=2)
-    p.add_argument("--n-head", type=int, default=2)
-    p.add_argument("--n-embd", type=int, default=16)
+    p.add_argument("--block-size", type=int, default=None)
+    p.add_argument("--n-layer", type=int, default=None)
+    p.add_argument("--n-head", type=int, default=None)
+    p.add_argument("--n-embd", type=int, default=None)
     p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None)
     p.add_argument(
         "--max-minutes",
         type=float,
         default=None,
         help="stopping rule: end training (then evaluate, save, sample) after this long",
     )
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--min-lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--min-lr", type=float, default=None)
+    p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--grad-clip", type=float, default=1.0, help="0 turns clipping off")
-    p.add_argument("--log-interval", type=int, default=5)
-    p.add_argument("--eval-interval", type=int, default=25)
+    p.add_argument("--log-interval", type=int, default=None)
+    p.add_argument("--eval-interval", type=int, default=None)
     p.add_argument("--eval-batches", type=int, default=8)
     p.add_argument("--out-dir", default="runs/gpt", help="checkpoint folder ('' for none)")
     p.add_argument("--prompt", default="def ")
@@ -98,7 +138,16 @@ def main(argv=None) -> int:
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="model and run size (default: tiny for reference, small for fast)",
+    )
     args = p.parse_args(argv)
+    for key, value in PRESETS[args.preset or DEFAULT_PRESET[args.backend]].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
 
     try:
         m = common.load_backend(
@@ -208,7 +257,7 @@ def main(argv=None) -> int:
         seed=args.seed,
     )
     print(f"sample ({args.sample_tokens} tokens in {time.perf_counter() - t0:.1f}s):")
-    print(tok.decode(out[0]))
+    print(tok.decode([int(t) for t in out[0]]))
     return 0
 
 
