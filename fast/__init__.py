@@ -45,6 +45,7 @@ from .attention import (
     split_heads,
     split_qkv,
 )
+from .bert import BERT, BERTConfig, BERTForSequenceClassification, mask_tokens
 from .checkpoint import (
     CheckpointError,
     load_safetensors,
@@ -126,7 +127,8 @@ __all__ = [
     "multi_head_attention_backward", "Embedding", "Linear", "Conv1D", "LayerNorm",
     "Activation", "Dropout",
     # the Transformer families
-    "GPT", "GPTConfig", "sample_next_token",
+    "GPT", "GPTConfig", "sample_next_token", "BERT", "BERTConfig",
+    "BERTForSequenceClassification", "mask_tokens",
     # optimization and training
     "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm", "ConstantLR", "StepDecayLR",
     "CosineWarmupLR", "fit", "FitResult", "NonFiniteLossError",

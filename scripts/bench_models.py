@@ -1,0 +1,205 @@
+"""Model benchmarks for scripts/bench.py: GPT training throughput and the digit network's epoch.
+
+Everything is measured in one run, side by side, so the ratios compare like with like:
+- GPT training tokens/s: `fast` against PyTorch eager on the CPU (same GPT-2 shapes, batch and
+  AdamW), and against `reference` at the smallest shape (a couple of steps: pure Python is slow);
+- MFU: the model's training FLOP/s (nanoGPT's 6N + 12LCT per token) over this machine's float32
+  GEMM rate, measured in the same run with a 1024^3 numpy matmul;
+- the 784-16-16-10 digit network's epoch (synthetic 28x28 data, batch 32, Adam): `fast.fit`
+  against a PyTorch training loop.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+import fast
+import reference
+
+GPT_SHAPES = [  # (vocab, block, layers, heads, width, batch) and the issue's target ratio
+    ((512, 64, 2, 4, 64, 16), 1.0),
+    ((2048, 128, 4, 4, 128, 8), 1.0),
+    ((4096, 256, 6, 6, 384, 4), 0.8),
+]
+
+
+def timed(fn, repeats: int, inner: int = 1) -> float:
+    """Median seconds per call over `repeats` rounds of `inner` calls."""
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        times.append((time.perf_counter() - t) / inner)
+    return statistics.median(times)
+
+
+def gemm_gflops(n: int = 1024) -> float:
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    b = a.copy()
+    a @ b
+    return 2 * n**3 / timed(lambda: a @ b, 5) / 1e9
+
+
+def _gpt_batch(V, T, B, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
+
+
+def _fast_gpt_step(shape):
+    V, T, L, H, C, B = shape
+    model = fast.GPT(fast.GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=H, n_embd=C))
+    opt = fast.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    idx, tgt = _gpt_batch(V, T, B)
+
+    def step():
+        model(idx, tgt)
+        model.zero_grad()
+        model.backward()
+        opt.step()
+
+    return step, model.flops_per_token()
+
+
+def _torch_gpt_step(shape):
+    import torch
+    from torch_baselines import TorchGPT
+
+    V, T, L, H, C, B = shape
+    torch.manual_seed(0)
+    model = TorchGPT(V, T, L, H, C)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    idx, tgt = (torch.tensor(a) for a in _gpt_batch(V, T, B))
+
+    def step():
+        loss = model(idx, tgt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def _reference_gpt_step(shape):
+    V, T, L, H, C, B = shape
+    model = reference.GPT(
+        reference.GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=H, n_embd=C)
+    )
+    opt = reference.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    idx, tgt = (a.tolist() for a in _gpt_batch(V, T, B))
+
+    def step():
+        model(idx, tgt)
+        model.zero_grad()
+        model.backward()
+        opt.step()
+
+    return step
+
+
+def bench_gpt(with_reference: bool = True, repeats: int = 5) -> list[dict]:
+    """Rows of GPT training throughput; prints a table as it goes."""
+    try:
+        import torch  # noqa: F401
+
+        have_torch = True
+    except ImportError:
+        have_torch = False
+    peak = gemm_gflops()
+    print(f"float32 GEMM peak (numpy 1024^3, this run): {peak:.1f} GFLOP/s")
+    print(
+        f"{'shape (V, T, L, H, C, B)':28s} {'fast tok/s':>11s} {'torch tok/s':>12s} "
+        f"{'fast/torch':>10s} {'target':>7s} {'MFU':>6s} {'ref tok/s':>10s} {'fast/ref':>9s}"
+    )
+    rows = []
+    for i, (shape, target) in enumerate(GPT_SHAPES):
+        V, T, L, H, C, B = shape
+        tokens = B * T
+        fstep, flops_per_token = _fast_gpt_step(shape)
+        fstep()
+        fstep()  # compile / warm caches
+        row = {"shape": shape, "target": target}
+        if have_torch:
+            tstep = _torch_gpt_step(shape)
+            tstep()
+            tstep()
+        f_times, t_times = [], []
+        for _ in range(repeats):  # alternate, so both see the same machine state
+            f_times.append(timed(fstep, 1, 2))
+            if have_torch:
+                t_times.append(timed(tstep, 1, 2))
+        row["fast"] = tokens / statistics.median(f_times)
+        row["mfu"] = row["fast"] * flops_per_token / (peak * 1e9)
+        row["torch"] = tokens / statistics.median(t_times) if have_torch else None
+        if with_reference and i == 0:
+            rstep = _reference_gpt_step(shape)
+            row["reference"] = tokens / timed(rstep, 1, 1)
+        else:
+            row["reference"] = None
+        rows.append(row)
+        ratio = row["fast"] / row["torch"] if row["torch"] else None
+        ref_ratio = row["fast"] / row["reference"] if row["reference"] else None
+        print(
+            f"{str(shape):28s} {row['fast']:11.0f} "
+            f"{(row['torch'] or float('nan')):12.0f} "
+            f"{(ratio or float('nan')):10.2f} {target:7.1f} {row['mfu']:6.1%} "
+            f"{(row['reference'] or float('nan')):10.1f} {(ref_ratio or float('nan')):9.0f}",
+            flush=True,
+        )
+    return rows
+
+
+def bench_mlp(n: int = 10_000, batch: int = 32, repeats: int = 3) -> dict:
+    """The 784-16-16-10 network: one epoch of Adam over n synthetic images."""
+    rng = np.random.default_rng(0)
+    x = rng.random((n, 784), dtype=np.float32)
+    y = rng.integers(0, 10, n)
+    model = fast.MLP([784, 16, 16, 10], activation="sigmoid")
+    opt = fast.Adam(model.parameters(), lr=1e-3)
+
+    def fast_epoch():
+        fast.fit(model, opt, x, y, batch_size=batch, epochs=1)
+
+    fast_epoch()
+    result = {"n": n, "batch": batch, "fast": timed(fast_epoch, repeats)}
+    try:
+        import torch
+        from torch_baselines import torch_mlp
+    except ImportError:
+        result["torch"] = None
+    else:
+        tm = torch_mlp([784, 16, 16, 10])
+        topt = torch.optim.Adam(tm.parameters(), lr=1e-3)
+        tx, ty = torch.tensor(x), torch.tensor(y)
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        def torch_epoch():
+            perm = torch.randperm(n)
+            for s in range(0, n, batch):
+                i = perm[s : s + batch]
+                loss = loss_fn(tm(tx[i]), ty[i])
+                topt.zero_grad()
+                loss.backward()
+                topt.step()
+
+        torch_epoch()
+        result["torch"] = timed(torch_epoch, repeats)
+    # the reference on a tenth of the data, scaled: for scale only
+    rmodel = reference.MLP([784, 16, 16, 10], activation="sigmoid")
+    ropt = reference.Adam(rmodel.parameters(), lr=1e-3)
+    m = n // 10
+    xs, ys = x[:m].tolist(), y[:m].tolist()
+    result["reference"] = (
+        timed(lambda: reference.fit(rmodel, ropt, xs, ys, batch_size=batch, epochs=1), 1) * 10
+    )
+    t = result["torch"]
+    print(
+        f"784-16-16-10, one epoch of {n} images, batch {batch}: fast {result['fast']:.3f}s, "
+        f"torch {t if t is None else round(t, 3)}s"
+        + (f" -> fast is {t / result['fast']:.2f}x faster (target 2x)" if t else "")
+        + f"; reference {result['reference']:.1f}s (from {m} images, scaled)"
+    )
+    return result
