@@ -98,6 +98,7 @@ from .optim import (
 )
 from .pretokenize import SPLIT_PATTERNS, get_splitter
 from .rng import permutation, philox4x32, random_u32, random_u32s, uniform, uniforms
+from .seq2seq import Transformer, TransformerConfig
 from .training import FitResult, NonFiniteLossError, fit
 
 __all__ = [
@@ -128,7 +129,7 @@ __all__ = [
     "philox4x32", "random_u32", "random_u32s", "uniform", "uniforms", "permutation",
     # the Transformer families
     "GPT", "GPTConfig", "sample_next_token", "BERT", "BERTConfig",
-    "BERTForSequenceClassification", "mask_tokens",
+    "BERTForSequenceClassification", "mask_tokens", "Transformer", "TransformerConfig",
     # byte-level BPE tokenizer
     "BPETokenizer", "TokenizerFileError", "SPLIT_PATTERNS", "get_splitter",
     # checkpoints and data

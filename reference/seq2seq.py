@@ -1,0 +1,716 @@
+"""The 2017 encoder-decoder Transformer ("Attention Is All You Need"), with explicit backprop.
+
+The encoder reads the whole source at once; the decoder writes the target one token at a time,
+looking at what it has written so far (masked self-attention) and at the encoder's output, the
+`memory` (cross-attention). The layout is the paper's, as `torch.nn.Transformer` builds it with
+`batch_first=True, norm_first=False`:
+
+    x = src_embed(src) * sqrt(C) + PE                 y = tgt_embed(tgt) * sqrt(C) + PE
+    encoder layer (post-LN):                          decoder layer (post-LN):
+        x = norm1(x + self_attn(x))                       y = norm1(y + self_attn(y), causal)
+        x = norm2(x + linear2(relu(linear1(x))))          y = norm2(y + multihead_attn(y, memory))
+    memory = encoder.norm(x)                              y = norm3(y + linear2(relu(linear1(y))))
+                                                      logits = generator(decoder.norm(y))
+
+Parameter names and shapes are torch's under `transformer.` (`transformer.encoder.layers.0.
+self_attn.in_proj_weight` (3C, C) packs the q, k, v projections in that order), plus
+`src_embed.weight`, `tgt_embed.weight` and `generator.{weight,bias}`: load the state_dict into a
+`torch.nn.Transformer` and it computes the same numbers (the tests check this).
+
+Conventions:
+- Vocabularies: source and target have their own sizes and embeddings; `pad_id` means padding
+  in both (so it fits both), `bos_id` and `eos_id` are target ids (a source may use eos too).
+- Padding: batches are right-padded with `pad_id`; the padding masks are derived from it (no
+  query sees a padded source key, in the encoder or through cross-attention, nor a padded target
+  key). Targets equal to `pad_id` or -100 count for nothing in the loss.
+- Dropout (sites: positions, attention weights, each sub-layer's output, the feed-forward hidden
+  layer) draws from the shared Philox generator: each training-mode forward calls
+  `set_dropout_rng(model, config.seed, model.dropout_step)` and then increments `dropout_step`.
+- Initialisation (the 2017 recipes): every matrix but the embeddings is Xavier/Glorot uniform, as
+  `torch.nn.Transformer` resets its parameters; embeddings are N(0, 1/C), so that after the
+  sqrt(C) scale they have unit variance like the positions; biases 0, layer norms (1, 0). Tensor k
+  draws from Philox stream 2**63 + k, far from dropout's streams.
+- Decoding (`greedy_decode`, `beam_search`) runs without dropout, encodes once and stops a row at
+  `eos_id`. Ties go to the lowest token id (greedy) and to the lowest (beam, token id) (beam);
+  results hold neither `bos_id` nor `eos_id`.
+
+Dimension legend: B batch, Ts source time, Tt target time, C channels (d_model), H heads,
+F feed-forward width (dim_feedforward), V vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .attention import (
+    concat_qkv,
+    multi_head_attention_backward,
+    multi_head_attention_forward,
+    split_qkv,
+)
+from .layers import (
+    Activation,
+    Dropout,
+    Embedding,
+    LayerNorm,
+    Linear,
+    cross_entropy_backward,
+    cross_entropy_forward,
+    linear_backward,
+    linear_forward,
+    residual_forward,
+    set_dropout_rng,
+    sinusoidal_position_encoding,
+)
+from .losses import log_softmax
+from .module import Module, ModuleList, Parameter
+from .nested import shape_of
+from .rng import uniforms
+
+Tensor = Any  # a nested list of floats
+IGNORE_INDEX = -100  # targets with this value (or pad_id) count for nothing, as in torch
+INIT_STREAM_BASE = 1 << 63  # init tensor k draws from stream 2**63 + k
+
+
+# -- configuration ---------------------------------------------------------------------------------
+@dataclass
+class TransformerConfig:
+    """Sizes of the encoder-decoder; the defaults are the paper's base model (and torch's)."""
+
+    src_vocab_size: int
+    tgt_vocab_size: int
+    d_model: int = 512
+    nhead: int = 8
+    num_encoder_layers: int = 6
+    num_decoder_layers: int = 6
+    dim_feedforward: int = 2048
+    dropout: float = 0.1
+    max_len: int = 256  # the longest source or target sequence (decoder input) accepted
+    layer_norm_eps: float = 1e-5
+    pad_id: int = 0
+    bos_id: int = 1
+    eos_id: int = 2
+    seed: int = 0  # initialisation and dropout
+
+    def __post_init__(self) -> None:
+        for name in (
+            "src_vocab_size",
+            "tgt_vocab_size",
+            "d_model",
+            "nhead",
+            "num_encoder_layers",
+            "num_decoder_layers",
+            "dim_feedforward",
+            "max_len",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be a positive int, got {type(value).__name__}")
+            if value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value}")
+        if self.d_model % self.nhead != 0:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by nhead ({self.nhead}): each head "
+                "takes d_model / nhead channels"
+            )
+        for name, low, high, low_ok in (("dropout", 0, 1, True), ("layer_norm_eps", 0, 1, False)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+            if not (low <= value if low_ok else low < value) or not value < high:  # NaN fails
+                interval = f"{'[' if low_ok else '('}{low}, {high})"
+                raise ValueError(f"{name} must be a float in {interval}, got {value!r}")
+        both = min(self.src_vocab_size, self.tgt_vocab_size)
+        for name, limit in (
+            ("pad_id", both),
+            ("bos_id", self.tgt_vocab_size),
+            ("eos_id", self.tgt_vocab_size),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int token id, got {type(value).__name__}")
+            if not 0 <= value < limit:
+                raise ValueError(
+                    f"{name} must be in [0, {limit}) to fit the vocabulary, got {value}"
+                )
+        if len({self.pad_id, self.bos_id, self.eos_id}) != 3:
+            raise ValueError(
+                f"pad_id, bos_id and eos_id must be distinct, got {self.pad_id}, {self.bos_id}, "
+                f"{self.eos_id}"
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TypeError(f"seed must be an int, got {type(self.seed).__name__}")
+        if not 0 <= self.seed < 1 << 64:  # a Philox key is 64 bits
+            raise ValueError(f"seed must be in [0, 2**64), got {self.seed}")
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _add(a: Tensor, b: Tensor) -> Tensor:
+    """a + b for two (B, T, C) tensors: where a residual's two branches' gradients meet."""
+    return [[[u + v for u, v in zip(ra, rb)] for ra, rb in zip(sa, sb)] for sa, sb in zip(a, b)]
+
+
+def _accumulate(grad: list, delta: list, offset: int = 0) -> None:
+    """grad[offset + i] += delta[i] along the first axis (rows of a matrix, or numbers)."""
+    for i, d in enumerate(delta):
+        if isinstance(d, list):
+            row = grad[offset + i]
+            for j, v in enumerate(d):
+                row[j] += v
+        else:
+            grad[offset + i] += d
+
+
+def xavier_uniform(shape: tuple[int, int], seed: int, stream: int) -> list[list[float]]:
+    """A (fan_out, fan_in) matrix ~ U(-a, a), a = sqrt(6 / (fan_in + fan_out)) (Glorot 2010).
+
+    The bound keeps the variance of activations and of gradients about equal across layers.
+    """
+    fan_out, fan_in = shape
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    u = uniforms(seed, stream, fan_out * fan_in)
+    return [
+        [(2.0 * x - 1.0) * bound for x in u[r * fan_in : (r + 1) * fan_in]] for r in range(fan_out)
+    ]
+
+
+class _Init:
+    """Hands out Xavier-uniform matrices, each from the next Philox stream."""
+
+    def __init__(self, seed: int):
+        self.seed, self.k = seed, 0
+
+    def next_stream(self) -> int:
+        self.k += 1
+        return INIT_STREAM_BASE + self.k - 1
+
+    def matrix(self, shape: tuple[int, int]) -> list[list[float]]:
+        return xavier_uniform(shape, self.seed, self.next_stream())
+
+    def linear(self, in_features: int, out_features: int) -> Linear:
+        layer = Linear(in_features, out_features)
+        layer.weight.data = self.matrix((out_features, in_features))
+        return layer
+
+
+def _check_ids(name: str, ids: Any, vocab_size: int, vocab_name: str, max_len: int) -> list:
+    """`ids` as a (B, T) list of lists of ints in [0, vocab_size), 1 <= T <= max_len, or a clear
+    TypeError / ValueError naming the argument."""
+    if hasattr(ids, "tolist"):  # a numpy array is welcome too
+        ids = ids.tolist()
+    if not isinstance(ids, (list, tuple)) or not ids:
+        raise TypeError(f"{name} must be a non-empty (B, T) nested list of token ids, got {ids!r}")
+    T = None
+    for b, row in enumerate(ids):
+        if not isinstance(row, (list, tuple)):
+            raise TypeError(
+                f"{name} must be a (B, T) nested list of token ids, but {name}[{b}] is a "
+                f"{type(row).__name__}"
+            )
+        if T is None:
+            T = len(row)
+        elif len(row) != T:
+            raise ValueError(
+                f"{name} must be rectangular (pad with pad_id): {name}[0] has length {T}, "
+                f"{name}[{b}] has length {len(row)}"
+            )
+        for t, i in enumerate(row):
+            if isinstance(i, bool) or not isinstance(i, int):
+                raise TypeError(f"{name}[{b}][{t}] must be an int token id, got {i!r}")
+            if not 0 <= i < vocab_size:
+                raise ValueError(
+                    f"{name} token id {i} out of range for {vocab_name}={vocab_size} "
+                    f"(at [{b}][{t}])"
+                )
+    if T == 0:
+        raise ValueError(f"{name} must hold at least one token per sequence, got length 0")
+    if T > max_len:
+        raise ValueError(f"{name} has length {T}, longer than max_len={max_len}")
+    return [list(row) for row in ids]
+
+
+def _check_count(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+    return value
+
+
+def _argmax(row: list[float]) -> int:
+    """The index of the largest entry; the lowest index wins a tie."""
+    best = 0
+    for i, v in enumerate(row):
+        if v > row[best]:
+            best = i
+    return best
+
+
+def _strip(tokens: list[int], eos_id: int) -> list[int]:
+    """The generated tokens before the first eos: [5, 3, eos, 7] -> [5, 3]."""
+    return tokens[: tokens.index(eos_id)] if eos_id in tokens else tokens
+
+
+# -- the layers, named as in torch.nn ------------------------------------------------------------
+class MultiheadAttention(Module):
+    """torch.nn.MultiheadAttention (batch_first): a packed q, k, v projection, H heads, out_proj.
+
+    `in_proj_weight` (3C, C) stacks W_q, W_k, W_v. Self-attention projects x three ways at once;
+    cross-attention takes q from the decoder and k, v from the memory.
+    """
+
+    def __init__(self, d_model: int, nhead: int, dropout: float, init: _Init):
+        super().__init__()
+        self.nhead = nhead
+        self.in_proj_weight = Parameter(init.matrix((3 * d_model, d_model)))
+        self.in_proj_bias = Parameter([0.0] * (3 * d_model))
+        self.out_proj = init.linear(d_model, d_model)
+        self.dropout = Dropout(dropout)  # on the attention weights (torch's MHA dropout)
+        self._cache: tuple | None = None
+
+    def forward(
+        self, x: Tensor, memory: Tensor | None = None, causal: bool = False, key_padding_mask=None
+    ) -> Tensor:
+        """(B, Tq, C) queries from x; keys and values from x (memory None) or memory (B, Tk, C)."""
+        C = len(self.in_proj_bias.data) // 3
+        W, b = self.in_proj_weight.data, self.in_proj_bias.data
+        if memory is None:
+            qkv, c_in = linear_forward(x, W, b)  # (B, T, 3C)
+            q, k, v = split_qkv(qkv)  # 3 x (B, T, C)
+            proj = (c_in,)
+        else:
+            q, c_q = linear_forward(x, W[:C], b[:C])  # (B, Tq, C)
+            kv, c_kv = linear_forward(memory, W[C:], b[C:])  # (B, Tk, 2C)
+            k = [[row[:C] for row in seq] for seq in kv]  # (B, Tk, C)
+            v = [[row[C:] for row in seq] for seq in kv]  # (B, Tk, C)
+            proj = (c_q, c_kv)
+        d = self.dropout
+        y, c_att = multi_head_attention_forward(
+            q, k, v, self.nhead, causal, key_padding_mask, d.effective_p(), d.seed, d.stream
+        )  # (B, Tq, C)
+        self._cache = (proj, c_att)
+        return self.out_proj(y)  # (B, Tq, C)
+
+    def backward(self, dout: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(dx, dmemory): dmemory is None for self-attention (its k, v came from x)."""
+        if self._cache is None:
+            raise RuntimeError("MultiheadAttention.backward called before forward")
+        proj, c_att = self._cache
+        C = len(self.in_proj_bias.data) // 3
+        dq, dk, dv = multi_head_attention_backward(self.out_proj.backward(dout), c_att)
+        wgrad, bgrad = self.in_proj_weight.grad, self.in_proj_bias.grad
+        if len(proj) == 1:
+            dx, dW, db = linear_backward(concat_qkv(dq, dk, dv), proj[0])
+            _accumulate(wgrad, dW)
+            _accumulate(bgrad, db)
+            return dx, None
+        dx, dWq, dbq = linear_backward(dq, proj[0])
+        dkv = [[kr + vr for kr, vr in zip(sk, sv)] for sk, sv in zip(dk, dv)]  # (B, Tk, 2C)
+        dmemory, dWkv, dbkv = linear_backward(dkv, proj[1])
+        _accumulate(wgrad, dWq)
+        _accumulate(bgrad, dbq)
+        _accumulate(wgrad, dWkv, offset=C)
+        _accumulate(bgrad, dbkv, offset=C)
+        return dx, dmemory
+
+
+class FeedForward:
+    """The position-wise feed-forward block linear2(dropout(relu(linear1(x)))), as a mixin of
+    the layers below (torch keeps linear1 / linear2 directly on each layer)."""
+
+    def _ff_forward(self, x: Tensor) -> Tensor:
+        return self.linear2(self.dropout(self.activation(self.linear1(x))))  # (B, T, C)
+
+    def _ff_backward(self, dout: Tensor) -> Tensor:
+        d = self.activation.backward(self.dropout.backward(self.linear2.backward(dout)))
+        return self.linear1.backward(d)
+
+
+class TransformerEncoderLayer(Module, FeedForward):
+    """Post-LN encoder layer: x = norm1(x + self_attn(x)); x = norm2(x + ff(x))."""
+
+    def __init__(self, d_model, nhead, dim_feedforward, dropout, eps, init: _Init):
+        super().__init__()
+        # attributes in torch's order, so names and module order match nn.TransformerEncoderLayer
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout, init)
+        self.linear1 = init.linear(d_model, dim_feedforward)
+        self.dropout = Dropout(dropout)
+        self.linear2 = init.linear(dim_feedforward, d_model)
+        self.norm1 = LayerNorm(d_model, eps)
+        self.norm2 = LayerNorm(d_model, eps)
+        self.dropout1 = Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
+        self.activation = Activation("relu")
+
+    def forward(self, x: Tensor, key_padding_mask=None) -> Tensor:
+        a = self.dropout1(self.self_attn(x, None, False, key_padding_mask))  # (B, Ts, C)
+        h = self.norm1(residual_forward(x, a)[0])  # (B, Ts, C)
+        f = self.dropout2(self._ff_forward(h))  # (B, Ts, C)
+        return self.norm2(residual_forward(h, f)[0])  # (B, Ts, C)
+
+    def backward(self, dout: Tensor) -> Tensor:
+        dz = self.norm2.backward(dout)  # the residual passes dz to h and to the ff branch
+        dh = _add(dz, self._ff_backward(self.dropout2.backward(dz)))
+        dz = self.norm1.backward(dh)
+        dx, _ = self.self_attn.backward(self.dropout1.backward(dz))
+        return _add(dz, dx)
+
+
+class TransformerDecoderLayer(Module, FeedForward):
+    """Post-LN decoder layer: masked self-attention, cross-attention to memory, feed-forward."""
+
+    def __init__(self, d_model, nhead, dim_feedforward, dropout, eps, init: _Init):
+        super().__init__()
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout, init)
+        self.multihead_attn = MultiheadAttention(d_model, nhead, dropout, init)
+        self.linear1 = init.linear(d_model, dim_feedforward)
+        self.dropout = Dropout(dropout)
+        self.linear2 = init.linear(dim_feedforward, d_model)
+        self.norm1 = LayerNorm(d_model, eps)
+        self.norm2 = LayerNorm(d_model, eps)
+        self.norm3 = LayerNorm(d_model, eps)
+        self.dropout1 = Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
+        self.dropout3 = Dropout(dropout)
+        self.activation = Activation("relu")
+
+    def forward(self, y, memory, tgt_key_padding_mask=None, memory_key_padding_mask=None):
+        """y (B, Tt, C), memory (B, Ts, C) -> (B, Tt, C); position t sees targets 0..t only."""
+        a = self.dropout1(self.self_attn(y, None, True, tgt_key_padding_mask))  # (B, Tt, C)
+        h1 = self.norm1(residual_forward(y, a)[0])
+        c = self.dropout2(self.multihead_attn(h1, memory, False, memory_key_padding_mask))
+        h2 = self.norm2(residual_forward(h1, c)[0])
+        f = self.dropout3(self._ff_forward(h2))
+        return self.norm3(residual_forward(h2, f)[0])  # (B, Tt, C)
+
+    def backward(self, dout: Tensor) -> tuple[Tensor, Tensor]:
+        """(dy, dmemory)."""
+        dz = self.norm3.backward(dout)
+        dh2 = _add(dz, self._ff_backward(self.dropout3.backward(dz)))
+        dz = self.norm2.backward(dh2)
+        dh1, dmemory = self.multihead_attn.backward(self.dropout2.backward(dz))
+        dz = self.norm1.backward(_add(dz, dh1))
+        dy, _ = self.self_attn.backward(self.dropout1.backward(dz))
+        return _add(dz, dy), dmemory
+
+
+class TransformerEncoder(Module):
+    """A stack of encoder layers and a final layer norm (torch's `encoder.norm`)."""
+
+    def __init__(self, layers: list[TransformerEncoderLayer], norm: LayerNorm):
+        super().__init__()
+        self.layers = ModuleList(layers)
+        self.norm = norm
+
+    def forward(self, x: Tensor, key_padding_mask=None) -> Tensor:
+        for layer in self.layers:
+            x = layer(x, key_padding_mask)
+        return self.norm(x)  # (B, Ts, C): the memory
+
+    def backward(self, dmemory: Tensor) -> Tensor:
+        dx = self.norm.backward(dmemory)
+        for layer in reversed(list(self.layers)):
+            dx = layer.backward(dx)
+        return dx
+
+
+class TransformerDecoder(Module):
+    """A stack of decoder layers and a final layer norm (torch's `decoder.norm`)."""
+
+    def __init__(self, layers: list[TransformerDecoderLayer], norm: LayerNorm):
+        super().__init__()
+        self.layers = ModuleList(layers)
+        self.norm = norm
+
+    def forward(self, y, memory, tgt_key_padding_mask=None, memory_key_padding_mask=None):
+        for layer in self.layers:
+            y = layer(y, memory, tgt_key_padding_mask, memory_key_padding_mask)
+        return self.norm(y)  # (B, Tt, C)
+
+    def backward(self, dout: Tensor) -> tuple[Tensor, Tensor]:
+        """(dy, dmemory): every layer read the memory, so its gradient sums over layers."""
+        dy = self.norm.backward(dout)
+        dmemory = None
+        for layer in reversed(list(self.layers)):
+            dy, dm = layer.backward(dy)
+            dmemory = dm if dmemory is None else _add(dmemory, dm)
+        return dy, dmemory
+
+
+class EncoderDecoder(Module):
+    """torch.nn.Transformer without embeddings: `encoder` and `decoder`, each with a final norm."""
+
+    def __init__(self, config: TransformerConfig, init: _Init):
+        super().__init__()
+        c = config
+        sizes = (c.d_model, c.nhead, c.dim_feedforward, c.dropout, c.layer_norm_eps)
+        self.encoder = TransformerEncoder(
+            [TransformerEncoderLayer(*sizes, init) for _ in range(c.num_encoder_layers)],
+            LayerNorm(c.d_model, c.layer_norm_eps),
+        )
+        self.decoder = TransformerDecoder(
+            [TransformerDecoderLayer(*sizes, init) for _ in range(c.num_decoder_layers)],
+            LayerNorm(c.d_model, c.layer_norm_eps),
+        )
+
+
+# -- the model -------------------------------------------------------------------------------------
+class Transformer(Module):
+    """The encoder-decoder Transformer: `model(src, tgt, targets) -> (logits, loss)`.
+
+    src (B, Ts) source ids and tgt (B, Tt) decoder inputs (bos_id, then the target shifted right),
+    both right-padded with pad_id; targets (B, Tt) the tokens to predict at each position (the
+    target, then eos_id), pad_id or -100 where nothing is to be predicted. Teacher forcing: the
+    decoder sees the true previous tokens, so one forward scores every position at once.
+
+        >>> cfg = TransformerConfig(7, 7, d_model=4, nhead=2, num_encoder_layers=1,
+        ...                         num_decoder_layers=1, dim_feedforward=6, max_len=8)
+        >>> logits, loss = Transformer(cfg)([[3, 4, 0]], [[1, 3, 4]], [[3, 4, 2]])
+        >>> len(logits), len(logits[0]), len(logits[0][0])
+        (1, 3, 7)
+    """
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        if not isinstance(config, TransformerConfig):
+            raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}")
+        self.config = config
+        c = config
+        init = _Init(c.seed)
+        std = c.d_model**-0.5  # unit variance after the sqrt(C) scale
+        self.src_embed = Embedding(
+            c.src_vocab_size, c.d_model, std=std, seed=c.seed, stream=init.next_stream()
+        )
+        self.tgt_embed = Embedding(
+            c.tgt_vocab_size, c.d_model, std=std, seed=c.seed, stream=init.next_stream()
+        )
+        self.src_dropout = Dropout(c.dropout)  # on embeddings + positions, as the paper
+        self.tgt_dropout = Dropout(c.dropout)
+        self.transformer = EncoderDecoder(c, init)
+        self.generator = init.linear(c.d_model, c.tgt_vocab_size)
+        self.dropout_step = 0  # training forwards so far: the step of the dropout streams
+        self._loss_cache: tuple | None = None
+        self._ran_forward = False
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def config_dict(self) -> dict[str, Any]:
+        return {"model_type": "transformer", **asdict(self.config)}
+
+    @classmethod
+    def from_config_dict(cls, config: dict[str, Any]) -> Transformer:
+        config = dict(config)
+        model_type = config.pop("model_type", None)
+        if model_type != "transformer":
+            raise ValueError(
+                f"config is not an encoder-decoder Transformer's (model_type={model_type!r}, "
+                "expected 'transformer')"
+            )
+        return cls(TransformerConfig(**config))
+
+    # -- validation ------------------------------------------------------------------------------
+    def _check_src(self, src: Any) -> list[list[int]]:
+        c = self.config
+        return _check_ids("src", src, c.src_vocab_size, "src_vocab_size", c.max_len)
+
+    def _check_tgt(self, tgt: Any, B: int) -> list[list[int]]:
+        c = self.config
+        tgt = _check_ids("tgt", tgt, c.tgt_vocab_size, "tgt_vocab_size", c.max_len)
+        if len(tgt) != B:
+            raise ValueError(f"tgt must have one row per source (B={B}), got {len(tgt)} rows")
+        return tgt
+
+    def _check_targets(self, targets: Any, shape: tuple[int, int]) -> list[list[int]]:
+        if hasattr(targets, "tolist"):
+            targets = targets.tolist()
+        if shape_of(targets) != shape or any(len(row) != shape[1] for row in targets):
+            raise ValueError(f"targets must have tgt's shape {shape}, got {shape_of(targets)}")
+        V, pad = self.config.tgt_vocab_size, self.config.pad_id
+        out = []
+        for b, row in enumerate(targets):
+            for t, i in enumerate(row):
+                if isinstance(i, bool) or not isinstance(i, int):
+                    raise TypeError(f"targets[{b}][{t}] must be an int token id, got {i!r}")
+                if not (0 <= i < V or i == IGNORE_INDEX):
+                    raise ValueError(
+                        f"targets token id {i} out of range for tgt_vocab_size={V} (at [{b}][{t}]; "
+                        f"use {IGNORE_INDEX} or pad_id={pad} for positions to ignore)"
+                    )
+            out.append([IGNORE_INDEX if i == pad else i for i in row])
+        return out
+
+    def _padding_mask(self, ids: list[list[int]]) -> list[list[bool]]:
+        """(B, T) True where ids hold pad_id: keys no query may attend to (torch's convention)."""
+        pad = self.config.pad_id
+        return [[i == pad for i in row] for row in ids]
+
+    # -- forward ---------------------------------------------------------------------------------
+    def _embed(self, embedding: Embedding, dropout: Dropout, ids: list[list[int]]) -> Tensor:
+        """dropout(embedding(ids) * sqrt(C) + PE): (B, T) -> (B, T, C)."""
+        T, C = len(ids[0]), self.config.d_model
+        scale = math.sqrt(C)  # so the embeddings are not drowned by the unit-size positions
+        e = embedding(ids)  # (B, T, C)
+        pe = sinusoidal_position_encoding(1, T, C)[0]  # (T, C)
+        x = [[[v * scale + p for v, p in zip(row, pr)] for row, pr in zip(seq, pe)] for seq in e]
+        return dropout(x)
+
+    def _embed_backward(self, embedding: Embedding, dropout: Dropout, dx: Tensor) -> None:
+        scale = math.sqrt(self.config.d_model)
+        d = dropout.backward(dx)
+        embedding.backward([[[v * scale for v in row] for row in seq] for seq in d])
+
+    def encode(self, src: Any) -> Tensor:
+        """The encoder's output, the memory (B, Ts, C), for source ids src (B, Ts)."""
+        src = self._check_src(src)
+        x = self._embed(self.src_embed, self.src_dropout, src)  # (B, Ts, C)
+        return self.transformer.encoder(x, self._padding_mask(src))  # (B, Ts, C)
+
+    def decode(self, tgt: Any, memory: Tensor, src: Any) -> Tensor:
+        """Logits (B, Tt, V) for decoder inputs tgt (B, Tt) given memory (B, Ts, C) = encode(src).
+
+        `src` supplies the memory's padding mask.
+        """
+        src = self._check_src(src)
+        tgt = self._check_tgt(tgt, len(src))
+        expected = (len(src), len(src[0]), self.config.d_model)
+        if shape_of(memory) != expected:
+            raise ValueError(
+                f"memory must have shape {expected} = encode(src), got {shape_of(memory)}"
+            )
+        y = self._embed(self.tgt_embed, self.tgt_dropout, tgt)  # (B, Tt, C)
+        h = self.transformer.decoder(
+            y, memory, self._padding_mask(tgt), self._padding_mask(src)
+        )  # (B, Tt, C)
+        return self.generator(h)  # (B, Tt, V)
+
+    def forward(self, src: Any, tgt: Any, targets: Any = None):
+        """(logits (B, Tt, V), mean cross-entropy over counted positions or None)."""
+        src = self._check_src(src)
+        tgt = self._check_tgt(tgt, len(src))
+        if targets is not None:
+            targets = self._check_targets(targets, (len(tgt), len(tgt[0])))
+        if self.training:  # fresh dropout masks each training step, the same in every backend
+            set_dropout_rng(self, self.config.seed, self.dropout_step)
+            self.dropout_step += 1
+        memory = self.encode(src)  # (B, Ts, C)
+        logits = self.decode(tgt, memory, src)  # (B, Tt, V)
+        self._ran_forward = True
+        if targets is None:
+            self._loss_cache = None
+            return logits, None
+        loss, self._loss_cache = cross_entropy_forward(logits, targets, IGNORE_INDEX)
+        return logits, loss
+
+    def backward(self, dlogits: Tensor | None = None) -> None:
+        """Backpropagate the last forward's loss (or `dlogits` (B, Tt, V)) and ACCUMULATE dL/dp
+        into every parameter's grad."""
+        if not self._ran_forward:
+            raise RuntimeError("call forward before backward")
+        if dlogits is None:
+            if self._loss_cache is None:
+                raise RuntimeError("forward was called without targets: pass dlogits to backward")
+            dlogits = cross_entropy_backward(1.0, self._loss_cache)
+        dh = self.generator.backward(dlogits)  # (B, Tt, C)
+        dy, dmemory = self.transformer.decoder.backward(dh)
+        self._embed_backward(self.tgt_embed, self.tgt_dropout, dy)
+        dx = self.transformer.encoder.backward(dmemory)  # the memory's gradient enters here
+        self._embed_backward(self.src_embed, self.src_dropout, dx)
+
+    # -- decoding --------------------------------------------------------------------------------
+    def _decoding(self, src: Any, max_len: int | None):
+        src = self._check_src(src)
+        if max_len is None:
+            max_len = self.config.max_len
+        return src, _check_count("max_len", max_len, 1, self.config.max_len)
+
+    def greedy_decode(self, src: Any, max_len: int | None = None) -> list[list[int]]:
+        """Each source's output by picking the most likely next token until eos_id or `max_len`
+        tokens (eos included; default config.max_len). Ties go to the lowest token id.
+        Returns B lists of ids without bos_id / eos_id."""
+        src, max_len = self._decoding(src, max_len)
+        was_training = self.training
+        self.eval()
+        try:
+            memory = self.encode(src)  # encode once; every step reuses it
+            c = self.config
+            tgt = [[c.bos_id] for _ in src]
+            live = list(range(len(src)))  # rows that have not produced eos yet
+            for _ in range(max_len):
+                logits = self.decode(
+                    [tgt[b] for b in live], [memory[b] for b in live], [src[b] for b in live]
+                )  # (len(live), t, V): the decoder reruns on the whole prefix (no KV cache)
+                for row, b in zip(logits, live):
+                    tgt[b].append(_argmax(row[-1]))
+                live = [b for b in live if tgt[b][-1] != c.eos_id]
+                if not live:
+                    break
+        finally:
+            self.train(was_training)
+        return [_strip(t[1:], c.eos_id) for t in tgt]
+
+    def beam_search(
+        self,
+        src: Any,
+        beam_width: int = 4,
+        max_len: int | None = None,
+        length_penalty: float = 1.0,
+    ) -> list[list[int]]:
+        """Each source's best output by beam search: keep the `beam_width` most likely prefixes.
+
+        Each step scores every (beam, token) extension by its summed log-probability and ranks
+        them, ties to the lower beam then the lower token id. Walking down the ranking, an eos
+        extension among the top `beam_width` finishes a hypothesis; other extensions fill the next
+        beam up to `beam_width`. A row stops when `beam_width` hypotheses are finished (or after
+        `max_len` tokens, when the live beams join them); the best by
+        sum log p / length ** length_penalty (length counts eos) wins, the earlier on a tie. With
+        beam_width 1 this is `greedy_decode`.
+        """
+        src, max_len = self._decoding(src, max_len)
+        _check_count("beam_width", beam_width, 1, 1 << 20)
+        if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)):
+            raise TypeError(f"length_penalty must be a number, got {type(length_penalty).__name__}")
+        if not math.isfinite(length_penalty):
+            raise ValueError(f"length_penalty must be finite, got {length_penalty}")
+        was_training = self.training
+        self.eval()
+        try:
+            memory = self.encode(src)  # (B, Ts, C), encoded once
+            return [
+                self._beam_search_one(memory[b], src[b], beam_width, max_len, length_penalty)
+                for b in range(len(src))
+            ]
+        finally:
+            self.train(was_training)
+
+    def _beam_search_one(self, memory, src, k, max_len, length_penalty) -> list[int]:
+        """Beam search for one source: memory (Ts, C), src (Ts,); see `beam_search`."""
+        eos = self.config.eos_id
+        beams = [(0.0, [self.config.bos_id])]  # (sum of log-probabilities, tokens from bos)
+        finished = []  # (sum log p / length ** length_penalty, tokens without bos)
+        for _ in range(max_len):
+            n = len(beams)
+            logits = self.decode([t for _, t in beams], [memory] * n, [src] * n)  # (n, t, V)
+            ranked = sorted(
+                (-(score + lp), i, v)
+                for i, (score, _) in enumerate(beams)
+                for v, lp in enumerate(log_softmax(logits[i][-1]))
+            )  # best first; ties -> the lower beam, then the lower token id
+            beams_next = []
+            for rank, (neg_score, i, v) in enumerate(ranked):
+                tokens = beams[i][1] + [v]
+                if v == eos:
+                    if rank < k:  # an eos ranked below the top k is not worth keeping
+                        length = len(tokens) - 1  # generated tokens, eos included
+                        finished.append((-neg_score / length**length_penalty, tokens[1:]))
+                else:
+                    beams_next.append((-neg_score, tokens))
+                    if len(beams_next) == k:  # every later rank is below the top k
+                        break
+            beams = beams_next
+            if len(finished) >= k or not beams:
+                break
+        else:  # max_len reached: the unfinished beams compete as they are
+            finished.extend((s / (len(t) - 1) ** length_penalty, t[1:]) for s, t in beams)
+        best = min(range(len(finished)), key=lambda j: (-finished[j][0], j))  # earlier on a tie
+        return _strip(finished[best][1], eos)
