@@ -46,6 +46,7 @@ from .attention import (
     split_qkv,
 )
 from .bert import BERT, BERTConfig, BERTForSequenceClassification, mask_tokens
+from .bpe import BPETokenizer, TokenizerFileError
 from .checkpoint import (
     CheckpointError,
     load_safetensors,
@@ -104,6 +105,7 @@ from .optim import (
     StepDecayLR,
     clip_grad_norm,
 )
+from .pretokenize import SPLIT_PATTERNS, get_splitter
 from .rng import permutation, philox4x32, random_u32, random_u32s, uniform, uniforms
 from .training import FitResult, NonFiniteLossError, fit
 
@@ -134,6 +136,8 @@ __all__ = [
     "CosineWarmupLR", "fit", "FitResult", "NonFiniteLossError",
     # randomness shared across backends
     "philox4x32", "random_u32", "random_u32s", "uniform", "uniforms", "permutation",
+    # byte-level BPE tokenizer
+    "BPETokenizer", "TokenizerFileError", "SPLIT_PATTERNS", "get_splitter",
     # checkpoints and data
     "save_safetensors", "load_safetensors", "load_safetensors_metadata", "CheckpointError",
     "read_idx", "load_mnist_idx", "load_digits", "load_mnist_sample", "load_text_corpus",

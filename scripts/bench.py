@@ -1,0 +1,331 @@
+"""Benchmarks: the fast backend against the production libraries, measured in the same run.
+
+    python scripts/bench.py tokenizer                  # one section
+    python scripts/bench.py all                        # every section
+    python scripts/bench.py tokenizer --mb 10 --vocab-size 8192 --repeat 3
+    python scripts/bench.py tokenizer --reference run  # also time the reference once (minutes)
+
+Each section is one function, `bench_<name>(args)`, registered in SECTIONS; it prints the machine,
+what it timed, and a table of median times and ratios. Every contender of a table runs in the
+same process, one after the other, so that they share the machine's load; on a shared machine,
+repeat (--repeat) and read the medians. Optional contenders (a library that is not installed) are
+reported as skipped, never estimated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import sysconfig
+import tempfile
+import time
+import warnings
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import reference  # noqa: E402  (the corpus loader and the oracle)
+
+# ---------------------------------------------------------------------------------------------
+# Shared helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    """One line about the machine: CPU model, cores, load, versions."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        model = names[0] if names else model
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    import numba
+    import numpy
+
+    return (
+        f"{model}, {os.cpu_count()} cores, load average {load:.1f} at start; Python "
+        f"{platform.python_version()}, numpy {numpy.__version__}, numba {numba.__version__}"
+    )
+
+
+def interleaved(contenders: dict, repeat: int) -> dict:
+    """{name: (median seconds, last result)}: the contenders run in turn, `repeat` rounds, so
+    that a change in the machine's load hits them all alike."""
+    times = {name: [] for name in contenders}
+    results = {}
+    for _ in range(repeat):
+        for name, run in contenders.items():
+            start = time.perf_counter()
+            results[name] = run()
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(times[name]), results[name]) for name in contenders}
+
+
+def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    """A Markdown table, so the output pastes into docs/benchmarks.md as it is."""
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join(" --- " for _ in header) + "|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+def optional(module: str):
+    """The module, or None when it is not installed (the contender is then skipped)."""
+    try:
+        return __import__(module)
+    except ImportError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer: training against Hugging Face `tokenizers`, encoding against `tiktoken`
+# ---------------------------------------------------------------------------------------------
+
+
+def bench_corpus(max_bytes: int) -> tuple[str, str]:
+    """(text, description): the default corpus (the standard library's top-level *.py files,
+    `reference.load_text_corpus`), extended with the sources of its subpackages (sorted walk,
+    site-packages left out) when `max_bytes` asks for more, cut at `max_bytes`."""
+    text = reference.load_text_corpus()
+    size = len(text.encode("utf-8"))
+    parts, files = [text], 0
+    folder = sysconfig.get_paths()["stdlib"]
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if d not in ("site-packages", "__pycache__"))
+        if size >= max_bytes:
+            break
+        if root == folder:
+            continue  # the top level is the default corpus already
+        for name in sorted(names):
+            if not name.endswith(".py") or size >= max_bytes:
+                continue
+            try:
+                with open(os.path.join(root, name), encoding="utf-8") as f:
+                    part = f.read()
+            except (UnicodeDecodeError, OSError):
+                continue
+            parts.append(part)
+            size += len(part.encode("utf-8"))
+            files += 1
+    text = "".join(parts).encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
+    default = len(parts[0].encode("utf-8"))
+    described = f"{len(text.encode('utf-8')):,} bytes: "
+    if files:
+        described += (
+            f"the default corpus (reference.load_text_corpus(), all of its {default:,} bytes) "
+            f"plus {files} .py files of the standard library's subpackages, in sorted order"
+        )
+    else:
+        described += (
+            f"the start of the default corpus (reference.load_text_corpus(), {default:,} bytes)"
+        )
+    return text, described
+
+
+def split_at_lines(text: str, n: int) -> list[str]:
+    """`text` cut into about n pieces at line ends: "".join(pieces) == text."""
+    pieces, start, step = [], 0, max(1, len(text) // n)
+    while start < len(text):
+        end = text.find("\n", start + step)
+        end = len(text) if end < 0 else end + 1
+        pieces.append(text[start:end])
+        start = end
+    return pieces
+
+
+def hf_train(text_path: str, vocab_size: int):
+    """Hugging Face's byte-level BPE trainer on the GPT-2 split, from a file (its fastest path)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train([text_path], trainer)
+    return tok
+
+
+def tiktoken_encoding(tok, folder: str):
+    """tiktoken.Encoding over `tok`'s exported rank file (read by tiktoken's own loader)."""
+    import tiktoken
+    import tiktoken.load
+
+    path = os.path.join(folder, "ranks.tiktoken")
+    tok.save_tiktoken(path)
+    saved = os.environ.get("TIKTOKEN_CACHE_DIR")
+    os.environ["TIKTOKEN_CACHE_DIR"] = ""  # read the local file, cache nothing
+    try:
+        ranks = tiktoken.load.load_tiktoken_bpe(path)
+    finally:
+        if saved is None:
+            del os.environ["TIKTOKEN_CACHE_DIR"]
+        else:
+            os.environ["TIKTOKEN_CACHE_DIR"] = saved
+    return tiktoken.Encoding(
+        name="bench",
+        pat_str=reference.SPLIT_PATTERNS[tok.pattern],
+        mergeable_ranks=ranks,
+        special_tokens={},
+    )
+
+
+def bench_tokenizer(args) -> None:
+    """Training time against HF `tokenizers`, encoding MB/s against `tiktoken`, and the
+    reference's time on the same job for scale (with --reference run)."""
+    import fast.bpe
+    from fast.cpu.bpe import count_chunks
+    from fast.pretokenize import MODES, split_batch
+
+    text, described = bench_corpus(int(args.mb * 1e6))
+    mb = len(text.encode("utf-8")) / 1e6
+    data, bounds, _ = split_batch([text], MODES["gpt2"])
+    _, starts, _ = count_chunks(data, bounds)
+    print(f"\n## Tokenizer\n\n{machine()}")
+    print(f"corpus: {described}")
+    print(
+        f"{len(bounds) - 1:,} chunks under the gpt2 split, {len(starts) - 1:,} distinct ones of "
+        f"two bytes or more ({starts[-1]:,} bytes): what training holds in memory"
+    )
+    print(f"job: byte-level BPE, gpt2 split, vocab_size {args.vocab_size}; {args.repeat} rounds")
+
+    # Compile (or load from the cache) every kernel before timing.
+    warm = fast.bpe.BPETokenizer("gpt2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warm.train("warm up, warm up: 12 times", 300)
+    warm.decode(warm.encode_ordinary_batch(["warm up", "again"])[0])
+
+    def train_fast():
+        tok = fast.bpe.BPETokenizer("gpt2")
+        tok.train(text, args.vocab_size)
+        return tok
+
+    tokenizers, tiktoken = optional("tokenizers"), optional("tiktoken")
+    with tempfile.TemporaryDirectory() as folder:
+        contenders = {"fast": train_fast}
+        if tokenizers is not None:
+            path = os.path.join(folder, "corpus.txt")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            contenders["hf"] = lambda: hf_train(path, args.vocab_size)
+        trained = interleaved(contenders, args.repeat)
+        tok = trained["fast"][1]
+        enc = tiktoken_encoding(tok, folder) if tiktoken is not None else None
+
+    fast_train = trained["fast"][0]
+    train_rows = [["fast.BPETokenizer.train", f"{fast_train:.2f} s", "1.00"]]
+    if "hf" in trained:
+        hf_time = trained["hf"][0]
+        name = f"tokenizers {tokenizers.__version__} BpeTrainer (ByteLevel, from a file)"
+        train_rows.append([name, f"{hf_time:.2f} s", f"{fast_train / hf_time:.2f}"])
+    else:
+        train_rows.append(["tokenizers", "not installed", "skipped"])
+
+    files = split_at_lines(text, 1000)  # the same bytes as a batch of 1,000 texts
+    threads = os.cpu_count() or 1
+    contenders = {
+        "fast": lambda: tok.encode_ordinary(text),
+        "fast batch": lambda: tok.encode_ordinary_batch(files),
+    }
+    if enc is not None:
+        contenders["tiktoken"] = lambda: enc.encode_ordinary(text)
+        contenders["tiktoken batch"] = lambda: enc.encode_ordinary_batch(files, num_threads=threads)
+    encoded = interleaved(contenders, args.repeat)
+    fast_encode, ids = encoded["fast"]
+    fast_batch, batch_ids = encoded["fast batch"]
+    encode_rows = [
+        ["fast encode_ordinary (one text)", f"{mb / fast_encode:.2f} MB/s", "1.00", ""],
+        ["fast encode_ordinary_batch (1,000 texts)", f"{mb / fast_batch:.2f} MB/s", "1.00", ""],
+    ]
+    if enc is not None:
+        tt_encode, tt_ids = encoded["tiktoken"]
+        tt_batch, tt_batch_ids = encoded["tiktoken batch"]
+        encode_rows += [
+            [
+                f"tiktoken {tiktoken.__version__} encode_ordinary (one text)",
+                f"{mb / tt_encode:.2f} MB/s",
+                f"{tt_encode / fast_encode:.2f}",
+                "yes" if tt_ids == ids else "NO",
+            ],
+            [
+                f"tiktoken encode_ordinary_batch (1,000 texts, {threads} threads)",
+                f"{mb / tt_batch:.2f} MB/s",
+                f"{tt_batch / fast_batch:.2f}",
+                "yes" if tt_batch_ids == batch_ids else "NO",
+            ],
+        ]
+    else:
+        encode_rows.append(["tiktoken", "not installed", "skipped", ""])
+
+    if args.reference == "run":
+        ref_tok = reference.BPETokenizer("gpt2")
+        ref_train, _ = interleaved({"reference": lambda: ref_tok.train(text, args.vocab_size)}, 1)[
+            "reference"
+        ]
+        same = "yes" if ref_tok.merges == tok.merges else "NO"
+        train_rows.append(
+            [
+                f"reference.BPETokenizer.train (one run; identical merges: {same})",
+                f"{ref_train:.1f} s",
+                f"{fast_train / ref_train:.2g}",
+            ]
+        )
+        ref_encode, ref_ids = interleaved({"reference": lambda: ref_tok.encode_ordinary(text)}, 1)[
+            "reference"
+        ]
+        encode_rows.append(
+            [
+                "reference encode_ordinary (one run)",
+                f"{mb / ref_encode:.3f} MB/s",
+                f"{ref_encode / fast_encode:.3g}",
+                "yes" if ref_ids == ids else "NO",
+            ]
+        )
+    print_table(
+        "Training",
+        ["trainer", "median time", "fast time ÷ this time (target ≤ 1.5)"],
+        train_rows,
+    )
+    print_table(
+        "Encoding",
+        ["encoder", "median throughput", "fast speed ÷ this speed (target ≥ 0.67)", "same ids"],
+        encode_rows,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------------------------
+
+SECTIONS = {"tokenizer": bench_tokenizer}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("section", choices=[*SECTIONS, "all"], help="what to benchmark")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per contender (median)")
+    parser.add_argument("--mb", type=float, default=10.0, help="tokenizer: corpus size in MB")
+    parser.add_argument("--vocab-size", type=int, default=8192, help="tokenizer: vocabulary")
+    parser.add_argument(
+        "--reference",
+        choices=["skip", "run"],
+        default="skip",
+        help="also time the reference once on the same job (minutes for the tokenizer)",
+    )
+    args = parser.parse_args(argv)
+    for name in SECTIONS if args.section == "all" else [args.section]:
+        SECTIONS[name](args)
+
+
+if __name__ == "__main__":
+    main()
