@@ -4,6 +4,8 @@
     python scripts/bench.py all                        # every section
     python scripts/bench.py tokenizer --mb 10 --vocab-size 8192 --repeat 3
     python scripts/bench.py tokenizer --reference run  # also time the reference once (minutes)
+    python scripts/bench.py gpt --reference run        # GPT training vs PyTorch (and reference)
+    python scripts/bench.py mlp                        # the digit network's epoch vs PyTorch
 
 Each section is one function, `bench_<name>(args)`, registered in SECTIONS; it prints the machine,
 what it timed, and a table of median times and ratios. Every contender of a table runs in the
@@ -25,8 +27,9 @@ import time
 import warnings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+for path in (ROOT, os.path.join(ROOT, "scripts")):
+    if path not in sys.path:
+        sys.path.insert(0, path)
 
 import reference  # noqa: E402  (the corpus loader and the oracle)
 
@@ -307,7 +310,24 @@ def bench_tokenizer(args) -> None:
 # Entry point
 # ---------------------------------------------------------------------------------------------
 
-SECTIONS = {"tokenizer": bench_tokenizer}
+
+def bench_gpt(args) -> None:
+    """GPT training tokens/s: fast vs PyTorch eager (CPU) vs reference, with MFU."""
+    import bench_models
+
+    print(f"\n== GPT training throughput ==\n{machine()}")
+    bench_models.bench_gpt(with_reference=args.reference == "run", repeats=args.repeat)
+
+
+def bench_mlp(args) -> None:
+    """The 784-16-16-10 digit network's epoch: fast vs PyTorch (and the reference, scaled)."""
+    import bench_models
+
+    print(f"\n== 784-16-16-10 epoch ==\n{machine()}")
+    bench_models.bench_mlp(repeats=args.repeat)
+
+
+SECTIONS = {"tokenizer": bench_tokenizer, "gpt": bench_gpt, "mlp": bench_mlp}
 
 
 def main(argv: list[str] | None = None) -> None:
