@@ -8,14 +8,12 @@ out as arrays of the model's dtype.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import numpy as np
 
 from reference import module as _ref
-from reference.fileio import atomic_write
 
 from .checkpoint import load_safetensors, save_safetensors
 from .dtypes import resolve_dtype
@@ -42,63 +40,27 @@ class Parameter(_ref.Parameter):
 
 
 class Module(_ref.Module):
-    """The reference's Module with array-valued state."""
+    """The reference's Module with array-valued state: only the storage hooks differ."""
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """{name: a copy of the parameter's array}, in `named_parameters` order."""
-        return {name: p.data.copy() for name, p in self.named_parameters()}
+    _save_tensors = staticmethod(save_safetensors)
+    _load_tensors = staticmethod(load_safetensors)
 
-    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
-        """Copy arrays (or nested lists, e.g. from `reference`) into the parameters, in place,
-        converting to each parameter's dtype and checking every shape."""
-        if not isinstance(state, dict):
-            raise TypeError(f"state must be a dict of name -> tensor, got {type(state).__name__}")
-        params = dict(self.named_parameters())
-        missing = [n for n in params if n not in state]
-        unexpected = [n for n in state if n not in params]
-        if strict and (missing or unexpected):
-            raise ValueError(
-                f"state_dict mismatch: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-                f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
-            )
-        for name, p in params.items():
-            if name not in state:
-                continue
-            value = np.asarray(state[name], dtype=p.data.dtype)
-            if value.shape != p.shape:
-                raise ValueError(
-                    f"state_dict[{name!r}] has shape {value.shape}, expected {p.shape}"
-                )
-            p.data[...] = value
+    @staticmethod
+    def _copy_tensor(p: Parameter) -> np.ndarray:
+        return p.data.copy()
 
-    def save_pretrained(self, directory: str | os.PathLike, *, dtype: str = "float32") -> None:
-        """Write `config.json` and `model.safetensors` into `directory`, each atomically."""
-        directory = os.fspath(directory)
-        os.makedirs(directory, exist_ok=True)
-        save_safetensors(
-            self.state_dict(),
-            os.path.join(directory, "model.safetensors"),
-            dtype=dtype,
-            metadata={"format": "pt"},
-        )
-        atomic_write(
-            os.path.join(directory, "config.json"),
-            json.dumps(self.config_dict(), indent=2, sort_keys=True) + "\n",
-        )
+    @staticmethod
+    def _load_tensor(name: str, p: Parameter, value: Any) -> None:
+        """Copy `value` (an array or nested lists) into p.data in place, in p's dtype."""
+        value = np.asarray(value, dtype=p.data.dtype)
+        if value.shape != p.shape:
+            raise ValueError(f"state_dict[{name!r}] has shape {value.shape}, expected {p.shape}")
+        p.data[...] = value
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, **options: Any) -> Module:
-        """Build the model from `config.json`, load `model.safetensors`; `options` (dtype=...)
-        go to the constructor."""
-        directory = os.fspath(directory)
-        for f in ("config.json", "model.safetensors"):
-            if not os.path.isfile(os.path.join(directory, f)):
-                raise FileNotFoundError(f"{directory!r} has no {f}")
-        with open(os.path.join(directory, "config.json"), encoding="utf-8") as f:
-            config = json.load(f)
-        model = cls.from_config_dict(config, **options)
-        model.load_state_dict(load_safetensors(os.path.join(directory, "model.safetensors")))
-        return model
+    def from_pretrained(cls, directory: str | os.PathLike, dtype="float32") -> Module:
+        """Build the model from `config.json` and load `model.safetensors` (in `dtype`)."""
+        return cls._from_directory(directory, {"dtype": dtype})
 
 
 class ModuleList(Module, _ref.ModuleList):

@@ -108,9 +108,28 @@ class Module:
         return self.train(False)
 
     # -- state ----------------------------------------------------------------------------------
+    # A backend with other storage overrides the three hooks below, nothing else.
+    _save_tensors = staticmethod(save_safetensors)
+    _load_tensors = staticmethod(load_safetensors)
+
+    @staticmethod
+    def _copy_tensor(p: Parameter) -> Any:
+        return copy.deepcopy(p.data)
+
+    @staticmethod
+    def _load_tensor(name: str, p: Parameter, value: Any) -> None:
+        """Set p's data from `value` (nested lists, or anything with `tolist()`), checking shape."""
+        if hasattr(value, "tolist"):
+            value = value.tolist()
+        if shape_of(value) != p.shape:
+            raise ValueError(
+                f"state_dict[{name!r}] has shape {shape_of(value)}, expected {p.shape}"
+            )
+        p.data = _to_floats(value)
+
     def state_dict(self) -> dict[str, Any]:
         """{name: a copy of the parameter's data}, in `named_parameters` order."""
-        return {name: copy.deepcopy(p.data) for name, p in self.named_parameters()}
+        return {name: self._copy_tensor(p) for name, p in self.named_parameters()}
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
         """Copy tensors into the parameters of the same names, checking every shape.
@@ -128,16 +147,8 @@ class Module:
                 f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
             )
         for name, p in params.items():
-            if name not in state:
-                continue
-            value = state[name]
-            if hasattr(value, "tolist"):
-                value = value.tolist()
-            if shape_of(value) != p.shape:
-                raise ValueError(
-                    f"state_dict[{name!r}] has shape {shape_of(value)}, expected {p.shape}"
-                )
-            p.data = _to_floats(value)
+            if name in state:
+                self._load_tensor(name, p, state[name])
 
     # -- checkpoints ----------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:  # pragma: no cover - overridden by each model
@@ -151,7 +162,7 @@ class Module:
         """Write `config.json` and `model.safetensors` into `directory`, each atomically."""
         directory = os.fspath(directory)
         os.makedirs(directory, exist_ok=True)
-        save_safetensors(
+        self._save_tensors(
             self.state_dict(),
             os.path.join(directory, "model.safetensors"),
             dtype=dtype,
@@ -165,14 +176,18 @@ class Module:
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> Module:
         """Build the model from `config.json` and load `model.safetensors` from `directory`."""
+        return cls._from_directory(directory, {})
+
+    @classmethod
+    def _from_directory(cls, directory: str | os.PathLike, options: dict[str, Any]) -> Module:
         directory = os.fspath(directory)
         for f in ("config.json", "model.safetensors"):
             if not os.path.isfile(os.path.join(directory, f)):
                 raise FileNotFoundError(f"{directory!r} has no {f}")
         with open(os.path.join(directory, "config.json"), encoding="utf-8") as f:
             config = json.load(f)
-        model = cls.from_config_dict(config)
-        model.load_state_dict(load_safetensors(os.path.join(directory, "model.safetensors")))
+        model = cls.from_config_dict(config, **options)
+        model.load_state_dict(cls._load_tensors(os.path.join(directory, "model.safetensors")))
         return model
 
 
