@@ -107,6 +107,7 @@ from .optim import (
 )
 from .pretokenize import SPLIT_PATTERNS, get_splitter
 from .rng import permutation, philox4x32, random_u32, random_u32s, uniform, uniforms
+from .seq2seq import Transformer, TransformerConfig
 from .training import FitResult, NonFiniteLossError, fit
 
 __all__ = [
@@ -130,7 +131,7 @@ __all__ = [
     "Activation", "Dropout",
     # the Transformer families
     "GPT", "GPTConfig", "sample_next_token", "BERT", "BERTConfig",
-    "BERTForSequenceClassification", "mask_tokens",
+    "BERTForSequenceClassification", "mask_tokens", "Transformer", "TransformerConfig",
     # optimization and training
     "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm", "ConstantLR", "StepDecayLR",
     "CosineWarmupLR", "fit", "FitResult", "NonFiniteLossError",
