@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import reference
-from conformance.tolerance import assert_close, float32_tol
+from conformance.tolerance import assert_close, assert_same_error, float32_tol
 
 
 @st.composite
@@ -238,21 +238,6 @@ FORWARD_ERRORS = [
     dict(labels=[[1]]),
     dict(labels=[[1, 2.0], [1, 1]]),
 ]
-
-
-def _raised(call):
-    try:
-        call()
-    except Exception as e:  # noqa: BLE001 - the test compares whatever was raised
-        return type(e), str(e)
-    return None
-
-
-def assert_same_error(reference_call, candidate_call, must_raise=True):
-    """The same exception type and message from both (or, unless must_raise, none from both)."""
-    want = _raised(reference_call)
-    assert want is not None or not must_raise, "the reference accepted it"
-    assert _raised(candidate_call) == want
 
 
 @pytest.mark.parametrize("kwargs", FORWARD_ERRORS, ids=repr)

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import reference
-from conformance.tolerance import assert_close, float32_tol
+from conformance.tolerance import assert_close, assert_same_error, float32_tol
 
 PAD, BOS, EOS = 0, 1, 2
 
@@ -232,21 +232,6 @@ FORWARD_ERRORS = [
     dict(targets=[[3, 4, 2.0], [5, 2, 0]]),
     dict(targets=[[3, 4, 2]]),
 ]
-
-
-def _raised(call):
-    try:
-        call()
-    except Exception as e:  # noqa: BLE001 - the test compares whatever was raised
-        return type(e), str(e)
-    return None
-
-
-def assert_same_error(reference_call, candidate_call, must_raise=True):
-    """The same exception type and message from both (or, unless must_raise, none from both)."""
-    want = _raised(reference_call)
-    assert want is not None or not must_raise, "the reference accepted it"
-    assert _raised(candidate_call) == want
 
 
 @pytest.mark.parametrize("kwargs", FORWARD_ERRORS, ids=repr)

@@ -47,3 +47,19 @@ def assert_close(
             f"{what}: {int(bad.sum())} of {bad.size} values differ "
             f"(tolerance atol {atol:g} + rtol {rtol:g} * |ref|):\n" + "\n".join(lines)
         )
+
+
+def raised(call):
+    """(exception type, message) that `call()` raises, or None."""
+    try:
+        call()
+    except Exception as e:  # noqa: BLE001 - the tests compare whatever was raised
+        return type(e), str(e)
+    return None
+
+
+def assert_same_error(reference_call, candidate_call, must_raise=True):
+    """The same exception type and message from both (or, unless must_raise, none from both)."""
+    want = raised(reference_call)
+    assert want is not None or not must_raise, "the reference accepted it"
+    assert raised(candidate_call) == want
