@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import reference
-from conformance.tolerance import assert_close, assert_same_error, float32_tol
+from conformance.tolerance import assert_close, assert_same_error, compare_gradients, float32_tol
 
 
 @st.composite
@@ -79,18 +79,6 @@ def run_both(r, c, inputs, labels):
     rout = r(i, t, m, labels)
     cout = c(np.array(i), array(t), array(m), None if labels is None else np.array(labels))
     return rout, cout
-
-
-def compare_gradients(r, c, what):
-    """Every parameter's gradient, to 1e-9 relative plus an absolute 1e-10 of the largest one:
-    a gradient can be a difference of nearly equal terms of that size (layer norm of two
-    channels whose inputs nearly agree, say), where reordered sums leave ~1e-11 of it."""
-    cgrads = dict(c.named_parameters())
-    assert list(cgrads) == [n for n, _ in r.named_parameters()]
-    scale = max(float(np.max(np.abs(p.grad))) for _, p in r.named_parameters())
-    for name, p in r.named_parameters():
-        assert cgrads[name].grad.shape == tuple(p.shape), name
-        assert_close(cgrads[name].grad, p.grad, atol=1e-10 * scale, what=f"{what}: grad {name}")
 
 
 def compare_trajectory(candidate, r, c, inputs, labels, steps=5):

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import reference
-from conformance.tolerance import assert_close, assert_same_error, float32_tol
+from conformance.tolerance import assert_close, assert_same_error, compare_gradients, float32_tol
 
 PAD, BOS, EOS = 0, 1, 2
 
@@ -82,18 +82,6 @@ def run_both(r, c, inputs, with_targets=True):
     rout = r(inputs["src"], inputs["tgt"], t)
     cout = c(np.array(inputs["src"]), np.array(inputs["tgt"]), None if t is None else np.array(t))
     return rout, cout
-
-
-def compare_gradients(r, c, what):
-    """Every parameter's gradient, to 1e-9 relative plus an absolute 1e-10 of the largest one:
-    a gradient can be a difference of nearly equal terms of that size (layer norm over a few
-    channels whose inputs nearly agree), where reordered sums leave ~1e-11 of it."""
-    cgrads = dict(c.named_parameters())
-    assert list(cgrads) == [n for n, _ in r.named_parameters()]
-    scale = max(float(np.max(np.abs(p.grad))) for _, p in r.named_parameters())
-    for name, p in r.named_parameters():
-        assert cgrads[name].grad.shape == tuple(p.shape), name
-        assert_close(cgrads[name].grad, p.grad, atol=1e-10 * scale, what=f"{what}: grad {name}")
 
 
 @given(seq2seq_case())

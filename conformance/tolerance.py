@@ -63,3 +63,21 @@ def assert_same_error(reference_call, candidate_call, must_raise=True):
     want = raised(reference_call)
     assert want is not None or not must_raise, "the reference accepted it"
     assert raised(candidate_call) == want
+
+
+def compare_gradients(r, c, what: str = "gradients") -> None:
+    """Every parameter's gradient of model `c` against model `r` (same names, same order), to
+    F64_RTOL relative plus an absolute 1e-10 of the largest gradient: a gradient can be a
+    difference of nearly equal terms of that size (layer norm over a few channels whose inputs
+    nearly agree), where reordered sums leave ~1e-11 of it."""
+    cgrads = dict(c.named_parameters())
+    assert list(cgrads) == [n for n, _ in r.named_parameters()]
+    scale = max(float(np.max(np.abs(np.asarray(p.grad)))) for _, p in r.named_parameters())
+    for name, p in r.named_parameters():
+        assert cgrads[name].grad.shape == tuple(p.shape), name
+        assert_close(
+            cgrads[name].grad,
+            p.grad,
+            atol=max(1e-10 * scale, F64_ATOL),
+            what=f"{what}: grad {name}",
+        )
