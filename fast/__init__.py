@@ -10,7 +10,7 @@ Names the reference has that `fast` does not yet implement are listed in `NOT_YE
 Threads: Numba's OpenMP layer spin-waits between parallel regions by default; on a busy machine
 (two cores shared with anything else) a tiny GPT's forward took 274 ms instead of 7 ms and its
 backward 383 ms instead of 6 ms (measured side by side at load average 6). We default the
-OpenMP wait policy to passive (measured: the same 1 ms as a single thread under load); set
+OpenMP wait policy to passive (measured: within a few ms of one thread under the same load); set
 OMP_WAIT_POLICY yourself to override it.
 """
 
