@@ -7,7 +7,12 @@ for local runs: HYPOTHESIS_PROFILE=thorough python -m pytest
 
 import os
 
-from hypothesis import HealthCheck, settings
+# CUDA tests run everywhere (DESIGN.md section 5): on the GPU where there is one, otherwise in
+# Numba's CUDA simulator, which must be chosen before numba is first imported.
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and not os.path.exists("/dev/nvidia0"):
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
     "ci",

@@ -1,0 +1,399 @@
+"""Arrays in GPU memory: what a tensor is, spelled out — a flat buffer, a shape, strides, an offset.
+
+`DeviceArray` holds one flat, contiguous numba-cuda buffer and a *view* of it: element
+[i0, i1, ...] lives at buffer[offset + i0*strides[0] + i1*strides[1] + ...] (strides counted in
+elements). Slicing, transposing, splitting heads or q/k/v, and reshaping a contiguous array only
+make a new view (no copy, no kernel); the kernels take (buffer, offset, strides) and so read any
+view directly. That is how PyTorch's storage/view split works, reduced to what our models need.
+
+Arithmetic on DeviceArrays (`+`, `-`, `*`, `+=`, `@`, `sum(axis=0)`, `a[...] = b`) launches one
+kernel each; nothing comes back to the host unless asked: `copy_to_host()` is the one way out (there
+is no implicit conversion, so a numpy call that reached a DeviceArray by mistake fails loudly
+instead of copying silently).
+
+Every elementwise operation is one generic kernel, `_map_kernel`, over up-to-4-D strided views with
+numpy's broadcasting (a broadcast axis has stride 0). Each output element is written by exactly one
+thread, and each column sum is one thread adding its rows in order: no atomics, so results are
+the same run to run.
+
+Launch sizes: on a GPU, 256 threads a block and enough blocks to fill it (grid-stride loops); under
+Numba's CUDA simulator (`NUMBA_ENABLE_CUDASIM=1`), which runs every simulated thread as a Python
+thread (~0.2 ms each), one block of 32 threads walks the whole array.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+from numba import cuda
+
+from .launch import SIMULATOR, grid_1d
+
+MAX_DIMS = 4
+ADD, MUL, AFFINE, FILL = range(4)  # _map_kernel's operations
+
+
+# -- the one elementwise kernel --------------------------------------------------------------------
+@cuda.jit(cache=not SIMULATOR)
+def _map_kernel(op, alpha, beta, a, a_off, a_st, b, b_off, b_st, out, o_off, o_st, shape):
+    """out = alpha*a + beta*b (ADD), alpha*a*b (MUL), alpha*a + beta (AFFINE) or alpha (FILL),
+    elementwise over a 4-D index space `shape`; each operand is (buffer, offset, 4 strides)."""
+    n1, n2, n3 = shape[1], shape[2], shape[3]
+    n = shape[0] * n1 * n2 * n3
+    start, step = cuda.grid(1), cuda.gridsize(1)
+    for flat in range(start, n, step):
+        i3 = flat % n3
+        r = flat // n3
+        i2 = r % n2
+        r //= n2
+        i1 = r % n1
+        i0 = r // n1
+        o = o_off + i0 * o_st[0] + i1 * o_st[1] + i2 * o_st[2] + i3 * o_st[3]
+        if op == FILL:
+            out[o] = alpha
+            continue
+        x = a[a_off + i0 * a_st[0] + i1 * a_st[1] + i2 * a_st[2] + i3 * a_st[3]]
+        if op == AFFINE:
+            out[o] = alpha * x + beta
+            continue
+        y = b[b_off + i0 * b_st[0] + i1 * b_st[1] + i2 * b_st[2] + i3 * b_st[3]]
+        if op == ADD:
+            out[o] = alpha * x + beta * y
+        else:
+            out[o] = alpha * x * y
+
+
+@cuda.jit(cache=not SIMULATOR)
+def _column_sum_kernel(a, a_off, s0, s1, rows, cols, out):
+    """out[c] = a[0, c] + a[1, c] + ... in row order: one thread per column (deterministic)."""
+    start, step = cuda.grid(1), cuda.gridsize(1)
+    for c in range(start, cols, step):
+        s = 0.0
+        for r in range(rows):
+            s += a[a_off + r * s0 + c * s1]
+        out[c] = s
+
+
+# -- views -----------------------------------------------------------------------------------------
+def _contiguous_strides(shape) -> tuple[int, ...]:
+    strides, s = [], 1
+    for n in reversed(shape):
+        strides.append(s)
+        s *= n
+    return tuple(reversed(strides))
+
+
+def _pad4(shape, strides):
+    """Shape and strides as 4-D, leading axes of length 1 added (what the kernels take)."""
+    k = MAX_DIMS - len(shape)
+    if k < 0:
+        raise ValueError(f"DeviceArray kernels take at most {MAX_DIMS} axes, got shape {shape}")
+    return (1,) * k + tuple(shape), (0,) * k + tuple(strides)
+
+
+def _broadcast_strides(arr: DeviceArray, shape) -> tuple[int, ...]:
+    """arr's strides viewed as `shape` under numpy's broadcasting rules (stride 0 where repeated)."""
+    k = len(shape) - arr.ndim
+    if k < 0:
+        raise ValueError(f"cannot broadcast shape {arr.shape} to {tuple(shape)}")
+    out = [0] * k
+    for n, m, s in zip(arr.shape, shape[k:], arr.strides):
+        if n == m:
+            out.append(s)
+        elif n == 1:
+            out.append(0)
+        else:
+            raise ValueError(f"cannot broadcast shape {arr.shape} to {tuple(shape)}")
+    return tuple(out)
+
+
+def _broadcast_shape(a, b) -> tuple[int, ...]:
+    try:
+        return np.broadcast_shapes(a, b)
+    except ValueError:
+        raise ValueError(f"shapes {a} and {b} do not broadcast") from None
+
+
+class DeviceArray:
+    """A view (shape, strides, offset) of a flat buffer in GPU memory. See the module docstring."""
+
+    __array_priority__ = 1000  # so numpy_array + device_array comes here (and fails clearly)
+    is_device_array = True  # the marker fast.device.is_device_array looks for
+
+    def __init__(self, buffer, shape, strides=None, offset: int = 0):
+        self.buffer = buffer  # a 1-D contiguous numba device array
+        self.shape = tuple(int(n) for n in shape)
+        self.strides = (
+            _contiguous_strides(self.shape) if strides is None else tuple(int(s) for s in strides)
+        )
+        self.offset = int(offset)
+
+    # -- what it is
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.buffer.dtype)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d DeviceArray")
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"DeviceArray(shape={self.shape}, dtype={self.dtype.name})"
+
+    def is_contiguous(self) -> bool:
+        return all(
+            s == c or n == 1
+            for n, s, c in zip(self.shape, self.strides, _contiguous_strides(self.shape))
+        )
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError(
+            "a DeviceArray lives in GPU memory: call .copy_to_host() for a numpy array "
+            "(there is no implicit copy)"
+        )
+
+    # -- in and out
+    def copy_to_host(self) -> np.ndarray:
+        a = self if self.is_contiguous() else self.copy()
+        flat = a.buffer[a.offset : a.offset + a.size].copy_to_host()
+        return flat.reshape(a.shape)
+
+    def item(self) -> float:
+        if self.size != 1:
+            raise ValueError(f"item() needs a 1-element array, got shape {self.shape}")
+        return self.copy_to_host().reshape(-1)[0].item()
+
+    # -- views (no copy)
+    def reshape(self, *shape) -> DeviceArray:
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        shape = list(shape)
+        if shape.count(-1) > 1:
+            raise ValueError("reshape takes at most one -1")
+        if -1 in shape:
+            known = math.prod(n for n in shape if n != -1)
+            shape[shape.index(-1)] = self.size // known if known else 0
+        if math.prod(shape) != self.size:
+            raise ValueError(f"cannot reshape {self.shape} ({self.size} elements) to {tuple(shape)}")
+        a = self if self.is_contiguous() else self.copy()
+        return DeviceArray(a.buffer, shape, None, a.offset)
+
+    def transpose(self, *axes) -> DeviceArray:
+        axes = tuple(range(self.ndim))[::-1] if not axes else tuple(axes)
+        return DeviceArray(
+            self.buffer, [self.shape[i] for i in axes], [self.strides[i] for i in axes], self.offset
+        )
+
+    @property
+    def T(self) -> DeviceArray:
+        return self.transpose()
+
+    def swapaxes(self, a: int, b: int) -> DeviceArray:
+        axes = list(range(self.ndim))
+        axes[a], axes[b] = axes[b], axes[a]
+        return self.transpose(*axes)
+
+    def __getitem__(self, key) -> DeviceArray:
+        """Basic indexing: ints, slices with step >= 1 and one Ellipsis, as numpy does."""
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            i = key.index(Ellipsis)
+            key = key[:i] + (slice(None),) * (self.ndim - len(key) + 1) + key[i + 1 :]
+        if len(key) > self.ndim:
+            raise IndexError(f"too many indices for an array of shape {self.shape}")
+        shape, strides, offset = [], [], self.offset
+        for axis, k in enumerate(key):
+            n, s = self.shape[axis], self.strides[axis]
+            if isinstance(k, Integral) and not isinstance(k, bool):
+                i = int(k) + n if k < 0 else int(k)
+                if not 0 <= i < n:
+                    raise IndexError(f"index {k} is out of bounds for axis {axis} with size {n}")
+                offset += i * s
+            elif isinstance(k, slice):
+                start, stop, step = k.indices(n)
+                if step < 1:
+                    raise IndexError("DeviceArray slices need a positive step")
+                shape.append(len(range(start, stop, step)))
+                strides.append(s * step)
+                offset += start * s
+            else:
+                raise TypeError(f"DeviceArray indices must be ints or slices, got {k!r}")
+        shape += self.shape[len(key) :]
+        strides += self.strides[len(key) :]
+        return DeviceArray(self.buffer, shape, strides, offset)
+
+    def __setitem__(self, key, value) -> None:
+        _assign(self[key], value)
+
+    # -- arithmetic (one kernel each)
+    def copy(self) -> DeviceArray:
+        out = empty(self.shape, self.dtype)
+        _assign(out, self)
+        return out
+
+    def astype(self, dtype) -> DeviceArray:
+        out = empty(self.shape, np.dtype(dtype))
+        _assign(out, self)
+        return out
+
+    def fill(self, value: float) -> None:
+        _launch_map(FILL, float(value), 0.0, self, self, self)
+
+    def __add__(self, other):
+        return _binary(ADD, self, other, 1.0, 1.0)
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        return _binary(ADD, self, other, 1.0, -1.0)
+
+    def __rsub__(self, other):
+        return _binary(ADD, self, other, -1.0, 1.0)
+
+    def __mul__(self, other):
+        return _binary(MUL, self, other, 1.0, 0.0)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other):
+        if not isinstance(other, Real):
+            raise TypeError("DeviceArray / x takes a number x")
+        return _binary(MUL, self, 1.0 / float(other), 1.0, 0.0)
+
+    def __neg__(self):
+        return _binary(MUL, self, -1.0, 1.0, 0.0)
+
+    def __iadd__(self, other):
+        _inplace(ADD, self, other, 1.0)
+        return self
+
+    def __isub__(self, other):
+        _inplace(ADD, self, other, -1.0)
+        return self
+
+    def __imul__(self, other):
+        _inplace(MUL, self, other, 1.0)
+        return self
+
+    def __matmul__(self, other):
+        from .gemm import matmul
+
+        return matmul(self, other)
+
+    def sum(self, axis=None):
+        """Column sums of a matrix (axis=0), each in row order; the only reduction models need
+        beyond the fused kernels."""
+        if axis != 0 or self.ndim != 2:
+            raise NotImplementedError("DeviceArray.sum supports axis=0 of a matrix")
+        rows, cols = self.shape
+        out = empty((cols,), self.dtype)
+        blocks, threads = grid_1d(cols)
+        _column_sum_kernel[blocks, threads](
+            self.buffer, self.offset, self.strides[0], self.strides[1], rows, cols, out.buffer
+        )
+        return out
+
+
+# -- creation --------------------------------------------------------------------------------------
+def empty(shape, dtype) -> DeviceArray:
+    shape = (int(shape),) if isinstance(shape, Integral) else tuple(int(n) for n in shape)
+    return DeviceArray(cuda.device_array(max(math.prod(shape), 1), dtype=np.dtype(dtype)), shape)
+
+
+def zeros(shape, dtype) -> DeviceArray:
+    out = empty(shape, dtype)
+    out.fill(0.0)
+    return out
+
+
+def empty_like(a: DeviceArray) -> DeviceArray:
+    return empty(a.shape, a.dtype)
+
+
+def zeros_like(a: DeviceArray) -> DeviceArray:
+    return zeros(a.shape, a.dtype)
+
+
+def to_device(a, dtype=None) -> DeviceArray:
+    """Copy a numpy array (or anything np.asarray takes) to a new contiguous DeviceArray."""
+    if isinstance(a, DeviceArray):
+        return a if dtype is None or a.dtype == np.dtype(dtype) else a.astype(dtype)
+    host = np.ascontiguousarray(a, dtype=dtype)
+    buf = cuda.to_device(host.reshape(-1) if host.size else np.zeros(1, host.dtype))
+    return DeviceArray(buf, host.shape)
+
+
+def ascontiguous(a: DeviceArray) -> DeviceArray:
+    return a if a.is_contiguous() else a.copy()
+
+
+# -- launching the elementwise kernel --------------------------------------------------------------
+def _launch_map(op, alpha, beta, out: DeviceArray, a: DeviceArray, b: DeviceArray) -> None:
+    shape, o_st = _pad4(out.shape, out.strides)
+    _, a_st = _pad4(out.shape, _broadcast_strides(a, out.shape))
+    _, b_st = _pad4(out.shape, _broadcast_strides(b, out.shape))
+    blocks, threads = grid_1d(out.size)
+    if out.size == 0:
+        return
+    _map_kernel[blocks, threads](
+        op, alpha, beta, a.buffer, a.offset, a_st, b.buffer, b.offset, b_st,
+        out.buffer, out.offset, o_st, shape,
+    )  # fmt: skip
+
+
+def _check_operand(other, dtype):
+    if isinstance(other, DeviceArray):
+        return other
+    if isinstance(other, Real) and not isinstance(other, bool):
+        return float(other)
+    raise TypeError(
+        f"DeviceArray arithmetic takes DeviceArrays or numbers, got {type(other).__name__} "
+        "(copy numpy arrays to the device first)"
+    )
+
+
+def _binary(op, a: DeviceArray, other, alpha, beta) -> DeviceArray:
+    other = _check_operand(other, a.dtype)
+    if isinstance(other, float):  # a number: out = alpha*a + beta*x (ADD) or alpha*a*x (MUL)
+        out = empty(a.shape, a.dtype)
+        if op == MUL:
+            _launch_map(AFFINE, alpha * other, 0.0, out, a, a)
+        else:
+            _launch_map(AFFINE, alpha, beta * other, out, a, a)
+        return out
+    out = empty(_broadcast_shape(a.shape, other.shape), np.result_type(a.dtype, other.dtype))
+    _launch_map(op, alpha, beta, out, a, other)
+    return out
+
+
+def _inplace(op, a: DeviceArray, other, sign) -> None:
+    other = _check_operand(other, a.dtype)
+    if isinstance(other, float):
+        if op == MUL:
+            _launch_map(AFFINE, other, 0.0, a, a, a)
+        else:
+            _launch_map(AFFINE, 1.0, sign * other, a, a, a)
+        return
+    if _broadcast_shape(a.shape, other.shape) != a.shape:
+        raise ValueError(f"cannot update shape {a.shape} in place with shape {other.shape}")
+    _launch_map(op, 1.0, sign, a, a, other)
+
+
+def _assign(dst: DeviceArray, value) -> None:
+    """dst[...] = value (a DeviceArray broadcast to dst's shape, or a number)."""
+    value = _check_operand(value, dst.dtype)
+    if isinstance(value, float):
+        _launch_map(FILL, value, 0.0, dst, dst, dst)
+    else:
+        _launch_map(AFFINE, 1.0, 0.0, dst, value, value)

@@ -1,0 +1,52 @@
+"""Launch sizes, and the two ways CUDA code runs here: on a GPU, or in Numba's CUDA simulator.
+
+The simulator (`NUMBA_ENABLE_CUDASIM=1`, read when numba is imported) runs each GPU thread as a
+Python thread, about 0.2 ms apiece, bounds-checking every access. So the constants below are
+small there (a 4x4 matmul tile, 32-thread blocks, one block for elementwise work) and realistic
+on a GPU (16x16 tiles, 128-thread row blocks, 256-thread elementwise blocks). The kernels are the
+same code either way; only these sizes change.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import config
+
+SIMULATOR = bool(config.ENABLE_CUDASIM)
+
+ELEMENTWISE_THREADS = 32 if SIMULATOR else 256
+MAX_BLOCKS = 1 if SIMULATOR else 4096  # grid-stride loops cover the rest
+ROW_THREADS = 32 if SIMULATOR else 128  # one block per row for row reductions (a power of two)
+TILE = 4 if SIMULATOR else 16  # matmul tile edge (threads per block: TILE * TILE)
+
+
+def grid_1d(n: int) -> tuple[int, int]:
+    """(blocks, threads) for a grid-stride loop over n elements."""
+    threads = ELEMENTWISE_THREADS
+    return max(1, min(MAX_BLOCKS, -(-n // threads))), threads
+
+
+def cuda_available() -> bool:
+    """True on a working GPU, or under the simulator."""
+    from numba import cuda
+
+    return SIMULATOR or cuda.is_available()
+
+
+def warm_up_shared_helpers() -> None:
+    """Compile (or load) the @njit helpers the CUDA kernels share with the CPU backend.
+
+    Under the simulator a kernel calls them as ordinary jitted functions; the first call compiles
+    or loads them, and doing that from 32 simulated threads at once took 8-12 s instead of ~1 s
+    (measured): so do it once here, in the main thread.
+    """
+    if not SIMULATOR:
+        return
+    from ..cpu.elementwise import _df, _f
+    from ..cpu.rng import philox_word
+
+    u = np.uint64(1)
+    philox_word(u, u, u, u, u)
+    for x in (1.0, np.float32(1.0)):
+        _f(0, x)
+        _df(0, x)
