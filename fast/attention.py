@@ -31,6 +31,7 @@ from reference.layers import check_dropout_p
 from reference.rng import _check as _check_u64
 
 from .cpu import attention as kernels
+from .device import cuda_twin
 from .validate import as_float_array
 
 __all__ = [
@@ -74,6 +75,7 @@ def _merged(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 1, 3)).reshape(B, T, H * hs)
 
 
+@cuda_twin("attention")
 def split_heads(x, n_head: int) -> np.ndarray:
     """(B, T, C) -> (B, H, T, hs): head h takes channels h*hs .. (h+1)*hs - 1 of each position.
 
@@ -86,6 +88,7 @@ def split_heads(x, n_head: int) -> np.ndarray:
     return _heads(x, _check_n_head(n_head, x.shape[2]))
 
 
+@cuda_twin("attention")
 def merge_heads(x) -> np.ndarray:
     """(B, H, T, hs) -> (B, T, C): the heads' outputs side by side again, C = H * hs (a copy)."""
     x = as_float_array(x, "x")
@@ -94,6 +97,7 @@ def merge_heads(x) -> np.ndarray:
     return _merged(x)
 
 
+@cuda_twin("attention")
 def split_qkv(qkv) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(B, T, 3C) -> three (B, T, C) views: GPT-2's c_attn output in q, k, v order.
 
@@ -106,6 +110,7 @@ def split_qkv(qkv) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return qkv[:, :, :C], qkv[:, :, C : 2 * C], qkv[:, :, 2 * C :]
 
 
+@cuda_twin("attention")
 def concat_qkv(q, k, v) -> np.ndarray:
     """Three (B, T, C) -> (B, T, 3C), the inverse of `split_qkv` (so also its backward)."""
     q, k, v = _float_arrays({"q": q, "k": k, "v": v})
@@ -228,6 +233,7 @@ def _backward(dout, cache, dq, dk, dv):
     return dq, dk, dv
 
 
+@cuda_twin("attention")
 def attention_forward(
     q,
     k,
@@ -264,6 +270,7 @@ def attention_forward(
     return _forward(q, k, v, causal, padding, dropout_p, seed, stream, out)
 
 
+@cuda_twin("attention")
 def attention_backward(dout, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(dq, dk, dv) for `attention_forward`, by the chain rule backwards through each step:
 
@@ -280,6 +287,7 @@ def attention_backward(dout, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.n
     return _backward(dout, cache, dq, dk, dv)
 
 
+@cuda_twin("attention")
 def multi_head_attention_forward(
     q,
     k,
@@ -319,6 +327,7 @@ def multi_head_attention_forward(
     return out, cache
 
 
+@cuda_twin("attention")
 def multi_head_attention_backward(dout, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(dq, dk, dv), each (B, T, C): split dout into heads, attention backward, merge back."""
     q = cache[0]

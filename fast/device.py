@@ -15,6 +15,11 @@ GPU (see conftest.py).
 
 from __future__ import annotations
 
+import functools
+import importlib
+
+import numpy as np
+
 DEVICES = ("cpu", "cuda")
 
 
@@ -52,8 +57,57 @@ def to_host(x):
     return x.copy_to_host() if is_device_array(x) else x
 
 
-def cuda_ops():
-    """The CUDA twin modules, imported on first use."""
-    from . import cuda
+def cuda_ops(module: str):
+    """The CUDA twin module `fast.cuda.<module>`, imported on first use."""
+    return importlib.import_module(f"fast.cuda.{module}")
 
-    return cuda
+
+def _holds_device_array(args) -> bool:
+    """True when an argument is a DeviceArray, or is a cache tuple that starts with one."""
+    for a in args:
+        if is_device_array(a):
+            return True
+        if isinstance(a, tuple) and a and is_device_array(a[0]):
+            return True
+    return False
+
+
+def cuda_twin(module: str):
+    """Decorator: when a positional argument is on the GPU, call the function of the same name in
+    `fast.cuda.<module>` instead (the CUDA twin, same signature and semantics).
+
+    The public functions of `fast/layers.py`, `fast/attention.py` and `fast/losses.py` carry it,
+    so models and user code call one name whatever the device.
+    """
+
+    def wrap(fn):
+        name = fn.__name__
+
+        @functools.wraps(fn)
+        def dispatch(*args, **kwargs):
+            if _holds_device_array(args):
+                twin = getattr(cuda_ops(module), name)
+                return twin(*args, **kwargs)
+            return fn(*args, **kwargs)
+
+        return dispatch
+
+    return wrap
+
+
+def empty(shape, dtype, device: str = "cpu"):
+    """An uninitialised array on `device`."""
+    if device == "cuda":
+        from .cuda.array import empty as cuda_empty
+
+        return cuda_empty(shape, dtype)
+    return np.empty(shape, dtype=dtype)
+
+
+def to_device(x, device: str, dtype=None):
+    """x (numpy, nested lists or a DeviceArray) as an array on `device`."""
+    if device == "cuda":
+        from .cuda.array import to_device as cuda_to_device
+
+        return cuda_to_device(x, dtype)
+    return np.asarray(to_host(x), dtype=dtype)

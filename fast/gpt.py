@@ -39,6 +39,7 @@ from .attention import (
     split_qkv,
 )
 from .checkpoint import load_safetensors
+from .device import empty, resolve_device, to_device, to_host
 from .dtypes import resolve_dtype
 from .layers import (
     Activation,
@@ -59,9 +60,9 @@ __all__ = ["GPTConfig", "GPT", "KVCache", "sample_next_token", "convert_hf_gpt2_
 class KVCache:
     """Each layer's keys and values so far, preallocated (L, B, block_size, C)."""
 
-    def __init__(self, n_layer: int, B: int, block_size: int, C: int, dtype):
-        self.keys = np.empty((n_layer, B, block_size, C), dtype=dtype)
-        self.values = np.empty((n_layer, B, block_size, C), dtype=dtype)
+    def __init__(self, n_layer: int, B: int, block_size: int, C: int, dtype, device="cpu"):
+        self.keys = empty((n_layer, B, block_size, C), dtype, device)
+        self.values = empty((n_layer, B, block_size, C), dtype, device)
         self.length = 0
 
     def extend(self, layer: int, k: np.ndarray, v: np.ndarray):
@@ -180,18 +181,21 @@ class GPTTransformer(Module):
 
 
 class GPT(Module):
-    """GPT-2 with a tied head; see `reference.GPT`. `dtype` is "float32" (default) or "float64"."""
+    """GPT-2 with a tied head; see `reference.GPT`. `dtype` is "float32" (default) or "float64";
+    `device` is "cpu" (default) or "cuda" (see `fast/device.py`)."""
 
-    def __init__(self, config: GPTConfig, dtype="float32"):
+    def __init__(self, config: GPTConfig, dtype="float32", device="cpu"):
         super().__init__()
         if not isinstance(config, GPTConfig):
             raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+        device = resolve_device(device)
         self.config = config
         self.dtype = resolve_dtype(dtype)
         self.transformer = GPTTransformer(config, self.dtype)
         self.dropout_seed = config.seed
         self.dropout_step = 0
         self._cache = None
+        self.to(device)
 
     @property
     def lm_head_weight(self):
@@ -255,10 +259,10 @@ class GPT(Module):
                 )
             d = cross_entropy_backward(1.0, loss_cache)
         else:
-            d = np.asarray(dlogits, dtype=self.dtype)
+            d = to_device(dlogits, self.device, self.dtype)
             if d.shape != (B, T, V):
                 raise ValueError(f"dlogits must have shape {(B, T, V)}, got {d.shape}")
-        d2 = np.ascontiguousarray(d, dtype=self.dtype).reshape(B * T, V)
+        d2 = d.reshape(B * T, V)
         wte = self.lm_head_weight
         wte.grad += d2.T @ x2  # the head's share of the tied matrix, (V, C)
         self.transformer.backward((d2 @ wte.data).reshape(B, T, -1))
@@ -305,9 +309,11 @@ class GPT(Module):
                 elif cache is not None and cache.length < bs:
                     logits = self._last_logits(out[:, n - 1 : n], cache)
                 else:
-                    cache = KVCache(self.config.n_layer, B, bs, self.config.n_embd, self.dtype)
+                    cache = KVCache(
+                        self.config.n_layer, B, bs, self.config.n_embd, self.dtype, self.device
+                    )
                     logits = self._last_logits(ctx, cache)
-                rows = logits.astype(np.float64).tolist()
+                rows = to_host(logits).astype(np.float64).tolist()  # (B, V) to the host
                 for b in range(B):
                     out[b, n] = sample_next_token(
                         rows[b], temperature, top_k, top_p, uniform(seed, b, i)
@@ -322,11 +328,11 @@ class GPT(Module):
         return self.config.to_hf_dict()
 
     @classmethod
-    def from_config_dict(cls, config: dict[str, Any], dtype="float32") -> GPT:
-        return cls(GPTConfig.from_hf_dict(config), dtype=dtype)
+    def from_config_dict(cls, config: dict[str, Any], dtype="float32", device="cpu") -> GPT:
+        return cls(GPTConfig.from_hf_dict(config), dtype=dtype, device=device)
 
     @classmethod
-    def from_pretrained(cls, directory, dtype="float32") -> GPT:
+    def from_pretrained(cls, directory, dtype="float32", device="cpu") -> GPT:
         """Load our directory or a Hugging Face GPT-2 one (see `reference.GPT.from_pretrained`)."""
         directory = os.fspath(directory)
         weights = os.path.join(directory, "model.safetensors")
@@ -335,6 +341,6 @@ class GPT(Module):
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"{directory!r} has no {os.path.basename(path)}")
         with open(config_path, encoding="utf-8") as f:
-            model = cls.from_config_dict(json.load(f), dtype=dtype)
+            model = cls.from_config_dict(json.load(f), dtype=dtype, device=device)
         model.load_state_dict(convert_hf_gpt2_state_dict(load_safetensors(weights)))
         return model

@@ -29,6 +29,7 @@ from .cpu.elementwise import (
     activation_kernel,
     gelu_backward_from_tanh,
 )
+from .device import cuda_twin
 from .dtypes import resolve_dtype
 from .losses import softmax_cross_entropy
 from .module import Module, Parameter
@@ -67,6 +68,7 @@ def normal_tensor(shape, std: float, seed: int, stream: int, dtype="float64") ->
 
 
 # -- embeddings and positions ----------------------------------------------------------------------
+@cuda_twin("layers")
 def embedding_forward(weight, idx):
     """Rows of `weight` (num, C) for int ids `idx` -> idx.shape + (C,).
 
@@ -86,6 +88,7 @@ def embedding_forward(weight, idx):
     return w[ids], (flat, ids.shape, w.shape)  # (B, T, C)
 
 
+@cuda_twin("layers")
 def embedding_backward(dout, cache):
     """dL/dweight: each output row's gradient scatter-added into the row it was read from."""
     flat, lead, (num, C) = cache
@@ -100,6 +103,7 @@ def position_ids(B: int, T: int, start: int = 0) -> np.ndarray:
     return np.broadcast_to(np.arange(start, start + T, dtype=np.int64), (B, T)).copy()
 
 
+@cuda_twin("layers")
 def position_embedding_forward(weight, B: int, T: int, start: int = 0):
     """Learned positions: out[b, t] = weight[start + t], (B, T, C)."""
     n_positions = len(weight)
@@ -111,6 +115,7 @@ def position_embedding_forward(weight, B: int, T: int, start: int = 0):
     return embedding_forward(weight, position_ids(B, T, start))
 
 
+@cuda_twin("layers")
 def position_embedding_backward(dout, cache):
     return embedding_backward(dout, cache)
 
@@ -127,6 +132,7 @@ def sinusoidal_position_encoding(B: int, T: int, C: int, start: int = 0, dtype="
 
 
 # -- linear ----------------------------------------------------------------------------------------
+@cuda_twin("layers")
 def linear_forward(x, weight, bias=None, weight_layout: str = "out_in"):
     """y = x W^T + b on the last axis, one BLAS call. `weight_layout` as in the reference."""
     if weight_layout not in WEIGHT_LAYOUTS:
@@ -155,6 +161,7 @@ def linear_forward(x, weight, bias=None, weight_layout: str = "out_in"):
     )
 
 
+@cuda_twin("layers")
 def linear_backward(dout, cache):
     """(dx, dweight, dbias): dx = dout W, dW = dout^T x, db = column sums of dout."""
     x2, lead, W, has_bias, weight_layout = cache
@@ -168,6 +175,7 @@ def linear_backward(dout, cache):
 
 
 # -- layer norm ------------------------------------------------------------------------------------
+@cuda_twin("layers")
 def layer_norm_forward(x, weight, bias, eps: float = 1e-5):
     """Fused two-pass layer norm over the last axis, then scale and shift."""
     w = _floats(weight, "weight")
@@ -190,6 +198,7 @@ def layer_norm_forward(x, weight, bias, eps: float = 1e-5):
     return out.reshape(xa.shape), (x2, xa.shape[:-1], w, mean, rstd)
 
 
+@cuda_twin("layers")
 def layer_norm_backward(dout, cache):
     """(dx, dweight, dbias), the reference's formulas in one fused kernel."""
     x2, lead, w, mean, rstd = cache
@@ -203,6 +212,7 @@ def layer_norm_backward(dout, cache):
 
 
 # -- elementwise activations -----------------------------------------------------------------------
+@cuda_twin("layers")
 def activation_forward(x, activation: str = "gelu"):
     """f on every element. GELU (tanh form) uses numpy's SIMD tanh and keeps it for the
     backward; the others run one fused Numba loop. cache = (x, name, tanh or None)."""
@@ -216,6 +226,7 @@ def activation_forward(x, activation: str = "gelu"):
     return out, (xa, activation, None)
 
 
+@cuda_twin("layers")
 def activation_backward(dout, cache):
     """dx = dout * f'(x), one fused loop (GELU's from the tanh saved by the forward)."""
     xa, activation, t = cache
@@ -237,6 +248,7 @@ def dropout_keep(n: int, p: float, seed: int, stream: int, start: int = 0) -> np
     return np.where(uniforms(seed, stream, n, start) >= p, scale, 0.0)
 
 
+@cuda_twin("layers")
 def dropout_forward(x, p: float, seed: int = 0, stream: int = 0):
     """Inverted dropout with Philox keep decisions drawn inside one fused loop."""
     p = check_dropout_p(p)
@@ -252,6 +264,7 @@ def dropout_forward(x, p: float, seed: int = 0, stream: int = 0):
     return out, (mult, xa.shape)
 
 
+@cuda_twin("layers")
 def dropout_backward(dout, cache):
     mult, shape = cache
     d = _check_dout(dout, shape, None)
@@ -259,6 +272,7 @@ def dropout_backward(dout, cache):
 
 
 # -- residual and loss -----------------------------------------------------------------------------
+@cuda_twin("layers")
 def residual_forward(x, y):
     """x + y (the residual stream)."""
     xa, ya = _floats(x, "x"), _floats(y, "y")
@@ -267,12 +281,14 @@ def residual_forward(x, y):
     return xa + ya, (xa.shape,)
 
 
+@cuda_twin("layers")
 def residual_backward(dout, cache):
     (shape,) = cache
     d = _check_dout(dout, shape, None)
     return d.copy(), d.copy()
 
 
+@cuda_twin("layers")
 def cross_entropy_forward(logits, targets, ignore_index: int | None = -100):
     """Mean softmax cross-entropy over (B, T, V) logits and (B, T) targets (fused kernel)."""
     z = _floats(logits, "logits")
@@ -285,6 +301,7 @@ def cross_entropy_forward(logits, targets, ignore_index: int | None = -100):
     return loss, (dlogits, z.shape)
 
 
+@cuda_twin("layers")
 def cross_entropy_backward(dloss: float, cache):
     dlogits, shape = cache
     return (dlogits * dloss).reshape(shape)

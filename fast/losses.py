@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .cpu import losses as k
+from .device import cuda_twin
 from .validate import as_float_array, as_index_array
 
 
@@ -21,6 +22,7 @@ def _rows(x, name):
     return np.ascontiguousarray(a.reshape(-1, a.shape[-1])), a.shape
 
 
+@cuda_twin("losses")
 def softmax(row):
     """exp(z - max) / sum, along the last axis (numpy's SIMD exp)."""
     x, shape = _rows(row, "row")
@@ -30,6 +32,7 @@ def softmax(row):
     return e.reshape(shape)
 
 
+@cuda_twin("losses")
 def log_softmax(row):
     """z - logsumexp(z), along the last axis."""
     x, shape = _rows(row, "row")
@@ -38,6 +41,7 @@ def log_softmax(row):
     return (x - lse).reshape(shape)
 
 
+@cuda_twin("losses")
 def mse_loss(outputs, targets):
     """Mean squared error over every element: (loss, dE/dy = 2 (y - t) / N)."""
     y = as_float_array(outputs, "outputs")
@@ -56,6 +60,7 @@ def mse_loss(outputs, targets):
     return float(loss), 2.0 * diff / n
 
 
+@cuda_twin("losses")
 def softmax_cross_entropy(logits, targets, ignore_index: int | None = None):
     """Fused softmax + cross-entropy over rows: (mean loss, dE/dlogits (N, V)).
 

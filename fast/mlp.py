@@ -22,6 +22,7 @@ from reference.mlp import check_mlp_config, init_layer
 
 from .activations import activation_kind
 from .cpu.elementwise import IDENTITY, activation_backward_kernel, activation_kernel
+from .device import cuda_ops, is_device_array, resolve_device, to_device, to_host
 from .dtypes import dtype_name, resolve_dtype
 from .losses import mse_loss, softmax, softmax_cross_entropy
 from .module import Module, ModuleList, Parameter
@@ -39,6 +40,8 @@ class Layer(Module):
 
 
 def _apply(kind: int, net: np.ndarray) -> np.ndarray:
+    if is_device_array(net):
+        return cuda_ops("layers").elementwise(kind, net)
     out = np.empty_like(net)
     activation_kernel(kind, net.reshape(-1), out.reshape(-1))
     return out
@@ -54,9 +57,11 @@ class MLP(Module):
         output: str = "softmax",
         seed: int = 0,
         dtype="float32",
+        device="cpu",
     ):
         super().__init__()
         check_mlp_config(sizes, activation, output)
+        device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.sizes = list(sizes)
         self.activation_name = activation
@@ -70,6 +75,7 @@ class MLP(Module):
         self.nets: list[np.ndarray] = []
         self.ys: list[np.ndarray] = []
         self.loss_grad: np.ndarray | None = None
+        self.to(device)
 
     def config_dict(self) -> dict[str, Any]:
         return {
@@ -80,11 +86,15 @@ class MLP(Module):
         }
 
     @classmethod
-    def from_config_dict(cls, config: dict[str, Any], dtype="float32") -> MLP:
+    def from_config_dict(cls, config: dict[str, Any], dtype="float32", device="cpu") -> MLP:
         if config.get("model_type") != "mlp":
             raise ValueError(f"config is not an MLP's (model_type={config.get('model_type')!r})")
         return cls(
-            config["sizes"], activation=config["activation"], output=config["output"], dtype=dtype
+            config["sizes"],
+            activation=config["activation"],
+            output=config["output"],
+            dtype=dtype,
+            device=device,
         )
 
     def _kind(self, l: int) -> int:
@@ -103,7 +113,7 @@ class MLP(Module):
             )
         a = np.ascontiguousarray(a, dtype=self.dtype)
         check_finite(a, "x")
-        return a
+        return to_device(a, self.device)
 
     def forward(self, x, targets=None):
         """Forward pass on a batch x (B, sizes[0]): returns (outputs (B, sizes[-1]), loss)."""
@@ -150,6 +160,8 @@ class MLP(Module):
     @staticmethod
     def _times_derivative(kind: int, dy: np.ndarray, net: np.ndarray) -> np.ndarray:
         """dy * f'(net), fused."""
+        if is_device_array(net):
+            return cuda_ops("layers").times_derivative(kind, to_device(dy, "cuda", net.dtype), net)
         dy = np.ascontiguousarray(dy, dtype=net.dtype)
         out = np.empty_like(net)
         activation_backward_kernel(kind, net.reshape(-1), dy.reshape(-1), out.reshape(-1))
@@ -186,13 +198,17 @@ class MLP(Module):
             )
         if self.output == "softmax":
             p = self.outputs  # softmax Jacobian: p * (g - sum(g p))
+            if is_device_array(p):  # the row sums as a product with a column of ones
+                g = to_device(g, "cuda")
+                ones = to_device(np.ones((p.shape[1], 1), dtype=self.dtype), "cuda")
+                return p * (g - (g * p) @ ones)
             return p * (g - (g * p).sum(axis=1, keepdims=True))
         return self._times_derivative(self._output_kind, g, self.nets[-1])
 
     def predict(self, x) -> np.ndarray:
         """The index of the largest output of each row."""
         outputs, _ = self.forward(x)
-        return np.argmax(outputs, axis=1)
+        return np.argmax(to_host(outputs), axis=1)
 
     def __repr__(self) -> str:
         return (

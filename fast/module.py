@@ -4,6 +4,10 @@ Registration, dotted names, train/eval and the checkpoint directory layout are t
 (`reference.module`): one definition. What changes is storage: `data` and `grad` are numpy arrays
 allocated once, `zero_grad` clears them in place (no allocation per step), and state moves in and
 out as arrays of the model's dtype.
+
+Devices: `Module.to("cuda")` moves every parameter (and a zeroed gradient) into GPU memory as
+`DeviceArray`s; `state_dict()` always hands back host (numpy) copies and `load_state_dict` copies
+into the parameters wherever they live, so checkpoints move between devices and backends.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 from reference import module as _ref
 
 from .checkpoint import load_safetensors, save_safetensors
+from .device import is_device_array, resolve_device, to_device
 from .dtypes import resolve_dtype
 
 
@@ -45,22 +50,40 @@ class Module(_ref.Module):
     _save_tensors = staticmethod(save_safetensors)
     _load_tensors = staticmethod(load_safetensors)
 
+    device = "cpu"
+
     @staticmethod
     def _copy_tensor(p: Parameter) -> np.ndarray:
-        return p.data.copy()
+        return p.data.copy_to_host() if is_device_array(p.data) else p.data.copy()
 
     @staticmethod
     def _load_tensor(name: str, p: Parameter, value: Any) -> None:
         """Copy `value` (an array or nested lists) into p.data in place, in p's dtype."""
+        if is_device_array(value):
+            value = value.copy_to_host()
         value = np.asarray(value, dtype=p.data.dtype)
         if value.shape != p.shape:
             raise ValueError(f"state_dict[{name!r}] has shape {value.shape}, expected {p.shape}")
-        p.data[...] = value
+        p.data[...] = to_device(value, "cuda") if is_device_array(p.data) else value
+
+    def to(self, device) -> Module:
+        """Move every parameter to `device` ("cpu" or "cuda"); gradients restart at zero.
+
+        Build the optimizer after this: it packs the parameters where they are."""
+        device = resolve_device(device)
+        for p in self.parameters():
+            if is_device_array(p.data) != (device == "cuda"):
+                p.data = to_device(p.data, device)
+                p.grad = to_device(np.zeros(p.shape, dtype=p.data.dtype), device)
+        for m in self.modules():
+            object.__setattr__(m, "device", device)
+        return self
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, dtype="float32") -> Module:
-        """Build the model from `config.json` and load `model.safetensors` (in `dtype`)."""
-        return cls._from_directory(directory, {"dtype": dtype})
+    def from_pretrained(cls, directory: str | os.PathLike, dtype="float32", device="cpu") -> Module:
+        """Build the model from `config.json` and load `model.safetensors` (in `dtype`, on
+        `device`)."""
+        return cls._from_directory(directory, {"dtype": dtype, "device": device})
 
 
 class ModuleList(Module, _ref.ModuleList):

@@ -17,7 +17,8 @@ import numpy as np
 from reference import optim as _ref
 from reference.optim import ConstantLR, CosineWarmupLR, StepDecayLR, _check_nonneg
 
-from .cpu.optim import adam_kernel, sgd_kernel
+from .cpu import optim as cpu_kernels
+from .device import cuda_ops, device_of, empty, is_device_array
 
 __all__ = [
     "Optimizer",
@@ -32,22 +33,25 @@ __all__ = [
 
 
 class _Packed:
-    """Pack a group's parameters into one buffer per dtype; data/grad become views."""
+    """Pack a group's parameters into one buffer per (device, dtype); data/grad become views.
+
+    On the GPU the buffers are DeviceArrays and the parameters views of them, so one update
+    kernel covers the group there too."""
 
     def __init__(self, params):
-        self.buffers = []  # (w, g, state) per dtype
-        by_dtype: dict = {}
+        self.buffers = []  # (w, g, state) per (device, dtype)
+        by_kind: dict = {}
         for p in params:
-            if not isinstance(p.data, np.ndarray):
+            if not isinstance(p.data, np.ndarray) and not is_device_array(p.data):
                 raise TypeError(
-                    "fast optimizers need fast Parameters (numpy arrays); got "
+                    "fast optimizers need fast Parameters (numpy or device arrays); got "
                     f"{type(p.data).__name__} data"
                 )
-            by_dtype.setdefault(p.data.dtype, []).append(p)
-        for dtype, ps in by_dtype.items():
+            by_kind.setdefault((device_of(p.data), p.data.dtype), []).append(p)
+        for (device, dtype), ps in by_kind.items():
             n = sum(p.data.size for p in ps)
-            w = np.empty(n, dtype=dtype)
-            g = np.empty(n, dtype=dtype)
+            w = empty(n, dtype, device)
+            g = empty(n, dtype, device)
             offset = 0
             for p in ps:
                 size = p.data.size
@@ -57,6 +61,19 @@ class _Packed:
                 p.grad = g[offset : offset + size].reshape(p.shape)
                 offset += size
             self.buffers.append((w, g, {}))
+
+
+def zeros_like(w):
+    out = empty(w.shape, w.dtype, device_of(w))
+    out.fill(0.0)
+    return out
+
+
+def _update(rule: str, w):
+    """The update kernel for w's device: fast/cpu/optim.py's, or its CUDA twin (same arguments)."""
+    if is_device_array(w):
+        return getattr(cuda_ops("optim"), f"{rule}_update")
+    return getattr(cpu_kernels, f"{rule}_kernel")
 
 
 class Optimizer(_ref.Optimizer):
@@ -84,8 +101,8 @@ class SGD(_ref.SGD, Optimizer):
     def update(self, w, g, state, group):
         first = "momentum_buffer" not in state
         if first:
-            state["momentum_buffer"] = np.zeros_like(w)
-        sgd_kernel(
+            state["momentum_buffer"] = zeros_like(w)
+        _update("sgd", w)(
             w,
             g,
             state["momentum_buffer"],
@@ -103,13 +120,13 @@ class Adam(_ref.Adam, Optimizer):
     def update(self, w, g, state, group):
         b1, b2 = group["betas"]
         if "m" not in state:
-            state["t"], state["m"], state["v"] = 0, np.zeros_like(w), np.zeros_like(w)
+            state["t"], state["m"], state["v"] = 0, zeros_like(w), zeros_like(w)
         state["t"] += 1
         t = state["t"]
         lr = float(group["lr"])
         step_size = lr / (1.0 - b1**t)
         sqrt_bc2 = math.sqrt(1.0 - b2**t)
-        adam_kernel(
+        _update("adam", w)(
             w,
             g,
             state["m"],
@@ -135,13 +152,16 @@ def clip_grad_norm(parameters, max_norm: float) -> float:
     """Scale gradients in place so their joint L2 norm is at most `max_norm`; return the norm."""
     max_norm = _check_nonneg("max_norm", max_norm)
     params = list(parameters)
+    on_gpu = [p.grad.reshape(-1) for p in params if is_device_array(p.grad)]
     total = math.sqrt(
         sum(
             float(
                 np.dot(p.grad.reshape(-1).astype(np.float64), p.grad.reshape(-1).astype(np.float64))
             )
             for p in params
+            if not is_device_array(p.grad)
         )
+        + (cuda_ops("optim").grad_norm_sq(on_gpu) if on_gpu else 0.0)
     )
     scale = max_norm / (total + 1e-6)
     if scale < 1.0:

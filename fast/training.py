@@ -14,6 +14,7 @@ import numpy as np
 from reference.training import STOP_RULES, FitResult, NonFiniteLossError, run_fit
 
 from . import rng
+from .device import to_host
 from .optim import clip_grad_norm
 
 __all__ = ["fit", "FitResult", "NonFiniteLossError", "STOP_RULES"]
@@ -34,7 +35,7 @@ class ArrayOps:
     @staticmethod
     def accumulate(acc, params: list, weight: float):
         """acc + weight * (all gradients, flattened), in float64."""
-        g = np.concatenate([p.grad.reshape(-1) for p in params]).astype(np.float64)
+        g = np.concatenate([to_host(p.grad).reshape(-1) for p in params]).astype(np.float64)
         g *= weight
         return g if acc is None else acc + g
 

@@ -76,6 +76,24 @@ def _column_sum_kernel(a, a_off, s0, s1, rows, cols, out):
         out[c] = s
 
 
+def _ptx_kernels():
+    from numba import types
+
+    i64, f64, t4 = types.int64, types.float64, types.UniTuple(types.int64, 4)
+    pairs = []
+    for src in (types.float32, types.float64):
+        for dst in (types.float32, types.float64):
+            a, o = src[::1], dst[::1]
+            pairs.append(
+                (_map_kernel, types.void(i64, f64, f64, a, i64, t4, a, i64, t4, o, i64, t4, t4))
+            )
+        pairs.append((_column_sum_kernel, types.void(src[::1], i64, i64, i64, i64, i64, src[::1])))
+    return pairs
+
+
+PTX_KERNELS = _ptx_kernels()
+
+
 # -- views -----------------------------------------------------------------------------------------
 def _contiguous_strides(shape) -> tuple[int, ...]:
     strides, s = [], 1
@@ -94,7 +112,7 @@ def _pad4(shape, strides):
 
 
 def _broadcast_strides(arr: DeviceArray, shape) -> tuple[int, ...]:
-    """arr's strides viewed as `shape` under numpy's broadcasting rules (stride 0 where repeated)."""
+    """arr's strides viewed as `shape` by numpy's broadcasting rules (stride 0 where repeated)."""
     k = len(shape) - arr.ndim
     if k < 0:
         raise ValueError(f"cannot broadcast shape {arr.shape} to {tuple(shape)}")
@@ -163,6 +181,12 @@ class DeviceArray:
             "(there is no implicit copy)"
         )
 
+    def flat(self):
+        """The elements of a contiguous array as a 1-D numba device array (what kernels take)."""
+        if not self.is_contiguous():
+            raise ValueError("flat() needs a contiguous array: call ascontiguous(x) first")
+        return self.buffer[self.offset : self.offset + max(self.size, 1)]
+
     # -- in and out
     def copy_to_host(self) -> np.ndarray:
         a = self if self.is_contiguous() else self.copy()
@@ -185,7 +209,7 @@ class DeviceArray:
             known = math.prod(n for n in shape if n != -1)
             shape[shape.index(-1)] = self.size // known if known else 0
         if math.prod(shape) != self.size:
-            raise ValueError(f"cannot reshape {self.shape} ({self.size} elements) to {tuple(shape)}")
+            raise ValueError(f"cannot reshape {self.shape} ({self.size} values) to {tuple(shape)}")
         a = self if self.is_contiguous() else self.copy()
         return DeviceArray(a.buffer, shape, None, a.offset)
 
@@ -307,8 +331,14 @@ class DeviceArray:
 
 # -- creation --------------------------------------------------------------------------------------
 def empty(shape, dtype) -> DeviceArray:
+    """Uninitialised GPU memory. Under the simulator it is NaN-filled, so a kernel that reads an
+    element nobody wrote fails the tests instead of passing by luck."""
     shape = (int(shape),) if isinstance(shape, Integral) else tuple(int(n) for n in shape)
-    return DeviceArray(cuda.device_array(max(math.prod(shape), 1), dtype=np.dtype(dtype)), shape)
+    n, dtype = max(math.prod(shape), 1), np.dtype(dtype)
+    if SIMULATOR:
+        fill = np.nan if dtype.kind == "f" else -(2**62) if dtype.kind == "i" else 0
+        return DeviceArray(cuda.to_device(np.full(n, fill, dtype=dtype)), shape)
+    return DeviceArray(cuda.device_array(n, dtype=dtype), shape)
 
 
 def zeros(shape, dtype) -> DeviceArray:

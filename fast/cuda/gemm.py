@@ -60,7 +60,25 @@ def _make_gemm(dtype):
     return gemm
 
 
-GEMM_KERNELS = {np.dtype(np.float32): _make_gemm(float32), np.dtype(np.float64): _make_gemm(float64)}
+GEMM_KERNELS = {
+    np.dtype(np.float32): _make_gemm(float32),
+    np.dtype(np.float64): _make_gemm(float64),
+}
+
+
+def _ptx_kernels():
+    from numba import types
+
+    i64, f64, t4 = types.int64, types.float64, types.UniTuple(types.int64, 4)
+    pairs = []
+    for dt, kernel in zip((types.float32, types.float64), GEMM_KERNELS.values()):
+        a = dt[::1]
+        sig = types.void(i64, i64, i64, i64, f64, f64, a, i64, t4, a, i64, t4, a, i64, t4)
+        pairs.append((kernel, sig))
+    return pairs
+
+
+PTX_KERNELS = _ptx_kernels()
 
 
 def _batched(x: DeviceArray):
@@ -79,7 +97,7 @@ def gemm(a: DeviceArray, b: DeviceArray, out: DeviceArray, alpha=1.0, beta=0.0) 
     if not (isinstance(a, DeviceArray) and isinstance(b, DeviceArray)):
         raise TypeError("matmul of a DeviceArray needs DeviceArray operands on the same device")
     if a.dtype != b.dtype or out.dtype != a.dtype:
-        raise TypeError(f"matmul operands must share a dtype, got {a.dtype}, {b.dtype}, {out.dtype}")
+        raise TypeError(f"matmul operands must share a dtype: {a.dtype}, {b.dtype}, {out.dtype}")
     if a.ndim != b.ndim or a.shape[:-2] != b.shape[:-2] or a.shape[-1] != b.shape[-2]:
         raise ValueError(f"matmul shapes do not match: {a.shape} @ {b.shape}")
     M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]

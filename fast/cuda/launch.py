@@ -9,14 +9,17 @@ same code either way; only these sizes change.
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import numpy as np
 from numba import config
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)
 
-ELEMENTWISE_THREADS = 32 if SIMULATOR else 256
+ELEMENTWISE_THREADS = 16 if SIMULATOR else 256
 MAX_BLOCKS = 1 if SIMULATOR else 4096  # grid-stride loops cover the rest
-ROW_THREADS = 32 if SIMULATOR else 128  # one block per row for row reductions (a power of two)
+ROW_THREADS = 8 if SIMULATOR else 128  # one block per row for row reductions (a power of two)
 TILE = 4 if SIMULATOR else 16  # matmul tile edge (threads per block: TILE * TILE)
 
 
@@ -50,3 +53,42 @@ def warm_up_shared_helpers() -> None:
     for x in (1.0, np.float32(1.0)):
         _f(0, x)
         _df(0, x)
+
+
+def _make_simulated_shared_memory_thread_safe() -> None:
+    """Fix a race in the simulator's `cuda.shared.array` (numba-cuda 0.30.4).
+
+    It finds a block's shared array by the calling line, with a check-then-insert that is not
+    locked: two simulated threads can both miss, each allocate, and then no longer share memory.
+    We saw it as wrong results in 1 of ~5 forward passes with a fine thread switch interval.
+    The same lookup, under a lock. New shared arrays are filled with NaN (a GPU leaves them
+    uninitialised), so a kernel that reads shared memory before writing it shows up in tests.
+    """
+    from numba.core import types
+    from numba.cuda.simulator import kernelapi
+    from numba.np import numpy_support
+
+    original = kernelapi.FakeCUDAShared.array
+    lock = threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:  # dynamic shared memory: no lookup by line
+            return original(self, shape, dtype, alignment)
+        frame = sys._getframe(1)
+        caller = (frame.f_code.co_filename, frame.f_lineno)
+        with lock:
+            res = self._allocations.get(caller)
+            if res is None:
+                if isinstance(dtype, types.Type):
+                    dtype = numpy_support.as_dtype(dtype)
+                res = np.empty(shape, dtype)
+                if res.dtype.kind == "f":
+                    res.fill(np.nan)
+                self._allocations[caller] = res
+        return res
+
+    kernelapi.FakeCUDAShared.array = array
+
+
+if SIMULATOR:
+    _make_simulated_shared_memory_thread_safe()

@@ -1,0 +1,439 @@
+"""Scaled dot-product attention and its multi-head form on the GPU: `fast/attention.py`'s twin.
+
+Same names, arguments, semantics and errors as `fast.attention`, on `DeviceArray`s (q, k, v and
+dout; numpy arrays are refused, copy them over with `to_device`); `key_padding_mask` comes from
+the host and is checked there (`fast.attention._padding`), then copied over as uint8.
+
+How: the four kinds of product (q k^T and w v forward; dout v^T, ds k, ds^T q and wd^T dout
+backward) are `gemm` calls on strided (B, H, T, hs) head views, so heads are never copied out of
+(B, T, C). Between them run two kernels of this file, over the (B, H, Tq, Tk) scores seen as
+R = B*H*Tq contiguous rows of Tk, row r = (b*H + h)*Tq + i:
+
+- `masked_softmax_dropout_kernel`: scale, causal and padding masks, max-subtracted softmax, and
+  dropout, in place on the scores (the weights), plus the dropped weights when dropout is on;
+- `masked_softmax_dropout_backward_kernel`: the gradient back through dropout and softmax.
+
+One block per row: a softmax needs the row's max and sum before it can write anything, and the
+threads of one block can combine their partial results in shared memory and wait for each other
+(`cuda.syncthreads`), which threads of different blocks cannot. Thread t handles keys t,
+t + ROW_THREADS, ...; the partials are combined by a tree reduction (thread t adds slot t + s into
+slot t for s = ROW_THREADS/2, ..., 1), so the order of additions is fixed by the code, not by
+timing: no atomics, same bits every run. (They are not the CPU kernel's bits, which sums keys in
+order: results agree to rounding.)
+
+Masks as on the CPU: query i sees key j iff j < i + Tk - Tq + 1 (when causal) and key j is not
+padded; a row that sees no key is all zeros, no NaN. Dropout keeps (r, j) iff Philox word
+r*Tk + j of (seed, stream) is >= ceil(p * 2**32), the same integer test as the CPU kernel with
+the same `philox_word` (compiled for the GPU here), so the keep pattern is bit-identical.
+
+The tree loops are written out in each kernel, not shared as `@cuda.jit(device=True)` helpers:
+compiling a kernel that calls a device function asks the driver for the GPU's compute capability,
+so `compile_ptx` could not check the kernels on a machine without a GPU (`philox_word`, an @njit
+function, needs no driver). Sums are accumulated in float64 for both dtypes.
+
+The cache is `fast.attention`'s: (q, k, v, weights, dropped weights or None, scale, causal), q, k
+and v held as given (views): do not write into them between the forward and the backward.
+
+Dimension legend: B batch, T time (Tq queries, Tk keys/values), C channels, H heads,
+hs head size = C / H.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda, float64, int32, types
+
+from reference.layers import check_dropout_p
+
+from ..attention import _check_n_head, _check_seed_stream, _padding
+from ..cpu.rng import MASK32, SHIFT, philox_word
+from .array import DeviceArray, empty, to_device
+from .gemm import gemm
+from .launch import ROW_THREADS, SIMULATOR
+
+__all__ = [
+    "split_heads",
+    "merge_heads",
+    "split_qkv",
+    "concat_qkv",
+    "attention_forward",
+    "attention_backward",
+    "multi_head_attention_forward",
+    "multi_head_attention_backward",
+]
+
+
+# -- the kernels: one block of ROW_THREADS threads per score row ----------------------------------
+@cuda.jit(cache=not SIMULATOR)
+def masked_softmax_dropout_kernel(
+    att, Tq, Tk, H, scale, causal, padded, use_padding, threshold, keep_scale,
+    s_lo, s_hi, t_lo, t_hi, dropped,
+):  # fmt: skip
+    """In place: att[r] = softmax(scale * att[r]) over the keys row r may see (the rest get 0);
+    and, when threshold > 0, dropped[r, j] = att[r, j] * keep_scale if Philox word r*Tk + j of
+    the seed (s_lo, s_hi) and stream (t_lo, t_hi) is >= threshold, else 0.
+
+    att and dropped are contiguous (R, Tk) buffers; `padded` (B, Tk) flat uint8 is read only when
+    use_padding; causal and use_padding are 0/1.
+    """
+    # shared memory for the two tree reductions (a separate array each: no sync between them)
+    row_max = cuda.shared.array(ROW_THREADS, float64)
+    row_seen = cuda.shared.array(ROW_THREADS, int32)  # 1 where a thread saw a visible key
+    row_sum = cuda.shared.array(ROW_THREADS, float64)
+    t = cuda.threadIdx.x
+    r = cuda.blockIdx.x
+    bh = r // Tq
+    i = r - bh * Tq
+    pad = (bh // H) * Tk  # row b of `padded`
+    base = r * Tk  # the flat index of (r, 0)
+    lim = Tk  # keys j < lim pass the causal mask
+    if causal:
+        lim = min(Tk, max(0, i + Tk - Tq + 1))
+    # 1. the max over visible scores, subtracted so exp never overflows
+    m = -math.inf
+    seen = 0
+    for j in range(t, lim, ROW_THREADS):
+        if use_padding == 0 or padded[pad + j] == 0:
+            m = max(m, att[base + j] * scale)
+            seen = 1
+    row_max[t] = m  # the tree: slot t takes max(slot t, slot t + s), s = ROW_THREADS/2, ..., 1
+    row_seen[t] = seen
+    cuda.syncthreads()
+    s = ROW_THREADS // 2
+    while s > 0:
+        if t < s:
+            row_max[t] = max(row_max[t], row_max[t + s])
+            row_seen[t] = max(row_seen[t], row_seen[t + s])
+        cuda.syncthreads()
+        s //= 2
+    m = row_max[0]
+    if row_seen[0] == 0:  # every key masked: weights 0, output 0, no NaN
+        lim = 0
+    # 2. exp, masked keys exactly 0, and each thread's partial sum
+    part = 0.0
+    for j in range(t, lim, ROW_THREADS):
+        e = 0.0
+        if use_padding == 0 or padded[pad + j] == 0:
+            e = math.exp(att[base + j] * scale - m)
+        att[base + j] = e
+        part += e
+    for j in range(lim + t, Tk, ROW_THREADS):
+        att[base + j] = 0.0
+    # 3. normalize (each thread rescales only the keys it wrote: no sync needed before)
+    row_sum[t] = part  # the same tree, adding
+    cuda.syncthreads()
+    s = ROW_THREADS // 2
+    while s > 0:
+        if t < s:
+            row_sum[t] = row_sum[t] + row_sum[t + s]
+        cuda.syncthreads()
+        s //= 2
+    total = row_sum[0]
+    if lim > 0:
+        inv = 1.0 / total
+        for j in range(t, lim, ROW_THREADS):
+            att[base + j] = att[base + j] * inv
+    # 4. dropout on the weights, keep decisions from the flat index (r, j) -> r*Tk + j
+    if threshold > 0:
+        for j in range(t, lim, ROW_THREADS):
+            word = philox_word(s_lo, s_hi, t_lo, t_hi, np.uint64(base + j))
+            dropped[base + j] = att[base + j] * keep_scale if word >= threshold else 0.0
+        for j in range(lim + t, Tk, ROW_THREADS):
+            dropped[base + j] = 0.0
+
+
+@cuda.jit(cache=not SIMULATOR)
+def masked_softmax_dropout_backward_kernel(dw, weights, dropped, Tq, Tk, scale, causal, has_drop):
+    """In place: dw[r] (d loss / d dropped weights, dout v^T) becomes scale * ds[r], the gradient
+    w.r.t. q k^T, back through dropout and softmax (as `fast/cpu/attention.py`):
+
+        without dropout: ds = w * (dw - sum(w * dw))
+        with dropout:    ds = wd * dw - w * sum(wd * dw), wd = w * keep the dropped weights.
+
+    All three are contiguous (R, Tk) buffers (dropped is read only when has_drop); dw is read only
+    at j < lim(i), and zeroed from there.
+    """
+    buf = cuda.shared.array(ROW_THREADS, float64)
+    t = cuda.threadIdx.x
+    r = cuda.blockIdx.x
+    i = r % Tq
+    base = r * Tk
+    lim = Tk
+    if causal:
+        lim = min(Tk, max(0, i + Tk - Tq + 1))
+    part = 0.0
+    for j in range(t, lim, ROW_THREADS):
+        if has_drop:
+            part += dropped[base + j] * dw[base + j]
+        else:
+            part += weights[base + j] * dw[base + j]
+    buf[t] = part  # the tree sum, as in the forward kernel
+    cuda.syncthreads()
+    s = ROW_THREADS // 2
+    while s > 0:
+        if t < s:
+            buf[t] = buf[t] + buf[t + s]
+        cuda.syncthreads()
+        s //= 2
+    total = buf[0]  # (each thread rewrites only the dw it read itself)
+    for j in range(t, lim, ROW_THREADS):
+        g = dw[base + j]
+        if has_drop:
+            dw[base + j] = scale * (dropped[base + j] * g - weights[base + j] * total)
+        else:
+            dw[base + j] = scale * (weights[base + j] * (g - total))
+    for j in range(lim + t, Tk, ROW_THREADS):
+        dw[base + j] = 0.0
+
+
+def _signatures():
+    """(kernel, signature) for both float dtypes: what `numba.cuda.compile_ptx` checks."""
+    i64, u64, f64 = types.int64, types.uint64, types.float64
+    pairs = []
+    for f in (types.float32, types.float64):
+        buf = f[::1]
+        fwd = (buf, i64, i64, i64, f64, i64, types.uint8[::1], i64, u64, f64) + (u64,) * 4 + (buf,)
+        bwd = (buf, buf, buf, i64, i64, f64, i64, i64)
+        pairs.append((masked_softmax_dropout_kernel, types.void(*fwd)))
+        pairs.append((masked_softmax_dropout_backward_kernel, types.void(*bwd)))
+    return pairs
+
+
+PTX_KERNELS = _signatures()
+
+
+# -- checks and views ------------------------------------------------------------------------------
+def _device_float(x, name: str, dtype=None) -> DeviceArray:
+    """x as a float DeviceArray (bools and ints become float64, as `as_float_array` does)."""
+    if not isinstance(x, DeviceArray):
+        raise TypeError(
+            f"{name} must be a DeviceArray, got {type(x).__name__} "
+            "(copy numpy arrays to the device first: fast.cuda.array.to_device)"
+        )
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers, got dtype {x.dtype}")
+    if dtype is None and x.dtype not in (np.float32, np.float64):
+        dtype = np.float64
+    return x if dtype is None or x.dtype == np.dtype(dtype) else x.astype(dtype)
+
+
+def _device_floats(named: dict) -> list[DeviceArray]:
+    """The arrays as one float dtype: float32 if all are float32, else float64."""
+    arrays = [_device_float(x, name) for name, x in named.items()]
+    dtype = np.result_type(*(a.dtype for a in arrays))
+    return [a if a.dtype == dtype else a.astype(dtype) for a in arrays]
+
+
+def _heads(x: DeviceArray, n_head: int) -> DeviceArray:
+    """(B, T, C) -> (B, H, T, hs), a view of any strided x (head h starts h*hs channels in)."""
+    B, T, C = x.shape
+    s0, s1, s2 = x.strides
+    hs = C // n_head
+    return DeviceArray(x.buffer, (B, n_head, T, hs), (s0, hs * s2, s1, s2), x.offset)
+
+
+def _merged(x: DeviceArray) -> DeviceArray:
+    """(B, H, T, hs) -> a fresh contiguous (B, T, C)."""
+    B, H, T, hs = x.shape
+    out = empty((B, T, H * hs), x.dtype)
+    if out.size:
+        _heads(out, H)[...] = x
+    return out
+
+
+def _product(a: DeviceArray, b: DeviceArray, out: DeviceArray) -> None:
+    """out = a @ b (batched), zeros when the inner size is 0 (gemm would scale garbage by 0)."""
+    if a.shape[-1] == 0:
+        out[...] = 0.0
+    else:
+        gemm(a, b, out)
+
+
+# -- the public functions --------------------------------------------------------------------------
+def split_heads(x, n_head: int) -> DeviceArray:
+    """(B, T, C) -> (B, H, T, hs): head h takes channels h*hs .. (h+1)*hs - 1 of each position.
+
+    A view of `x` when `x` is a float DeviceArray. Its backward is `merge_heads`.
+    """
+    x = _device_float(x, "x")
+    if x.ndim != 3:
+        raise ValueError(f"x must have shape (B, T, C), got {x.shape}")
+    return _heads(x, _check_n_head(n_head, x.shape[2]))
+
+
+def merge_heads(x) -> DeviceArray:
+    """(B, H, T, hs) -> (B, T, C): the heads' outputs side by side again, C = H * hs (a copy)."""
+    x = _device_float(x, "x")
+    if x.ndim != 4:
+        raise ValueError(f"x must have shape (B, H, T, hs), got {x.shape}")
+    return _merged(x)
+
+
+def split_qkv(qkv) -> tuple[DeviceArray, DeviceArray, DeviceArray]:
+    """(B, T, 3C) -> three (B, T, C) views: GPT-2's c_attn output in q, k, v order.
+
+    Its backward is `concat_qkv`.
+    """
+    qkv = _device_float(qkv, "qkv")
+    if qkv.ndim != 3 or qkv.shape[2] % 3 != 0:
+        raise ValueError(f"qkv must have shape (B, T, 3C), got {qkv.shape}")
+    C = qkv.shape[2] // 3
+    return qkv[:, :, :C], qkv[:, :, C : 2 * C], qkv[:, :, 2 * C :]
+
+
+def concat_qkv(q, k, v) -> DeviceArray:
+    """Three (..., C) -> (..., 3C), the inverse of `split_qkv` (so also its backward)."""
+    q, k, v = _device_floats({"q": q, "k": k, "v": v})
+    for name, t in (("k", k), ("v", v)):
+        if t.shape != q.shape:
+            raise ValueError(f"{name} must have shape {q.shape}, got {t.shape}")
+    if not 1 <= q.ndim <= 4:
+        raise ValueError(f"q must have 1 to 4 axes, got shape {q.shape}")
+    C = q.shape[-1]
+    out = empty(q.shape[:-1] + (3 * C,), q.dtype)
+    out[..., :C] = q
+    out[..., C : 2 * C] = k
+    out[..., 2 * C :] = v
+    return out
+
+
+def _forward(q, k, v, causal, padding, dropout_p, seed, stream, out):
+    """The computation on validated arrays: q (B, H, Tq, hs), k and v (B, H, Tk, hs), any
+    strides; writes `out` (B, H, Tq, hs) (any strides, e.g. a view of (B, Tq, C))."""
+    B, H, Tq, hs = q.shape
+    Tk = k.shape[2]
+    scale = 1.0 / math.sqrt(hs)
+    causal = bool(causal)
+    weights = empty((B, H, Tq, Tk), q.dtype)  # scores, then the softmax in place
+    dropped = empty(weights.shape, q.dtype) if dropout_p > 0.0 else weights
+    if weights.size:
+        gemm(q, k.swapaxes(-1, -2), weights)
+        mask = to_device(np.zeros(1, np.uint8) if padding is None else padding.astype(np.uint8))
+        # (seed and stream are checked, and used, only when dropout is on)
+        seed, stream = (seed, stream) if dropout_p > 0.0 else (0, 0)
+        seed, stream = np.uint64(seed), np.uint64(stream)
+        masked_softmax_dropout_kernel[B * H * Tq, ROW_THREADS](
+            weights.buffer, Tq, Tk, H, scale, int(causal), mask.buffer, int(padding is not None),
+            np.uint64(math.ceil(dropout_p * 2.0**32)),  # keep iff word / 2**32 >= p
+            1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0,
+            seed & MASK32, seed >> SHIFT, stream & MASK32, stream >> SHIFT, dropped.buffer,
+        )  # fmt: skip
+    _product(dropped, v, out)
+    return out, (q, k, v, weights, dropped if dropout_p > 0.0 else None, scale, causal)
+
+
+def _backward(dout, cache, dq, dk, dv):
+    """dout (B, H, Tq, hs), any strides -> writes dq, dk, dv (shaped as the cached q, k, v)."""
+    q, k, v, weights, dropped, scale, causal = cache
+    B, H, Tq, Tk = weights.shape
+    wd = weights if dropped is None else dropped
+    ds = empty(weights.shape, weights.dtype)  # d loss / d dropped weights, then scale * ds
+    if ds.size:
+        gemm(dout, v.swapaxes(-1, -2), ds)
+        masked_softmax_dropout_backward_kernel[B * H * Tq, ROW_THREADS](
+            ds.buffer, weights.buffer, wd.buffer, Tq, Tk, scale, int(causal), int(wd is not weights)
+        )
+    _product(ds, k, dq)
+    _product(wd.swapaxes(-1, -2), dout, dv)
+    _product(ds.swapaxes(-1, -2), q, dk)
+    return dq, dk, dv
+
+
+def attention_forward(
+    q,
+    k,
+    v,
+    causal: bool = False,
+    key_padding_mask=None,
+    dropout_p: float = 0.0,
+    seed: int = 0,
+    stream: int = 0,
+) -> tuple[DeviceArray, tuple]:
+    """softmax(q k^T / sqrt(hs) + mask) v per batch and head, with dropout on the weights.
+
+    q (B, H, Tq, hs), k and v (B, H, Tk, hs) -> out (B, H, Tq, hs); cache for the backward.
+    """
+    q, k, v = _device_floats({"q": q, "k": k, "v": v})
+    if q.ndim != 4:
+        raise ValueError(f"q must have shape (B, H, Tq, hs), got {q.shape}")
+    B, H, Tq, hs = q.shape
+    if k.ndim != 4 or k.shape[:2] != (B, H) or k.shape[3] != hs:
+        raise ValueError(f"k must have shape ({B}, {H}, Tk, {hs}) to match q, got {k.shape}")
+    if v.shape != k.shape:
+        raise ValueError(f"v must have shape {k.shape}, got {v.shape}")
+    if hs == 0:
+        raise ValueError(f"q must have a head size hs >= 1, got shape {q.shape}")
+    padding = _padding(key_padding_mask, B, k.shape[2])
+    dropout_p = check_dropout_p(dropout_p, "dropout_p")
+    if dropout_p > 0.0:
+        _check_seed_stream(seed, stream)
+    out = empty(q.shape, q.dtype)
+    return _forward(q, k, v, causal, padding, dropout_p, seed, stream, out)
+
+
+def attention_backward(dout, cache: tuple) -> tuple[DeviceArray, DeviceArray, DeviceArray]:
+    """(dq, dk, dv) for `attention_forward` (see `fast.attention.attention_backward`)."""
+    q, k = cache[0], cache[1]
+    dout = _device_float(dout, "dout", dtype=q.dtype)
+    if dout.shape != q.shape:
+        raise ValueError(f"dout must have shape {q.shape}, got {dout.shape}")
+    dq, dk, dv = empty(q.shape, q.dtype), empty(k.shape, k.dtype), empty(k.shape, k.dtype)
+    return _backward(dout, cache, dq, dk, dv)
+
+
+def multi_head_attention_forward(
+    q,
+    k,
+    v,
+    n_head: int,
+    causal: bool = False,
+    key_padding_mask=None,
+    dropout_p: float = 0.0,
+    seed: int = 0,
+    stream: int = 0,
+) -> tuple[DeviceArray, tuple]:
+    """Multi-head attention on projected queries, keys and values: split, attend, merge.
+
+    q (B, Tq, C), k and v (B, Tk, C) -> (B, Tq, C). The heads are strided views, never copied;
+    cache = the `attention_forward` cache.
+    """
+    q, k, v = _device_floats({"q": q, "k": k, "v": v})
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if t.ndim != 3:
+            raise ValueError(f"{name} must have shape (B, T, C), got {t.shape}")
+    B, Tq, C = q.shape
+    if k.shape[0] != B or k.shape[2] != C or v.shape != k.shape:
+        raise ValueError(
+            f"k and v must have shape ({B}, Tk, {C}) to match q {q.shape}, "
+            f"got k {k.shape} and v {v.shape}"
+        )
+    n_head = _check_n_head(n_head, C)
+    if C == 0:
+        raise ValueError(f"q must have C >= 1 channels, got shape {q.shape}")
+    padding = _padding(key_padding_mask, B, k.shape[1])
+    dropout_p = check_dropout_p(dropout_p, "dropout_p")
+    if dropout_p > 0.0:
+        _check_seed_stream(seed, stream)
+    qh, kh, vh = _heads(q, n_head), _heads(k, n_head), _heads(v, n_head)  # (B, H, T, hs) views
+    out = empty(q.shape, q.dtype)  # (B, Tq, C), written head by head through a view
+    _, cache = _forward(qh, kh, vh, causal, padding, dropout_p, seed, stream, _heads(out, n_head))
+    return out, cache
+
+
+def multi_head_attention_backward(
+    dout, cache: tuple
+) -> tuple[DeviceArray, DeviceArray, DeviceArray]:
+    """(dq, dk, dv), each (B, T, C): split dout into heads, attention backward, merge back."""
+    q = cache[0]
+    B, H, Tq, hs = q.shape
+    dout = _device_float(dout, "dout", dtype=q.dtype)
+    if dout.shape != (B, Tq, H * hs):
+        raise ValueError(f"dout must have shape {(B, Tq, H * hs)}, got {dout.shape}")
+    Tk = cache[1].shape[2]
+    dq = empty((B, Tq, H * hs), q.dtype)
+    dk = empty((B, Tk, H * hs), q.dtype)
+    dv = empty((B, Tk, H * hs), q.dtype)
+    _backward(_heads(dout, H), cache, _heads(dq, H), _heads(dk, H), _heads(dv, H))
+    return dq, dk, dv

@@ -1,0 +1,442 @@
+"""The Transformer layers on the GPU: CUDA twins of `fast/layers.py`, same names and caches.
+
+Read `reference/layers.py` for the math. On the GPU:
+- linear layers are `gemm` calls on (N, C) views (the weight's transpose is a view, not a copy);
+  the bias is one broadcast add and its gradient one column-sum kernel;
+- layer norm is one block per row: the block's threads stride over the row and combine their
+  partial sums in a shared-memory tree (the same tree every run: deterministic). Its weight and
+  bias gradients are one thread per channel summing the rows in order, as on the CPU;
+- activations and their derivatives are one elementwise kernel that calls the CPU backend's own
+  scalar formulas (`fast/cpu/elementwise.py`): numba-cuda compiles those @njit functions for the
+  GPU, so both backends evaluate one definition;
+- dropout draws the same Philox words as the CPU (`fast/cpu/rng.py::philox_word`, also compiled
+  for the GPU), so a mask is bit-identical on every backend;
+- the embedding's backward is a scatter-add without atomics: the ids are on the host (they were
+  checked there), so the host sorts positions by id once, and one thread per (id, channel) adds
+  that id's rows in token order.
+
+Ids and targets are checked on the host before anything is copied to the GPU: kernels do no
+bounds checks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda, float64, types
+
+from reference.layers import WEIGHT_LAYOUTS, check_dropout_p
+
+from ..cpu.elementwise import _df, _f
+from ..cpu.rng import philox_word
+from ..validate import as_index_array
+from .array import DeviceArray, ascontiguous, empty, empty_like, to_device, zeros
+from .gemm import gemm
+from .launch import ROW_THREADS, SIMULATOR, grid_1d
+
+MASK32 = np.uint64(0xFFFFFFFF)
+INV_2_32 = 1.0 / 4294967296.0
+
+
+# -- kernels ---------------------------------------------------------------------------------------
+@cuda.jit(device=True, inline=True)
+def block_sum(shared, value):
+    """The sum of `value` over the block's threads, by a fixed shared-memory tree."""
+    t = cuda.threadIdx.x
+    shared[t] = value
+    cuda.syncthreads()
+    width = ROW_THREADS // 2
+    while width > 0:
+        if t < width:
+            shared[t] += shared[t + width]
+        cuda.syncthreads()
+        width //= 2
+    total = shared[0]
+    cuda.syncthreads()
+    return total
+
+
+@cuda.jit(cache=not SIMULATOR)
+def layer_norm_forward_kernel(x, weight, bias, eps, C, out, mean, rstd):
+    """Row blockIdx.x of x (N, C) flat: two-pass mean and variance, then scale and shift."""
+    shared = cuda.shared.array(ROW_THREADS, float64)
+    r, t = cuda.blockIdx.x, cuda.threadIdx.x
+    base = r * C
+    s = 0.0
+    for c in range(t, C, ROW_THREADS):
+        s += x[base + c]
+    m = block_sum(shared, s) / C
+    v = 0.0
+    for c in range(t, C, ROW_THREADS):
+        d = x[base + c] - m
+        v += d * d
+    rs = 1.0 / math.sqrt(block_sum(shared, v) / C + eps)
+    for c in range(t, C, ROW_THREADS):
+        out[base + c] = (x[base + c] - m) * rs * weight[c] + bias[c]
+    if t == 0:
+        mean[r] = m
+        rstd[r] = rs
+
+
+@cuda.jit(cache=not SIMULATOR)
+def layer_norm_backward_dx_kernel(dout, x, weight, mean, rstd, C, dx):
+    """Row blockIdx.x: dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight."""
+    shared = cuda.shared.array(ROW_THREADS, float64)
+    r, t = cuda.blockIdx.x, cuda.threadIdx.x
+    base, m, rs = r * C, mean[r], rstd[r]
+    g_sum = 0.0
+    gx_sum = 0.0
+    for c in range(t, C, ROW_THREADS):
+        g = dout[base + c] * weight[c]
+        g_sum += g
+        gx_sum += g * ((x[base + c] - m) * rs)
+    g_mean = block_sum(shared, g_sum) / C
+    gx_mean = block_sum(shared, gx_sum) / C
+    for c in range(t, C, ROW_THREADS):
+        xhat = (x[base + c] - m) * rs
+        dx[base + c] = rs * (dout[base + c] * weight[c] - g_mean - xhat * gx_mean)
+
+
+@cuda.jit(cache=not SIMULATOR)
+def layer_norm_backward_params_kernel(dout, x, mean, rstd, N, C, dweight, dbias):
+    """One thread per channel c: dweight[c], dbias[c] summed over the rows in order."""
+    start, step = cuda.grid(1), cuda.gridsize(1)
+    for c in range(start, C, step):
+        dw = 0.0
+        db = 0.0
+        for r in range(N):
+            d = dout[r * C + c]
+            dw += d * ((x[r * C + c] - mean[r]) * rstd[r])
+            db += d
+        dweight[c] = dw
+        dbias[c] = db
+
+
+@cuda.jit(cache=not SIMULATOR)
+def activation_kernel(kind, x, out):
+    start, step = cuda.grid(1), cuda.gridsize(1)
+    for i in range(start, x.size, step):
+        out[i] = _f(kind, x[i])
+
+
+@cuda.jit(cache=not SIMULATOR)
+def activation_backward_kernel(kind, x, dout, dx):
+    start, step = cuda.grid(1), cuda.gridsize(1)
+    for i in range(start, x.size, step):
+        dx[i] = dout[i] * _df(kind, x[i])
+
+
+@cuda.jit(cache=not SIMULATOR)
+def dropout_kernel(x, p, seed, stream, out, mult):
+    """out = x * mult, mult = 1/(1-p) where word i of (seed, stream) / 2**32 >= p, else 0."""
+    s_lo, s_hi = seed & MASK32, seed >> np.uint64(32)
+    t_lo, t_hi = stream & MASK32, stream >> np.uint64(32)
+    scale = 1.0 / (1.0 - p) if p < 1.0 else 0.0
+    start, step = cuda.grid(1), cuda.gridsize(1)
+    for i in range(start, x.size, step):
+        u = float(philox_word(s_lo, s_hi, t_lo, t_hi, np.uint64(i))) * INV_2_32
+        k = scale if u >= p else 0.0
+        mult[i] = k
+        out[i] = x[i] * k
+
+
+@cuda.jit(cache=not SIMULATOR)
+def gather_rows_kernel(weight, ids, N, C, out):
+    """out[n, c] = weight[ids[n], c]."""
+    start, step = cuda.grid(1), cuda.gridsize(1)
+    for i in range(start, N * C, step):
+        n = i // C
+        out[i] = weight[ids[n] * C + (i - n * C)]
+
+
+@cuda.jit(cache=not SIMULATOR)
+def scatter_rows_kernel(dout, order, seg_start, seg_id, U, C, dweight):
+    """dweight[seg_id[u], c] = sum of dout[order[k], c] for k in segment u, in token order."""
+    start, step = cuda.grid(1), cuda.gridsize(1)
+    for i in range(start, U * C, step):
+        u = i // C
+        c = i - u * C
+        s = 0.0
+        for k in range(seg_start[u], seg_start[u + 1]):
+            s += dout[order[k] * C + c]
+        dweight[seg_id[u] * C + c] = s
+
+
+def _ptx_kernels():
+    i64, f64, u64 = types.int64, types.float64, types.uint64
+    pairs = []
+    for dt in (types.float32, types.float64):
+        a, ids = dt[::1], types.int64[::1]
+        pairs += [
+            (layer_norm_forward_kernel, types.void(a, a, a, f64, i64, a, f64[::1], f64[::1])),
+            (layer_norm_backward_dx_kernel, types.void(a, a, a, f64[::1], f64[::1], i64, a)),
+            (
+                layer_norm_backward_params_kernel,
+                types.void(a, a, f64[::1], f64[::1], i64, i64, a, a),
+            ),
+            (activation_kernel, types.void(i64, a, a)),
+            (activation_backward_kernel, types.void(i64, a, a, a)),
+            (dropout_kernel, types.void(a, f64, u64, u64, a, a)),
+            (gather_rows_kernel, types.void(a, ids, i64, i64, a)),
+            (scatter_rows_kernel, types.void(a, ids, ids, ids, i64, i64, a)),
+        ]
+    return pairs
+
+
+PTX_KERNELS = _ptx_kernels()
+
+
+# -- checks ----------------------------------------------------------------------------------------
+def _device(x, name: str, dtype=None) -> DeviceArray:
+    """x as a contiguous float DeviceArray (numpy input is copied over), or a clear error."""
+    if isinstance(x, DeviceArray):
+        if x.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{name} must hold float32 or float64, got {x.dtype}")
+        if dtype is not None and x.dtype != dtype:
+            x = x.astype(dtype)
+        return ascontiguous(x)
+    from ..validate import as_float_array
+
+    return to_device(as_float_array(x, name, dtype))
+
+
+def _check_dout(dout, shape, dtype) -> DeviceArray:
+    d = _device(dout, "dout", dtype)
+    if d.shape != tuple(shape):
+        raise ValueError(f"dout must have shape {tuple(shape)}, got {d.shape}")
+    return d
+
+
+def _launch(kernel, n, *args):
+    blocks, threads = grid_1d(n)
+    if n:
+        kernel[blocks, threads](*args)
+
+
+# -- embeddings ------------------------------------------------------------------------------------
+def embedding_forward(weight, idx):
+    """Rows of `weight` (num, C) for host ids `idx` -> idx.shape + (C,) on the GPU."""
+    w = _device(weight, "weight")
+    if w.ndim != 2:
+        raise ValueError(f"weight must have shape (num_embeddings, C), got {w.shape}")
+    ids = as_index_array(idx, "idx")
+    flat = ids.reshape(-1)
+    bad = (flat < 0) | (flat >= w.shape[0])
+    if bad.any():
+        pos = int(np.argmax(bad))
+        raise ValueError(
+            f"idx value {int(flat[pos])} out of range for {w.shape[0]} embeddings "
+            f"(flat position {pos})"
+        )
+    N, C = flat.size, w.shape[1]
+    out = empty(ids.shape + (C,), w.dtype)
+    _launch(gather_rows_kernel, N * C, w.flat(), to_device(flat).flat(), N, C, out.flat())
+    return out, (flat, ids.shape, w.shape)
+
+
+def embedding_backward(dout, cache):
+    """dL/dweight: each row's gradient added into the row it was read from (no atomics)."""
+    flat, lead, (num, C) = cache
+    d = _check_dout(dout, lead + (C,), None)
+    dweight = zeros((num, C), d.dtype)
+    if flat.size:
+        order = np.argsort(flat, kind="stable")  # positions grouped by id, token order kept
+        ids_sorted = flat[order]
+        starts = np.flatnonzero(np.r_[True, ids_sorted[1:] != ids_sorted[:-1]])
+        seg_start = np.append(starts, flat.size).astype(np.int64)
+        seg_id = ids_sorted[starts]
+        U = len(seg_id)
+        _launch(
+            scatter_rows_kernel, U * C, d.flat(), to_device(order).flat(),
+            to_device(seg_start).flat(), to_device(seg_id).flat(), U, C, dweight.flat(),
+        )  # fmt: skip
+    return dweight
+
+
+def position_embedding_forward(weight, B: int, T: int, start: int = 0):
+    from ..layers import position_ids
+
+    n_positions = len(weight)
+    if start < 0 or start + T > n_positions:
+        raise ValueError(
+            f"positions {start}..{start + T - 1} need {start + T} rows but the position table "
+            f"has n_positions={n_positions} (sequence length T={T})"
+        )
+    return embedding_forward(weight, position_ids(B, T, start))
+
+
+def position_embedding_backward(dout, cache):
+    return embedding_backward(dout, cache)
+
+
+# -- linear ----------------------------------------------------------------------------------------
+def linear_forward(x, weight, bias=None, weight_layout: str = "out_in"):
+    """y = x W^T + b on the last axis: one gemm (W^T is a view) and one broadcast add."""
+    if weight_layout not in WEIGHT_LAYOUTS:
+        raise ValueError(f"weight_layout must be one of {WEIGHT_LAYOUTS}, got {weight_layout!r}")
+    w = _device(weight, "weight")
+    if w.ndim != 2:
+        raise ValueError(f"weight must be a matrix, got shape {w.shape}")
+    W = w if weight_layout == "out_in" else w.T  # (C_out, C_in), a view
+    C_out, C_in = W.shape
+    xa = _device(x, "x", w.dtype)
+    if xa.ndim == 0 or xa.shape[-1] != C_in:
+        raise ValueError(f"x must have shape (..., {C_in}), got {xa.shape}")
+    x2 = xa.reshape(-1, C_in)
+    y = gemm(x2, W.T, empty((x2.shape[0], C_out), w.dtype))
+    if bias is not None:
+        b = _device(bias, "bias", w.dtype)
+        if b.shape != (C_out,):
+            raise ValueError(f"bias must have shape ({C_out},), got {b.shape}")
+        y += b
+    return y.reshape(xa.shape[:-1] + (C_out,)), (
+        x2,
+        xa.shape[:-1],
+        W,
+        bias is not None,
+        weight_layout,
+    )
+
+
+def linear_backward(dout, cache):
+    """(dx, dweight, dbias): dx = dout W, dW = dout^T x (in the stored layout), db = col sums."""
+    x2, lead, W, has_bias, weight_layout = cache
+    C_out, C_in = W.shape
+    d = _check_dout(dout, lead + (C_out,), W.dtype).reshape(-1, C_out)
+    dx = (d @ W).reshape(lead + (C_in,))
+    dweight = d.T @ x2 if weight_layout == "out_in" else x2.T @ d
+    dbias = d.sum(axis=0) if has_bias else None
+    return dx, dweight, dbias
+
+
+# -- layer norm ------------------------------------------------------------------------------------
+def layer_norm_forward(x, weight, bias, eps: float = 1e-5):
+    w = _device(weight, "weight")
+    if w.ndim != 1:
+        raise ValueError(f"weight must have shape (C,), got {w.shape}")
+    C = w.shape[0]
+    b = _device(bias, "bias", w.dtype)
+    if b.shape != (C,):
+        raise ValueError(f"bias must have shape ({C},), got {b.shape}")
+    if not eps >= 0.0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    xa = _device(x, "x", w.dtype)
+    if xa.ndim == 0 or xa.shape[-1] != C:
+        raise ValueError(f"x must have shape (..., {C}), got {xa.shape}")
+    x2 = xa.reshape(-1, C)
+    N = x2.shape[0]
+    out = empty_like(x2)
+    mean, rstd = empty((N,), np.float64), empty((N,), np.float64)
+    if N and C:
+        layer_norm_forward_kernel[N, ROW_THREADS](
+            x2.flat(), w.flat(), b.flat(), float(eps), C,
+            out.flat(), mean.flat(), rstd.flat(),
+        )  # fmt: skip
+    return out.reshape(xa.shape), (x2, xa.shape[:-1], w, mean, rstd)
+
+
+def layer_norm_backward(dout, cache):
+    x2, lead, w, mean, rstd = cache
+    N, C = x2.shape
+    d = _check_dout(dout, lead + (C,), w.dtype).reshape(-1, C)
+    dx = empty_like(x2)
+    dweight, dbias = empty((C,), w.dtype), empty((C,), w.dtype)
+    if N and C:
+        xb, db = x2.flat(), d.flat()
+        layer_norm_backward_dx_kernel[N, ROW_THREADS](
+            db, xb, w.flat(), mean.flat(), rstd.flat(), C, dx.flat()
+        )
+        _launch(
+            layer_norm_backward_params_kernel, C, db, xb, mean.flat(), rstd.flat(), N, C,
+            dweight.flat(), dbias.flat(),
+        )  # fmt: skip
+    return dx.reshape(lead + (C,)), dweight, dbias
+
+
+# -- activations -----------------------------------------------------------------------------------
+def elementwise(kind: int, x: DeviceArray) -> DeviceArray:
+    """f(x) for the activation numbered `kind` (fast/cpu/elementwise.py's numbering)."""
+    x = ascontiguous(x)
+    out = empty_like(x)
+    _launch(activation_kernel, x.size, kind, x.flat(), out.flat())
+    return out
+
+
+def times_derivative(kind: int, dout: DeviceArray, x: DeviceArray) -> DeviceArray:
+    """dout * f'(x): the chain rule through an activation, one kernel."""
+    x, dout = ascontiguous(x), ascontiguous(dout)
+    dx = empty_like(x)
+    _launch(activation_backward_kernel, x.size, kind, x.flat(), dout.flat(), dx.flat())
+    return dx
+
+
+def activation_forward(x, activation: str = "gelu"):
+    from ..activations import activation_kind
+
+    xa = _device(x, "x")
+    return elementwise(activation_kind(activation), xa), (xa, activation, None)
+
+
+def activation_backward(dout, cache):
+    from ..activations import activation_kind
+
+    xa, activation, _ = cache
+    d = _check_dout(dout, xa.shape, xa.dtype)
+    return times_derivative(activation_kind(activation), d, xa)
+
+
+# -- dropout ---------------------------------------------------------------------------------------
+def dropout_forward(x, p: float, seed: int = 0, stream: int = 0):
+    p = check_dropout_p(p)
+    for name, v in (("seed", seed), ("stream", stream)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < 2**64:
+            raise ValueError(f"{name} must be an int in [0, 2**64), got {v!r}")
+    xa = _device(x, "x")
+    if p == 0.0:
+        return xa.copy(), (None, xa.shape)
+    out, mult = empty_like(xa), empty((xa.size,), xa.dtype)
+    _launch(
+        dropout_kernel, xa.size, xa.flat(), float(p),
+        np.uint64(seed), np.uint64(stream), out.flat(), mult.flat(),
+    )  # fmt: skip
+    return out, (mult, xa.shape)
+
+
+def dropout_backward(dout, cache):
+    mult, shape = cache
+    d = _check_dout(dout, shape, None)
+    return d.copy() if mult is None else d * mult.reshape(shape)
+
+
+# -- residual and loss -----------------------------------------------------------------------------
+def residual_forward(x, y):
+    xa, ya = _device(x, "x"), _device(y, "y")
+    if xa.shape != ya.shape:
+        raise ValueError(f"y must have the shape of x {xa.shape}, got {ya.shape}")
+    return xa + ya, (xa.shape,)
+
+
+def residual_backward(dout, cache):
+    (shape,) = cache
+    d = _check_dout(dout, shape, None)
+    return d.copy(), d.copy()
+
+
+def cross_entropy_forward(logits, targets, ignore_index: int | None = -100):
+    """Mean softmax cross-entropy over (B, T, V) logits on the GPU; the loss comes back a float."""
+    from .losses import softmax_cross_entropy
+
+    z = _device(logits, "logits")
+    if z.ndim != 3:
+        raise ValueError(f"logits must have shape (B, T, V), got {z.shape}")
+    t = as_index_array(targets, "targets")
+    if t.shape != z.shape[:2]:
+        raise ValueError(f"targets must have shape {z.shape[:2]}, got {t.shape}")
+    loss, dlogits = softmax_cross_entropy(z.reshape(-1, z.shape[2]), t.reshape(-1), ignore_index)
+    return loss, (dlogits, z.shape)
+
+
+def cross_entropy_backward(dloss: float, cache):
+    dlogits, shape = cache
+    return (dlogits * float(dloss)).reshape(shape)

@@ -1,0 +1,331 @@
+"""Loss functions on the GPU: the CUDA twins of `fast/losses.py`, one fused kernel per call.
+
+Each loss returns the loss (a Python float, the one number that comes back to the host) and its
+gradient with respect to the network's output (a DeviceArray, where backpropagation starts).
+Targets come from the host: they are checked there exactly as the CPU backend checks them, so
+nothing out of range ever reaches a kernel, then copied over. Logits are read in place through
+their strides (a transposed or sliced view costs no copy).
+
+How a row reduction works: one block of ROW_THREADS threads per row (blocks stride over the rows
+when there are more rows than blocks). Thread t visits columns t, t + ROW_THREADS, ... and keeps
+its own partial result in a register; the block then combines the ROW_THREADS partials in shared
+memory as a tree: thread t adds in slot t + 16, then t + 8, ... (for 32 threads), with a barrier
+(`cuda.syncthreads()`) between levels, until slot 0 holds the row's result. The tree's shape
+depends only on ROW_THREADS, never on timing, so the result is the same run to run (no atomics).
+Softmax takes two such reductions per row: the max (so exp never overflows, as in the
+reference), then the sum of exp(z - max), in float64 whatever the input dtype.
+
+The mean over rows is deterministic too: each row writes its loss to a float64 buffer, and
+`ordered_sum` adds that buffer up in one block, in a fixed order (thread t sums entries t,
+t + ROW_THREADS, ... in order, then the tree), so only one float crosses back to the host.
+
+Why the tree is written out in every kernel instead of being one device function: calling any
+device function from a kernel (a `cuda.jit(device=True)` function, or an @njit helper) makes
+numba-cuda 0.30 ask the CUDA driver for the current GPU when compiling, so such kernels cannot be
+compiled to PTX on a machine without a GPU (the PTX check the tests run); these kernels can.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda, float64, types
+
+from ..validate import as_float_array, as_index_array
+from .array import DeviceArray, empty, to_device, zeros
+from .launch import MAX_BLOCKS, ROW_THREADS, SIMULATOR
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+# -- kernels ---------------------------------------------------------------------------------------
+@cuda.jit(cache=not SIMULATOR)
+def _ordered_sum_kernel(x, x_off, x_st, n, out):
+    """out[0] = x[0] + ... + x[n-1] (a strided vector) in float64, by one block in a fixed order."""
+    sh = cuda.shared.array(ROW_THREADS, float64)
+    t = cuda.threadIdx.x
+    s = 0.0
+    for i in range(t, n, ROW_THREADS):
+        s += float64(x[x_off + i * x_st])
+    sh[t] = s  # the block's tree sum (see the module docstring)
+    cuda.syncthreads()
+    k = ROW_THREADS // 2
+    while k > 0:
+        if t < k:
+            sh[t] += sh[t + k]
+        cuda.syncthreads()
+        k //= 2
+    s = sh[0]
+    cuda.syncthreads()  # all have read sh[0] before sh is written again
+    if t == 0:
+        out[0] = s
+
+
+@cuda.jit(cache=not SIMULATOR)
+def _softmax_kernel(x, x_off, s0, s1, n_rows, n_cols, log, out):
+    """out[r] = softmax(x[r]) (or log_softmax when `log`), one block per row; out is contiguous."""
+    sh = cuda.shared.array(ROW_THREADS, float64)
+    t = cuda.threadIdx.x
+    for r in range(cuda.blockIdx.x, n_rows, cuda.gridDim.x):
+        base = x_off + r * s0
+        o = r * n_cols
+        m = -math.inf
+        for c in range(t, n_cols, ROW_THREADS):
+            m = max(m, float64(x[base + c * s1]))
+        sh[t] = m  # the block's tree max
+        cuda.syncthreads()
+        k = ROW_THREADS // 2
+        while k > 0:
+            if t < k:
+                sh[t] = max(sh[t], sh[t + k])
+            cuda.syncthreads()
+            k //= 2
+        m = sh[0]
+        cuda.syncthreads()
+        s = 0.0
+        for c in range(t, n_cols, ROW_THREADS):
+            s += math.exp(float64(x[base + c * s1]) - m)
+        sh[t] = s  # the block's tree sum (see the module docstring)
+        cuda.syncthreads()
+        k = ROW_THREADS // 2
+        while k > 0:
+            if t < k:
+                sh[t] += sh[t + k]
+            cuda.syncthreads()
+            k //= 2
+        s = sh[0]
+        cuda.syncthreads()  # all have read sh[0] before sh is written again
+        if log:
+            lse = m + math.log(s)
+            for c in range(t, n_cols, ROW_THREADS):
+                out[o + c] = float64(x[base + c * s1]) - lse
+        else:
+            for c in range(t, n_cols, ROW_THREADS):
+                out[o + c] = math.exp(float64(x[base + c * s1]) - m) / s
+
+
+@cuda.jit(cache=not SIMULATOR)
+def _cross_entropy_kernel(x, x_off, s0, s1, n_rows, n_cols, targets, count, grad, row_loss):
+    """Fused softmax + cross-entropy, one block per row of logits x.
+
+    targets[r] < 0 marks an ignored row (the host maps ignore_index to -1): zero gradient and
+    loss. Otherwise row_loss[r] = logsumexp(x[r]) - x[r, target] and
+    grad[r] = (softmax(x[r]) - onehot(target)) / count, computed as the CPU does:
+    exp(z - max) / (sum * count), then 1 / count taken off at the target."""
+    sh = cuda.shared.array(ROW_THREADS, float64)
+    t = cuda.threadIdx.x
+    inv_count = 1.0 / count
+    for r in range(cuda.blockIdx.x, n_rows, cuda.gridDim.x):
+        base = x_off + r * s0
+        o = r * n_cols
+        target = targets[r]
+        if target < 0:  # the same branch for the whole block: its barriers stay matched
+            for c in range(t, n_cols, ROW_THREADS):
+                grad[o + c] = 0.0
+            if t == 0:
+                row_loss[r] = 0.0
+            continue
+        m = -math.inf
+        for c in range(t, n_cols, ROW_THREADS):
+            m = max(m, float64(x[base + c * s1]))
+        sh[t] = m  # the block's tree max
+        cuda.syncthreads()
+        k = ROW_THREADS // 2
+        while k > 0:
+            if t < k:
+                sh[t] = max(sh[t], sh[t + k])
+            cuda.syncthreads()
+            k //= 2
+        m = sh[0]
+        cuda.syncthreads()
+        s = 0.0
+        for c in range(t, n_cols, ROW_THREADS):
+            s += math.exp(float64(x[base + c * s1]) - m)
+        sh[t] = s  # the block's tree sum (see the module docstring)
+        cuda.syncthreads()
+        k = ROW_THREADS // 2
+        while k > 0:
+            if t < k:
+                sh[t] += sh[t + k]
+            cuda.syncthreads()
+            k //= 2
+        s = sh[0]
+        cuda.syncthreads()  # all have read sh[0] before sh is written again
+        denom = s * count
+        for c in range(t, n_cols, ROW_THREADS):
+            p = math.exp(float64(x[base + c * s1]) - m) / denom
+            if c == target:
+                p -= inv_count
+            grad[o + c] = p
+        if t == 0:
+            row_loss[r] = (m + math.log(s)) - float64(x[base + target * s1])
+
+
+@cuda.jit(cache=not SIMULATOR)
+def _mse_kernel(y, y_off, ys0, ys1, tg, t_off, ts0, ts1, n_rows, n_cols, n, grad, row_loss):
+    """grad = 2 (y - t) / n elementwise, row_loss[r] = sum over the row of (y - t)^2 (float64)."""
+    sh = cuda.shared.array(ROW_THREADS, float64)
+    t = cuda.threadIdx.x
+    for r in range(cuda.blockIdx.x, n_rows, cuda.gridDim.x):
+        o = r * n_cols
+        s = 0.0
+        for c in range(t, n_cols, ROW_THREADS):
+            d = float64(y[y_off + r * ys0 + c * ys1]) - float64(tg[t_off + r * ts0 + c * ts1])
+            grad[o + c] = 2.0 * d / n
+            s += d * d
+        sh[t] = s  # the block's tree sum (see the module docstring)
+        cuda.syncthreads()
+        k = ROW_THREADS // 2
+        while k > 0:
+            if t < k:
+                sh[t] += sh[t + k]
+            cuda.syncthreads()
+            k //= 2
+        s = sh[0]
+        cuda.syncthreads()  # all have read sh[0] before sh is written again
+        if t == 0:
+            row_loss[r] = s
+
+
+def _signatures():
+    """Every kernel above with an explicit signature, for float32 and float64 data."""
+    i64, f64, vec64, ids = types.int64, types.float64, types.float64[::1], types.int64[::1]
+    sigs = []
+    for ft in (types.float32, types.float64):
+        vec = ft[::1]
+        sigs += [
+            (_ordered_sum_kernel, (vec, i64, i64, i64, vec64)),
+            (_softmax_kernel, (vec, i64, i64, i64, i64, i64, types.boolean, vec)),
+            (_cross_entropy_kernel, (vec, i64, i64, i64, i64, i64, ids, f64, vec, vec64)),
+            (_mse_kernel, (vec, i64, i64, i64, vec, i64, i64, i64, i64, i64, i64, vec, vec64)),
+        ]
+    return sigs
+
+
+PTX_KERNELS = _signatures()
+
+
+# -- host side -------------------------------------------------------------------------------------
+def _blocks(rows: int) -> int:
+    return max(1, min(MAX_BLOCKS, rows))
+
+
+def _float_input(x, name: str):
+    """x as a float32/float64 array: a DeviceArray as is; anything else checked on the host as the
+    CPU backend checks it (a numpy array, uploaded by `_on_device` once every check passed)."""
+    if isinstance(x, DeviceArray):
+        if x.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{name} must hold float32 or float64 numbers, got dtype {x.dtype}")
+        return x
+    return as_float_array(x, name)
+
+
+def _on_device(a) -> DeviceArray:
+    """A checked input on the device (to_device makes a 0-d array 1-D, hence the reshape)."""
+    return a if isinstance(a, DeviceArray) else to_device(a).reshape(a.shape)
+
+
+def _matrix_view(a: DeviceArray):
+    """(buffer, offset, row stride, column stride) of a 2-D view: kernels read it in place."""
+    return a.buffer, a.offset, a.strides[0], a.strides[1]
+
+
+def ordered_sum(x: DeviceArray) -> float:
+    """Sum of a 1-D DeviceArray (any dtype of float, any stride) in float64, in a fixed order,
+    as a Python float: one single-block kernel, then one 8-byte copy back."""
+    if not isinstance(x, DeviceArray):
+        raise TypeError(f"ordered_sum takes a DeviceArray, got {type(x).__name__}")
+    if x.ndim != 1:
+        raise ValueError(f"ordered_sum takes a 1-D DeviceArray, got shape {x.shape}")
+    if x.size == 0:
+        return 0.0
+    out = empty((1,), np.float64)
+    _ordered_sum_kernel[1, ROW_THREADS](x.buffer, x.offset, x.strides[0], x.size, out.buffer)
+    return float(out.copy_to_host()[0])
+
+
+def _softmax_rows(row, log: bool) -> DeviceArray:
+    a = _float_input(row, "row")
+    if a.ndim == 0:
+        raise ValueError("row must have at least one axis, got a scalar")
+    if a.shape[-1] == 0:
+        raise ValueError(f"row must have a non-empty last axis, got shape {a.shape}")
+    a = _on_device(a)
+    x = a if a.ndim == 2 else a.reshape(-1, a.shape[-1])  # a view when contiguous, else a copy
+    n_rows, n_cols = x.shape
+    out = empty((n_rows, n_cols), x.dtype)
+    if n_rows:
+        _softmax_kernel[_blocks(n_rows), ROW_THREADS](
+            *_matrix_view(x), n_rows, n_cols, log, out.buffer
+        )
+    return out.reshape(a.shape)
+
+
+def softmax(row) -> DeviceArray:
+    """exp(z - max) / sum, along the last axis."""
+    return _softmax_rows(row, False)
+
+
+def log_softmax(row) -> DeviceArray:
+    """z - logsumexp(z), along the last axis."""
+    return _softmax_rows(row, True)
+
+
+def mse_loss(outputs, targets):
+    """Mean squared error over every element: (loss, dE/dy = 2 (y - t) / N).
+
+    `targets` is a host array (checked, then copied over) or a DeviceArray of outputs' shape."""
+    y = _float_input(outputs, "outputs")
+    if isinstance(targets, DeviceArray):
+        t = targets if targets.dtype == y.dtype else targets.astype(y.dtype)
+    else:
+        t = np.asarray(targets, dtype=y.dtype)
+    if y.ndim != 2:
+        raise ValueError(f"outputs must have shape (B, K), got {y.shape}")
+    if t.shape[0] != y.shape[0]:
+        raise ValueError(f"targets must have {y.shape[0]} rows like outputs, got {t.shape[0]}")
+    if t.shape != y.shape:
+        raise ValueError(f"targets must have shape {y.shape}, got {t.shape}")
+    if y.size == 0:
+        raise ValueError("mse_loss needs at least one element")
+    y, t = _on_device(y), _on_device(t)
+    n_rows, n_cols = y.shape
+    grad = empty(y.shape, y.dtype)
+    row_loss = empty((n_rows,), np.float64)
+    _mse_kernel[_blocks(n_rows), ROW_THREADS](
+        *_matrix_view(y), *_matrix_view(t), n_rows, n_cols, y.size, grad.buffer, row_loss.buffer
+    )
+    return ordered_sum(row_loss) / y.size, grad
+
+
+def softmax_cross_entropy(logits, targets, ignore_index: int | None = None):
+    """Fused softmax + cross-entropy over rows: (mean loss, dE/dlogits (N, V) on the device).
+
+    Rows whose target equals `ignore_index` count for nothing; all ignored gives (0.0, zeros).
+    """
+    x = _float_input(logits, "logits")
+    if x.ndim != 2:
+        raise ValueError(f"logits must have shape (N, V), got {x.shape}")
+    N, V = x.shape
+    t = as_index_array(targets, "targets")
+    if t.shape != (N,):
+        raise ValueError(f"targets must have {N} entries like logits, got shape {t.shape}")
+    use_ignore = ignore_index is not None
+    counted = t != ignore_index if use_ignore else np.ones(N, dtype=bool)
+    bad = counted & ((t < 0) | (t >= V))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"targets[{i}] = {int(t[i])} out of range for {V} classes")
+    count = int(counted.sum())
+    if count == 0:
+        return 0.0, zeros((N, V), x.dtype)
+    x = _on_device(x)
+    # Checked: every counted target is in [0, V), so -1 is free to mean "ignored" on the device.
+    ids = to_device(np.where(counted, t, -1).astype(np.int64))
+    grad = empty((N, V), x.dtype)
+    row_loss = empty((N,), np.float64)
+    _cross_entropy_kernel[_blocks(N), ROW_THREADS](
+        *_matrix_view(x), N, V, ids.buffer, float(count), grad.buffer, row_loss.buffer
+    )
+    return ordered_sum(row_loss) / count, grad
