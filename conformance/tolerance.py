@@ -29,6 +29,8 @@ def assert_close(
 ) -> None:
     """|cand - ref| <= atol + rtol * |ref| everywhere, else an error listing the first
     mismatches with their indices, both values and the allowed error."""
+    if hasattr(candidate, "copy_to_host"):  # a GPU array: copied back explicitly
+        candidate = candidate.copy_to_host()
     c = np.asarray(candidate, dtype=np.float64)
     r = np.asarray(reference, dtype=np.float64)
     if c.shape != r.shape:

@@ -47,6 +47,7 @@ from .attention import (
     split_qkv,
 )
 from .checkpoint import load_safetensors
+from .device import concatenate, device_of, is_device_array, resolve_device, to_device, zeros
 from .dtypes import resolve_dtype
 from .layers import (
     Activation,
@@ -234,9 +235,9 @@ class BertSelfAttention(Module):
     def forward(self, x: np.ndarray, key_padding_mask: np.ndarray | None) -> np.ndarray:
         B, T, C = x.shape
         x2 = x.reshape(B * T, C)
-        w = np.concatenate([p.weight.data for p in self._projections()])  # (3C, C)
+        w = concatenate([p.weight.data for p in self._projections()])  # (3C, C)
         qkv = x2 @ w.T  # (B*T, 3C), one BLAS call
-        qkv += np.concatenate([p.bias.data for p in self._projections()])
+        qkv += concatenate([p.bias.data for p in self._projections()])
         q, k, v = split_qkv(qkv.reshape(B, T, 3 * C))  # (B, T, C) views
         d = self.dropout
         out, attn_cache = multi_head_attention_forward(
@@ -362,7 +363,7 @@ class BertPooler(Module):
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         dfirst = self.dense.backward(self.activation.backward(dout))  # (B, C)
-        dx = np.zeros(self._shape, dtype=dfirst.dtype)  # only position 0 was read
+        dx = zeros(self._shape, dfirst.dtype, device_of(dfirst))  # only position 0 was read
         dx[:, 0] = dfirst
         return dx
 
@@ -457,10 +458,12 @@ class _BertBase(Module):
             )
         if dlogits is None:
             return None
-        d = as_float_array(dlogits, "dlogits", self.dtype)
+        if not is_device_array(dlogits):
+            dlogits = as_float_array(dlogits, "dlogits", self.dtype)
+        d = to_device(dlogits, self.device, self.dtype)
         if d.shape != shape:
             raise ValueError(f"dlogits must have shape {shape} like the logits, got {d.shape}")
-        return np.ascontiguousarray(d)
+        return d if is_device_array(d) else np.ascontiguousarray(d)
 
     @classmethod
     def _adapt_hf_state(cls, state: dict[str, Any]) -> dict[str, Any]:
@@ -482,17 +485,17 @@ class _BertBase(Module):
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | os.PathLike, dtype="float32", **kwargs: Any
+        cls, directory: str | os.PathLike, dtype="float32", device="cpu", **kwargs: Any
     ) -> _BertBase:
         """Read `config.json` + `model.safetensors` written by us or by Hugging Face (see
-        `reference.BERT.from_pretrained`), into a model of `dtype`."""
+        `reference.BERT.from_pretrained`), into a model of `dtype` on `device`."""
         directory = os.fspath(directory)
         for f in ("config.json", "model.safetensors"):
             if not os.path.isfile(os.path.join(directory, f)):
                 raise FileNotFoundError(f"{directory!r} has no {f}")
         with open(os.path.join(directory, "config.json"), encoding="utf-8") as f:
             config = json.load(f)
-        model = cls.from_config_dict(config, dtype=dtype, **kwargs)
+        model = cls.from_config_dict(config, dtype=dtype, device=device, **kwargs)
         state = load_safetensors(os.path.join(directory, "model.safetensors"))
         model._load_hf_state(cls._adapt_hf_state(state))
         return model
@@ -500,14 +503,15 @@ class _BertBase(Module):
 
 class BERT(_BertBase):
     """BERT with its masked-language-model head, Hugging Face's `BertForMaskedLM`; see
-    `reference.BERT`. `dtype` is "float32" (default) or "float64"."""
+    `reference.BERT`. `dtype` is "float32" (default) or "float64"; `device` "cpu" or "cuda"."""
 
     _reference_model = _reference.BERT
 
-    def __init__(self, config: BERTConfig, dtype="float32"):
+    def __init__(self, config: BERTConfig, dtype="float32", device="cpu"):
         super().__init__()
         if not isinstance(config, BERTConfig):
             raise TypeError(f"config must be a BERTConfig, got {type(config).__name__}")
+        device = resolve_device(device)
         self.config = config
         self.dtype = resolve_dtype(dtype)
         init = _Init(config)
@@ -517,6 +521,7 @@ class BERT(_BertBase):
         self.step = 0  # training-mode forwards so far: picks the dropout masks
         self._loss_cache: tuple | None = None
         self._shape: tuple = ()
+        self.to(device)
 
     def forward(
         self,
@@ -556,8 +561,8 @@ class BERT(_BertBase):
         return self.config.to_hf_dict()
 
     @classmethod
-    def from_config_dict(cls, config: dict[str, Any], dtype="float32") -> BERT:
-        return cls(BERTConfig.from_hf_dict(config), dtype=dtype)
+    def from_config_dict(cls, config: dict[str, Any], dtype="float32", device="cpu") -> BERT:
+        return cls(BERTConfig.from_hf_dict(config), dtype=dtype, device=device)
 
 
 class BERTForSequenceClassification(_BertBase):
@@ -569,10 +574,11 @@ class BERTForSequenceClassification(_BertBase):
     _load_hf_state = _reference.BERTForSequenceClassification._load_hf_state  # one definition
     config_dict = _reference.BERTForSequenceClassification.config_dict
 
-    def __init__(self, config: BERTConfig, num_labels: int = 2, dtype="float32"):
+    def __init__(self, config: BERTConfig, num_labels: int = 2, dtype="float32", device="cpu"):
         super().__init__()
         if not isinstance(config, BERTConfig):
             raise TypeError(f"config must be a BERTConfig, got {type(config).__name__}")
+        device = resolve_device(device)
         if not _is_int(num_labels) or num_labels < 2:
             raise ValueError(f"num_labels must be an int >= 2 (classification), got {num_labels!r}")
         self.config, self.num_labels = config, num_labels
@@ -584,6 +590,7 @@ class BERTForSequenceClassification(_BertBase):
         self.step = 0
         self._loss_cache: np.ndarray | None = None
         self._shape: tuple = ()
+        self.to(device)
 
     def forward(
         self,
@@ -617,8 +624,8 @@ class BERTForSequenceClassification(_BertBase):
 
     @classmethod
     def from_config_dict(
-        cls, config: dict[str, Any], num_labels: int | None = None, dtype="float32"
+        cls, config: dict[str, Any], num_labels: int | None = None, dtype="float32", device="cpu"
     ) -> BERTForSequenceClassification:
         if num_labels is None:
             num_labels = len(config.get("id2label", {})) or 2
-        return cls(BERTConfig.from_hf_dict(config), num_labels, dtype=dtype)
+        return cls(BERTConfig.from_hf_dict(config), num_labels, dtype=dtype, device=device)

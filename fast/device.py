@@ -111,3 +111,19 @@ def to_device(x, device: str, dtype=None):
 
         return cuda_to_device(x, dtype)
     return np.asarray(to_host(x), dtype=dtype)
+
+
+def zeros(shape, dtype, device: str = "cpu"):
+    """An array of zeros on `device`."""
+    out = empty(shape, dtype, device)
+    out.fill(0.0)
+    return out
+
+
+def concatenate(arrays, axis: int = 0):
+    """np.concatenate, on the device the arrays are on (all on one device)."""
+    if not any(is_device_array(a) for a in arrays):
+        return np.concatenate(arrays, axis=axis)
+    from .cuda.array import concatenate as cuda_concatenate
+
+    return cuda_concatenate(arrays, axis)

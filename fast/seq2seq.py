@@ -46,6 +46,7 @@ from .attention import (
     multi_head_attention_forward,
     split_qkv,
 )
+from .device import concatenate, is_device_array, resolve_device, to_device, to_host
 from .dtypes import resolve_dtype
 from .layers import (
     Activation,
@@ -168,7 +169,7 @@ class MultiheadAttention(Module):
         wgrad[:C] += dq2.T @ x2
         bgrad[:C] += dq2.sum(axis=0)
         Tk = dk.shape[1]
-        dkv = np.concatenate([dk, dv], axis=-1).reshape(B * Tk, 2 * C)
+        dkv = concatenate([dk, dv], axis=-1).reshape(B * Tk, 2 * C)
         wgrad[C:] += dkv.T @ m2
         bgrad[C:] += dkv.sum(axis=0)
         return (dq2 @ W[:C]).reshape(B, Tq, C), (dkv @ W[C:]).reshape(B, Tk, C)
@@ -307,10 +308,11 @@ class Transformer(Module):
     _decoding = _reference.Transformer._decoding
     beam_search = _reference.Transformer.beam_search
 
-    def __init__(self, config: TransformerConfig, dtype="float32"):
+    def __init__(self, config: TransformerConfig, dtype="float32", device="cpu"):
         super().__init__()
         if not isinstance(config, TransformerConfig):
             raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}")
+        device = resolve_device(device)
         self.config = config
         self.dtype = resolve_dtype(dtype)
         c = config
@@ -332,12 +334,13 @@ class Transformer(Module):
         self._loss_cache: tuple | None = None
         self._ran_forward = False
         self._shape: tuple = ()
+        self.to(device)
 
     @classmethod
-    def from_config_dict(cls, config: dict[str, Any], dtype="float32") -> Transformer:
+    def from_config_dict(cls, config: dict[str, Any], dtype="float32", device="cpu") -> Transformer:
         # the reference's parsing and checks, with `cls` the identity: it hands back the config
         parsed = _reference.Transformer.from_config_dict.__func__(lambda cfg: cfg, config)
-        return cls(parsed, dtype=dtype)
+        return cls(parsed, dtype=dtype, device=device)
 
     # -- validation ------------------------------------------------------------------------------
     def _check_src(self, src: Any) -> np.ndarray:
@@ -369,7 +372,8 @@ class Transformer(Module):
         """dropout(embedding(ids) * sqrt(C) + PE): (B, T) -> (B, T, C)."""
         T, C = ids.shape[1], self.config.d_model
         x = embedding(ids) * math.sqrt(C)  # (B, T, C)
-        x += sinusoidal_position_encoding(1, T, C, dtype=self.dtype)[0]  # (T, C), broadcast
+        pe = sinusoidal_position_encoding(1, T, C, dtype=self.dtype)[0]  # (T, C), broadcast
+        x += to_device(pe, self.device)
         return dropout(x)
 
     def _embed_backward(self, embedding: Embedding, dropout: Dropout, dx: np.ndarray) -> None:
@@ -388,11 +392,14 @@ class Transformer(Module):
         """
         src = self._check_src(src)
         tgt = self._check_tgt(tgt, len(src))
-        memory = as_float_array(memory, "memory", self.dtype)
+        if not is_device_array(memory):
+            memory = as_float_array(memory, "memory", self.dtype)
+        memory = to_device(memory, self.device, self.dtype)
         expected = (src.shape[0], src.shape[1], self.config.d_model)
         if memory.shape != expected:
             raise ValueError(f"memory must have shape {expected} = encode(src), got {memory.shape}")
-        memory = np.ascontiguousarray(memory)
+        if not is_device_array(memory):
+            memory = np.ascontiguousarray(memory)
         y = self._embed(self.tgt_embed, self.tgt_dropout, tgt)  # (B, Tt, C)
         h = self.transformer.decoder(
             y, memory, self._padding_mask(tgt), self._padding_mask(src)
@@ -428,12 +435,13 @@ class Transformer(Module):
                 raise RuntimeError("forward was called without targets: pass dlogits to backward")
             d = cross_entropy_backward(1.0, self._loss_cache)
         else:
-            d = as_float_array(dlogits, "dlogits", self.dtype)
+            if not is_device_array(dlogits):
+                dlogits = np.ascontiguousarray(as_float_array(dlogits, "dlogits", self.dtype))
+            d = to_device(dlogits, self.device, self.dtype)
             if d.shape != self._shape:
                 raise ValueError(
                     f"dlogits must have shape {self._shape} like the logits, got {d.shape}"
                 )
-            d = np.ascontiguousarray(d)
         dh = self.generator.backward(d)  # (B, Tt, C)
         dy, dmemory = self.transformer.decoder.backward(dh)
         self._embed_backward(self.tgt_embed, self.tgt_dropout, dy)
@@ -456,7 +464,8 @@ class Transformer(Module):
             n = 0
             for n in range(1, max_len + 1):
                 logits = self.decode(out[live, :n], memory[live], src[live])  # (live, n, V)
-                out[live, n] = np.argmax(logits[:, -1], axis=1)  # first maximum: lowest id
+                last = to_host(logits[:, -1])  # (live, V) back to the host
+                out[live, n] = np.argmax(last, axis=1)  # first maximum: lowest id
                 live = live[out[live, n] != c.eos_id]
                 if live.size == 0:
                     break
@@ -467,6 +476,23 @@ class Transformer(Module):
     def _beam_search_one(self, memory, src, k, max_len, length_penalty) -> list[int]:
         """The reference's beam search for one source, on this model's logits (src as a list,
         which `decode` takes stacked)."""
+        model = _HostLogits(self) if is_device_array(memory) else self
         return _reference.Transformer._beam_search_one(
-            self, memory, np.asarray(src).tolist(), k, max_len, length_penalty
+            model, memory, np.asarray(src).tolist(), k, max_len, length_penalty
         )
+
+
+class _HostLogits:
+    """A GPU model seen by the reference's beam search: `decode` takes the list of memories the
+    search builds (views of one GPU memory), stacks them on the GPU, and hands the logits back
+    on the host, where the search ranks them."""
+
+    def __init__(self, model: Transformer):
+        self._model = model
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def decode(self, tgt, memories, srcs):
+        stacked = concatenate([m.reshape((1,) + m.shape) for m in memories])
+        return to_host(self._model.decode(tgt, stacked, srcs))

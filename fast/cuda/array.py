@@ -229,7 +229,10 @@ class DeviceArray:
         return self.transpose(*axes)
 
     def __getitem__(self, key) -> DeviceArray:
-        """Basic indexing: ints, slices with step >= 1 and one Ellipsis, as numpy does."""
+        """Basic indexing: ints, slices with step >= 1 and one Ellipsis, as numpy does (a view);
+        or a 1-D int array alone, which takes those rows (a copy, one kernel per row)."""
+        if isinstance(key, (np.ndarray, list)):
+            return self.take(np.asarray(key))
         key = key if isinstance(key, tuple) else (key,)
         if any(k is Ellipsis for k in key):
             i = key.index(Ellipsis)
@@ -256,6 +259,18 @@ class DeviceArray:
         shape += self.shape[len(key) :]
         strides += self.strides[len(key) :]
         return DeviceArray(self.buffer, shape, strides, offset)
+
+    def take(self, rows: np.ndarray) -> DeviceArray:
+        """self[rows] for a 1-D array of row indices (checked on the host), as a new array."""
+        if rows.ndim != 1 or rows.dtype.kind not in "iu":
+            raise IndexError(f"row indices must be a 1-D int array, got {rows.dtype} {rows.shape}")
+        n = self.shape[0]
+        if rows.size and (rows.min() < -n or rows.max() >= n):
+            raise IndexError(f"row index out of range for axis 0 with size {n}")
+        out = empty((len(rows),) + self.shape[1:], self.dtype)
+        for j, i in enumerate(rows.tolist()):
+            out[j] = self[i]
+        return out
 
     def __setitem__(self, key, value) -> None:
         _assign(self[key], value)
@@ -427,3 +442,24 @@ def _assign(dst: DeviceArray, value) -> None:
         _launch_map(FILL, value, 0.0, dst, dst, dst)
     else:
         _launch_map(AFFINE, 1.0, 0.0, dst, value, value)
+
+
+def concatenate(arrays, axis: int = 0) -> DeviceArray:
+    """The arrays side by side along `axis`, in a new array (one copy kernel per input)."""
+    arrays = [to_device(a) for a in arrays]
+    first = arrays[0]
+    axis = axis % first.ndim
+    for a in arrays[1:]:
+        if a.ndim != first.ndim or a.shape[:axis] + a.shape[axis + 1 :] != (
+            first.shape[:axis] + first.shape[axis + 1 :]
+        ):
+            raise ValueError(f"cannot concatenate shapes {first.shape} and {a.shape} on {axis}")
+    shape = list(first.shape)
+    shape[axis] = sum(a.shape[axis] for a in arrays)
+    out = empty(shape, np.result_type(*(a.dtype for a in arrays)))
+    start = 0
+    for a in arrays:
+        index = (slice(None),) * axis + (slice(start, start + a.shape[axis]),)
+        out[index] = a
+        start += a.shape[axis]
+    return out
