@@ -11,13 +11,6 @@ import os
 # Numba's CUDA simulator, which must be chosen before numba is first imported.
 if "NUMBA_ENABLE_CUDASIM" not in os.environ and not os.path.exists("/dev/nvidia0"):
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
-if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
-    # The simulator runs each GPU thread as a Python thread and polls them from the main one;
-    # with Python's default 5 ms switch interval every syncthreads waits for a switch. 10 us made
-    # a tiny GPT's simulated training step ~3x faster (measured).
-    import sys
-
-    sys.setswitchinterval(1e-5)
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 

@@ -25,11 +25,43 @@ from reference.rng import below, random_u32s  # noqa: E402
 def add_backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backend",
-        default="reference",
+        default=None,
         choices=["reference", "fast"],
-        help="which implementation of the API to train with",
+        help="which implementation of the API to train with (default: reference, or fast "
+        "with --device cuda)",
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda"],
+        help="where the fast backend keeps the model: cpu, or cuda (an NVIDIA GPU; or Numba's "
+        "simulator with NUMBA_ENABLE_CUDASIM=1, very slowly)",
     )
     p.add_argument("--seed", type=int, default=0)
+
+
+def finish_backend_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Resolve the backend default (--device cuda means fast) and refuse what cannot run."""
+    if args.backend is None:
+        args.backend = "fast" if args.device == "cuda" else "reference"
+    if args.device == "cuda" and args.backend != "fast":
+        raise SystemExit(
+            "--device cuda runs the fast backend's CUDA kernels: use --backend fast "
+            "(or leave --backend out)"
+        )
+    if args.device == "cuda":
+        from fast.device import resolve_device
+
+        try:
+            resolve_device("cuda")  # no GPU (and no simulator): say so now, not after the data
+        except RuntimeError as e:
+            raise SystemExit(str(e)) from None
+    return args
+
+
+def model_options(args: argparse.Namespace) -> dict:
+    """Keyword arguments for a model constructor: the device, when it is not the default."""
+    return {"device": args.device} if args.device != "cpu" else {}
 
 
 def load_backend(name: str, *required: str):

@@ -43,13 +43,13 @@ def main(argv=None) -> int:
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context per token")
-    args = p.parse_args(argv)
+    args = common.finish_backend_args(p.parse_args(argv))
 
     try:
         m = common.load_backend(args.backend, "GPT")
     except ImportError as e:
         raise SystemExit(f"cannot import the {args.backend!r} backend: {e}") from None
-    model = m.GPT.from_pretrained(args.checkpoint)
+    model = m.GPT.from_pretrained(args.checkpoint, **common.model_options(args))
     tok = load_tokenizer(args.checkpoint)
     prompt = tok.encode_ordinary(args.prompt)
     if not prompt:

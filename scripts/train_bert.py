@@ -62,7 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=20)
     p.add_argument("--eval-batches", type=int, default=4)
     p.add_argument("--out", default="runs/bert", help="checkpoint and tokenizer folder")
-    return p.parse_args(argv)
+    return common.finish_backend_args(p.parse_args(argv))
 
 
 def load_backend(name: str):
@@ -167,7 +167,7 @@ def main(argv=None) -> int:
         pad_token_id=specials[0],
         seed=args.seed,
     )
-    model = m.BERT(config)
+    model = m.BERT(config, **common.model_options(args))
     opt = m.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     schedule = m.CosineWarmupLR(args.lr, min(args.warmup, args.steps - 1), args.steps, args.lr / 10)
     # fixed held-out batches, so every evaluation scores the same masked positions

@@ -144,7 +144,7 @@ def main(argv=None) -> int:
         default=None,
         help="model and run size (default: tiny for reference, small for fast)",
     )
-    args = p.parse_args(argv)
+    args = common.finish_backend_args(p.parse_args(argv))
     for key, value in PRESETS[args.preset or DEFAULT_PRESET[args.backend]].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -175,7 +175,7 @@ def main(argv=None) -> int:
         dropout=args.dropout,
         seed=args.seed,
     )
-    model = m.GPT(config)
+    model = m.GPT(config, **common.model_options(args))
     opt = make_optimizer(m, model, args)
     warmup = min(args.warmup, args.steps - 1)  # the schedule needs warmup < steps
     schedule = m.CosineWarmupLR(args.lr, warmup, args.steps, min_lr=args.min_lr)

@@ -16,7 +16,9 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402  (puts the repository root on sys.path)
 
 import reference  # noqa: E402  (data loading and splitting are shared by every backend)
 
@@ -75,7 +77,6 @@ def accuracy(model, x, y, chunk=512) -> float:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--backend", default="reference", choices=["reference", "fast"])
     p.add_argument(
         "--data",
         default="digits",
@@ -107,9 +108,9 @@ def main(argv=None) -> int:
         help="stopping rule: stop when the gradient norm falls below this",
     )
     p.add_argument("--test-fraction", type=float, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
+    common.add_backend_args(p)
     p.add_argument("--save", default=None, help="folder to save the trained network to")
-    args = p.parse_args(argv)
+    args = common.finish_backend_args(p.parse_args(argv))
 
     m = importlib.import_module(args.backend)
     if not hasattr(m, "MLP"):
@@ -117,7 +118,10 @@ def main(argv=None) -> int:
     x_tr, y_tr, x_te, y_te = load(args)
     sizes = [len(x_tr[0]), *(int(h) for h in args.hidden.split(",") if h), 10]
     batch_size = None if args.batch_size == "full" else int(args.batch_size)
-    model = m.MLP(sizes, activation=args.activation, output="softmax", seed=args.seed)
+    model = m.MLP(
+        sizes, activation=args.activation, output="softmax", seed=args.seed,
+        **common.model_options(args),
+    )  # fmt: skip
     opt = make_optimizer(m, model, args)
     print(
         f"{args.backend}: MLP {'-'.join(map(str, sizes))} ({model.num_parameters():,} "

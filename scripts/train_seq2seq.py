@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--valid-size", type=int, default=128, help="strings for periodic evaluation")
     p.add_argument("--test-size", type=int, default=1000, help="strings for the final score")
     p.add_argument("--out-dir", default="runs/seq2seq", help="checkpoints go here ('' for none)")
-    args = p.parse_args(argv)
+    args = common.finish_backend_args(p.parse_args(argv))
     if not 1 <= args.min_len <= args.max_len:
         p.error(f"need 1 <= --min-len <= --max-len, got {args.min_len} and {args.max_len}")
 
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         eos_id=EOS,
         seed=args.seed,
     )
-    model = m.Transformer(config)
+    model = m.Transformer(config, **common.model_options(args))
     opt = m.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     schedule = m.CosineWarmupLR(args.lr, args.warmup, args.steps, min_lr=args.lr / 10)
     valid = draw_strings(args.seed, VALID_STREAM, args.valid_size, args.min_len, args.max_len)

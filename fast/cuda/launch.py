@@ -92,3 +92,7 @@ def _make_simulated_shared_memory_thread_safe() -> None:
 
 if SIMULATOR:
     _make_simulated_shared_memory_thread_safe()
+    # The simulator runs each GPU thread as a Python thread and polls them from the main one;
+    # with Python's default 5 ms switch interval every syncthreads waits for a switch. 10 us
+    # made a tiny GPT's simulated training step ~3x faster (measured). Simulator runs only.
+    sys.setswitchinterval(1e-5)
