@@ -1,9 +1,12 @@
-"""fast: the reference's public API, backed by Numba (CPU) — and numba-cuda (GPU) to come.
+"""fast: the reference's public API, backed by Numba on the CPU and numba-cuda on NVIDIA GPUs.
 
 Swap `import reference as m` for `import fast as m` and the same training code runs, faster.
 Tensors are numpy arrays; every model takes `dtype="float32"` (default) or `"float64"`.
 
-Backend options (beyond the reference's signatures): `dtype=` on models and `from_pretrained`.
+Backend options (beyond the reference's signatures): `dtype=` and `device=` on models,
+`from_config_dict` and `from_pretrained`. `device="cuda"` keeps the model on an NVIDIA GPU as
+`DeviceArray`s and runs every operation as a numba-cuda kernel (`fast/cuda/`, see
+`fast/device.py`); numba-cuda is imported only when a model asks for it.
 Names the reference has that `fast` does not yet implement are listed in `NOT_YET_IMPLEMENTED`
 (the conformance suite checks that list is exact, so it cannot silently grow).
 

@@ -197,8 +197,8 @@ def _forward(q, k, v, causal, padding, dropout_p, seed, stream, out):
         padding is not None,
         np.uint64(math.ceil(dropout_p * 2.0**32)),  # keep iff word / 2**32 >= p
         1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0,
-        np.uint64(seed),
-        np.uint64(stream),
+        np.uint64(seed if dropout_p > 0.0 else 0),  # checked only when dropout is on
+        np.uint64(stream if dropout_p > 0.0 else 0),
         dropped.reshape(B * H * Tq, Tk),
     )  # weights: the softmax, 0 where masked; dropped: weights * keep multipliers
     for i0, i1, kend in blocks:

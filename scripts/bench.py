@@ -6,6 +6,7 @@
     python scripts/bench.py tokenizer --reference run  # also time the reference once (minutes)
     python scripts/bench.py gpt --reference run        # GPT training vs PyTorch (and reference)
     python scripts/bench.py mlp                        # the digit network's epoch vs PyTorch
+    python scripts/bench.py gpt-cuda                   # GPT training on an NVIDIA GPU vs PyTorch
 
 Each section is one function, `bench_<name>(args)`, registered in SECTIONS; it prints the machine,
 what it timed, and a table of median times and ratios. Every contender of a table runs in the
@@ -327,7 +328,35 @@ def bench_mlp(args) -> None:
     bench_models.bench_mlp(repeats=args.repeat)
 
 
-SECTIONS = {"tokenizer": bench_tokenizer, "gpt": bench_gpt, "mlp": bench_mlp}
+def bench_gpt_cuda(args) -> None:
+    """GPT training tokens/s on an NVIDIA GPU: fast with device="cuda" vs PyTorch on the same
+    GPU. Under NUMBA_ENABLE_CUDASIM=1 it runs one tiny shape (a smoke test, not a measurement)."""
+    import bench_models
+
+    from fast.cuda.launch import SIMULATOR, cuda_available
+
+    if not cuda_available():
+        print("\n== GPT training on the GPU ==\nskipped: no CUDA GPU here (numba.cuda found none)")
+        return
+    where = "the CUDA simulator (smoke test only)" if SIMULATOR else gpu_name()
+    print(f"\n== GPT training on the GPU ==\n{machine()}\nGPU: {where}")
+    bench_models.bench_gpt_cuda(repeats=args.repeat, tiny=SIMULATOR)
+
+
+def gpu_name() -> str:
+    from numba import cuda
+
+    device = cuda.get_current_device()
+    name = device.name.decode() if isinstance(device.name, bytes) else device.name
+    return f"{name}, compute capability {device.compute_capability}"
+
+
+SECTIONS = {
+    "tokenizer": bench_tokenizer,
+    "gpt": bench_gpt,
+    "mlp": bench_mlp,
+    "gpt-cuda": bench_gpt_cuda,
+}
 
 
 def main(argv: list[str] | None = None) -> None:

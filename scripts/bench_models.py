@@ -6,7 +6,10 @@ Everything is measured in one run, side by side, so the ratios compare like with
 - MFU: the model's training FLOP/s (nanoGPT's 6N + 12LCT per token) over this machine's float32
   GEMM rate, measured in the same run with a 1024^3 numpy matmul;
 - the 784-16-16-10 digit network's epoch (synthetic 28x28 data, batch 32, Adam): `fast.fit`
-  against a PyTorch training loop.
+  against a PyTorch training loop;
+- GPT training tokens/s on an NVIDIA GPU: `fast` with device="cuda" against PyTorch eager on the
+  same GPU, at the CPU shapes plus a GPT-2-small-sized model, with the float32 matmul rates of
+  our tiled kernel and of cuBLAS (through PyTorch) measured in the same run.
 """
 
 from __future__ import annotations
@@ -49,13 +52,14 @@ def _gpt_batch(V, T, B, seed=0):
     return rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
 
 
-def _fast_gpt_step(shape):
+def _fast_gpt_step(shape, device="cpu"):
     V, T, L, H, C, B = shape
-    model = fast.GPT(fast.GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=H, n_embd=C))
+    config = fast.GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=H, n_embd=C)
+    model = fast.GPT(config, device=device)
     opt = fast.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
     idx, tgt = _gpt_batch(V, T, B)
 
-    def step():
+    def step():  # the loss comes back to the host as a float: a GPU step ends synchronized
         model(idx, tgt)
         model.zero_grad()
         model.backward()
@@ -203,3 +207,103 @@ def bench_mlp(n: int = 10_000, batch: int = 32, repeats: int = 3) -> dict:
         + f"; reference {result['reference']:.1f}s (from {m} images, scaled)"
     )
     return result
+
+
+# -- on an NVIDIA GPU ----------------------------------------------------------------------------
+GPT2_SMALL = (50257, 1024, 12, 12, 768, 8)  # GPT-2 small's shape, batch 8 x 1024 tokens
+CUDA_SHAPES = [shape for shape, _ in GPT_SHAPES] + [GPT2_SMALL]
+TINY_CUDA_SHAPES = [(16, 8, 1, 2, 8, 2)]  # the simulator's smoke test of this code path
+
+
+def _torch_cuda_gpt_step(shape):
+    import torch
+    from torch_baselines import TorchGPT
+
+    V, T, L, H, C, B = shape
+    torch.manual_seed(0)
+    model = TorchGPT(V, T, L, H, C).cuda()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    idx, tgt = (torch.tensor(a).cuda() for a in _gpt_batch(V, T, B))
+
+    def step():
+        loss = model(idx, tgt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        loss.item()  # synchronize, as ours does
+
+    return step
+
+
+def our_gemm_gflops(n: int) -> float:
+    """float32 GFLOP/s of fast.cuda's tiled matmul on n x n x n."""
+    from fast.cuda.array import to_device
+
+    a = to_device(np.random.default_rng(0).standard_normal((n, n)).astype(np.float32))
+
+    def run():
+        (a @ a).item() if n == 1 else (a @ a)[0, 0].item()
+
+    run()
+    return 2 * n**3 / timed(run, 3) / 1e9
+
+
+def torch_gemm_gflops(n: int) -> float | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    a = torch.randn(n, n, device="cuda")
+    torch.backends.cuda.matmul.allow_tf32 = False  # plain float32, as ours
+
+    def run():
+        (a @ a)[0, 0].item()
+
+    run()
+    return 2 * n**3 / timed(run, 3) / 1e9
+
+
+def bench_gpt_cuda(repeats: int = 3, tiny: bool = False) -> list[dict]:
+    """Rows of GPT training throughput on the GPU; prints a table as it goes."""
+    try:
+        import torch
+
+        have_torch = torch.cuda.is_available()
+    except ImportError:
+        have_torch = False
+    n = 64 if tiny else 4096
+    ours, theirs = our_gemm_gflops(n), torch_gemm_gflops(n)
+    print(
+        f"float32 matmul {n}^3 (this run): fast.cuda tiled kernel {ours:.1f} GFLOP/s; "
+        + (f"cuBLAS via PyTorch {theirs:.1f} GFLOP/s" if theirs else "cuBLAS: no CUDA PyTorch")
+    )
+    print(
+        f"{'shape (V, T, L, H, C, B)':34s} {'fast tok/s':>11s} {'torch tok/s':>12s} "
+        f"{'fast/torch':>10s} {'fast TFLOP/s':>12s}"
+    )
+    rows = []
+    for shape in TINY_CUDA_SHAPES if tiny else CUDA_SHAPES:
+        tokens = shape[-1] * shape[1]
+        fstep, flops_per_token = _fast_gpt_step(shape, device="cuda")
+        fstep()  # compile / warm up
+        tstep = _torch_cuda_gpt_step(shape) if have_torch else None
+        if tstep:
+            tstep()
+        f_times, t_times = [], []
+        for _ in range(repeats):
+            f_times.append(timed(fstep, 1, 1))
+            if tstep:
+                t_times.append(timed(tstep, 1, 1))
+        row = {"shape": shape, "fast": tokens / statistics.median(f_times)}
+        row["torch"] = tokens / statistics.median(t_times) if t_times else None
+        row["tflops"] = row["fast"] * flops_per_token / 1e12
+        rows.append(row)
+        ratio = row["fast"] / row["torch"] if row["torch"] else float("nan")
+        print(
+            f"{str(shape):34s} {row['fast']:11.0f} {(row['torch'] or float('nan')):12.0f} "
+            f"{ratio:10.3f} {row['tflops']:12.3f}",
+            flush=True,
+        )
+    return rows

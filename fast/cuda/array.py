@@ -371,12 +371,13 @@ def zeros_like(a: DeviceArray) -> DeviceArray:
 
 
 def to_device(a, dtype=None) -> DeviceArray:
-    """Copy a numpy array (or anything np.asarray takes) to a new contiguous DeviceArray."""
+    """A numpy array (or anything np.asarray takes) copied to a new contiguous DeviceArray; a
+    DeviceArray is returned as it is (not copied) unless it must change dtype."""
     if isinstance(a, DeviceArray):
         return a if dtype is None or a.dtype == np.dtype(dtype) else a.astype(dtype)
-    host = np.ascontiguousarray(a, dtype=dtype)
-    buf = cuda.to_device(host.reshape(-1) if host.size else np.zeros(1, host.dtype))
-    return DeviceArray(buf, host.shape)
+    host = np.asarray(a, dtype=dtype)
+    flat = np.ascontiguousarray(host.reshape(-1)) if host.size else np.zeros(1, host.dtype)
+    return DeviceArray(cuda.to_device(flat), host.shape)
 
 
 def ascontiguous(a: DeviceArray) -> DeviceArray:
@@ -397,7 +398,7 @@ def _launch_map(op, alpha, beta, out: DeviceArray, a: DeviceArray, b: DeviceArra
     )  # fmt: skip
 
 
-def _check_operand(other, dtype):
+def _check_operand(other):
     if isinstance(other, DeviceArray):
         return other
     if isinstance(other, Real) and not isinstance(other, bool):
@@ -409,7 +410,7 @@ def _check_operand(other, dtype):
 
 
 def _binary(op, a: DeviceArray, other, alpha, beta) -> DeviceArray:
-    other = _check_operand(other, a.dtype)
+    other = _check_operand(other)
     if isinstance(other, float):  # a number: out = alpha*a + beta*x (ADD) or alpha*a*x (MUL)
         out = empty(a.shape, a.dtype)
         if op == MUL:
@@ -423,7 +424,7 @@ def _binary(op, a: DeviceArray, other, alpha, beta) -> DeviceArray:
 
 
 def _inplace(op, a: DeviceArray, other, sign) -> None:
-    other = _check_operand(other, a.dtype)
+    other = _check_operand(other)
     if isinstance(other, float):
         if op == MUL:
             _launch_map(AFFINE, other, 0.0, a, a, a)
@@ -437,7 +438,7 @@ def _inplace(op, a: DeviceArray, other, sign) -> None:
 
 def _assign(dst: DeviceArray, value) -> None:
     """dst[...] = value (a DeviceArray broadcast to dst's shape, or a number)."""
-    value = _check_operand(value, dst.dtype)
+    value = _check_operand(value)
     if isinstance(value, float):
         _launch_map(FILL, value, 0.0, dst, dst, dst)
     else:

@@ -2,8 +2,9 @@
 
 The simulator (`NUMBA_ENABLE_CUDASIM=1`, read when numba is imported) runs each GPU thread as a
 Python thread, about 0.2 ms apiece, bounds-checking every access. So the constants below are
-small there (a 4x4 matmul tile, 32-thread blocks, one block for elementwise work) and realistic
-on a GPU (16x16 tiles, 128-thread row blocks, 256-thread elementwise blocks). The kernels are the
+small there (16-thread matmul blocks, 8-thread row blocks, one block for elementwise work) and
+realistic on a GPU (256-thread matmul blocks on 64x64 tiles, 128-thread row blocks, 256-thread
+elementwise blocks). The kernels are the
 same code either way; only these sizes change.
 """
 
@@ -20,7 +21,8 @@ SIMULATOR = bool(config.ENABLE_CUDASIM)
 ELEMENTWISE_THREADS = 16 if SIMULATOR else 256
 MAX_BLOCKS = 1 if SIMULATOR else 4096  # grid-stride loops cover the rest
 ROW_THREADS = 8 if SIMULATOR else 128  # one block per row for row reductions (a power of two)
-TILE = 4 if SIMULATOR else 16  # matmul tile edge (threads per block: TILE * TILE)
+TILE = 4 if SIMULATOR else 16  # matmul: threads per block TILE * TILE, K slab TILE
+RB = 2 if SIMULATOR else 4  # matmul: each thread computes RB x RB outputs (C tile TILE * RB)
 
 
 def grid_1d(n: int) -> tuple[int, int]:
