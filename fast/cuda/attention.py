@@ -16,20 +16,16 @@ R = B*H*Tq contiguous rows of Tk, row r = (b*H + h)*Tq + i:
 One block per row: a softmax needs the row's max and sum before it can write anything, and the
 threads of one block can combine their partial results in shared memory and wait for each other
 (`cuda.syncthreads`), which threads of different blocks cannot. Thread t handles keys t,
-t + ROW_THREADS, ...; the partials are combined by a tree reduction (thread t adds slot t + s into
-slot t for s = ROW_THREADS/2, ..., 1), so the order of additions is fixed by the code, not by
-timing: no atomics, same bits every run. (They are not the CPU kernel's bits, which sums keys in
-order: results agree to rounding.)
+t + ROW_THREADS, ...; the partials are combined by `reduce.block_max` / `reduce.block_sum`, fixed
+trees, so the order of additions is fixed by the code, not by timing: no atomics, same bits every
+run. (They are not the CPU kernel's bits, which sums keys in order: results agree to rounding.)
 
 Masks as on the CPU: query i sees key j iff j < i + Tk - Tq + 1 (when causal) and key j is not
 padded; a row that sees no key is all zeros, no NaN. Dropout keeps (r, j) iff Philox word
 r*Tk + j of (seed, stream) is >= ceil(p * 2**32), the same integer test as the CPU kernel with
 the same `philox_word` (compiled for the GPU here), so the keep pattern is bit-identical.
 
-The tree loops are written out in each kernel, not shared as `@cuda.jit(device=True)` helpers:
-compiling a kernel that calls a device function asks the driver for the GPU's compute capability,
-so `compile_ptx` could not check the kernels on a machine without a GPU (`philox_word`, an @njit
-function, needs no driver). Sums are accumulated in float64 for both dtypes.
+Sums are accumulated in float64 for both dtypes.
 
 The cache is `fast.attention`'s: (q, k, v, weights, dropped weights or None, scale, causal), q, k
 and v held as given (views): do not write into them between the forward and the backward.
@@ -43,7 +39,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import cuda, float64, int32, types
+from numba import cuda, float64, types
 
 from reference.layers import check_dropout_p
 
@@ -52,6 +48,7 @@ from ..cpu.rng import MASK32, SHIFT, philox_word
 from .array import DeviceArray, empty, to_device
 from .gemm import gemm
 from .launch import ROW_THREADS, SIMULATOR
+from .reduce import block_max, block_sum
 
 __all__ = [
     "split_heads",
@@ -78,10 +75,7 @@ def masked_softmax_dropout_kernel(
     att and dropped are contiguous (R, Tk) buffers; `padded` (B, Tk) flat uint8 is read only when
     use_padding; causal and use_padding are 0/1.
     """
-    # shared memory for the two tree reductions (a separate array each: no sync between them)
-    row_max = cuda.shared.array(ROW_THREADS, float64)
-    row_seen = cuda.shared.array(ROW_THREADS, int32)  # 1 where a thread saw a visible key
-    row_sum = cuda.shared.array(ROW_THREADS, float64)
+    shared = cuda.shared.array(ROW_THREADS, float64)  # for the block reductions
     t = cuda.threadIdx.x
     r = cuda.blockIdx.x
     bh = r // Tq
@@ -98,18 +92,8 @@ def masked_softmax_dropout_kernel(
         if use_padding == 0 or padded[pad + j] == 0:
             m = max(m, att[base + j] * scale)
             seen = 1
-    row_max[t] = m  # the tree: slot t takes max(slot t, slot t + s), s = ROW_THREADS/2, ..., 1
-    row_seen[t] = seen
-    cuda.syncthreads()
-    s = ROW_THREADS // 2
-    while s > 0:
-        if t < s:
-            row_max[t] = max(row_max[t], row_max[t + s])
-            row_seen[t] = max(row_seen[t], row_seen[t + s])
-        cuda.syncthreads()
-        s //= 2
-    m = row_max[0]
-    if row_seen[0] == 0:  # every key masked: weights 0, output 0, no NaN
+    m = block_max(shared, m)
+    if block_max(shared, float64(seen)) == 0.0:  # every key masked: weights 0, output 0, no NaN
         lim = 0
     # 2. exp, masked keys exactly 0, and each thread's partial sum
     part = 0.0
@@ -122,15 +106,7 @@ def masked_softmax_dropout_kernel(
     for j in range(lim + t, Tk, ROW_THREADS):
         att[base + j] = 0.0
     # 3. normalize (each thread rescales only the keys it wrote: no sync needed before)
-    row_sum[t] = part  # the same tree, adding
-    cuda.syncthreads()
-    s = ROW_THREADS // 2
-    while s > 0:
-        if t < s:
-            row_sum[t] = row_sum[t] + row_sum[t + s]
-        cuda.syncthreads()
-        s //= 2
-    total = row_sum[0]
+    total = block_sum(shared, part)
     if lim > 0:
         inv = 1.0 / total
         for j in range(t, lim, ROW_THREADS):
@@ -169,15 +145,7 @@ def masked_softmax_dropout_backward_kernel(dw, weights, dropped, Tq, Tk, scale, 
             part += dropped[base + j] * dw[base + j]
         else:
             part += weights[base + j] * dw[base + j]
-    buf[t] = part  # the tree sum, as in the forward kernel
-    cuda.syncthreads()
-    s = ROW_THREADS // 2
-    while s > 0:
-        if t < s:
-            buf[t] = buf[t] + buf[t + s]
-        cuda.syncthreads()
-        s //= 2
-    total = buf[0]  # (each thread rewrites only the dw it read itself)
+    total = block_sum(buf, part)  # (each thread rewrites only the dw it read itself)
     for j in range(t, lim, ROW_THREADS):
         g = dw[base + j]
         if has_drop:

@@ -28,14 +28,16 @@ import numpy as np
 from numba import cuda, float32, float64
 
 from .array import DeviceArray, empty
-from .launch import RB, SIMULATOR, TILE
+from .launch import RB, TILE
 
 BM = TILE * RB  # rows (and columns) of C per block
 MAX_GRID_YZ = 65535  # CUDA's limit on grid.y and grid.z
 
 
 def _make_gemm(dtype):
-    @cuda.jit(cache=not SIMULATOR)
+    # Not cached on disk: both dtypes' kernels are one function in one file, and an on-disk
+    # cache keys kernels by file and name, so the two could collide. (~1 s each to compile.)
+    @cuda.jit
     def gemm(M, N, K, nb1, alpha, beta, a, a_off, a_st, b, b_off, b_st, c, c_off, c_st):
         sa = cuda.shared.array((TILE, BM), dtype)  # A's slab, k-major: sa[k, row]
         sb = cuda.shared.array((TILE, BM), dtype)  # B's slab: sb[k, column]

@@ -4,7 +4,7 @@ Read `reference/layers.py` for the math. On the GPU:
 - linear layers are `gemm` calls on (N, C) views (the weight's transpose is a view, not a copy);
   the bias is one broadcast add and its gradient one column-sum kernel;
 - layer norm is one block per row: the block's threads stride over the row and combine their
-  partial sums in a shared-memory tree (the same tree every run: deterministic). Its weight and
+  partial sums with `reduce.block_sum` (a fixed tree: deterministic). Its weight and
   bias gradients are one thread per channel summing the rows in order, as on the CPU;
 - activations and their derivatives are one elementwise kernel that calls the CPU backend's own
   scalar formulas (`fast/cpu/elementwise.py`): numba-cuda compiles those @njit functions for the
@@ -34,29 +34,13 @@ from ..validate import as_index_array
 from .array import DeviceArray, ascontiguous, empty, empty_like, to_device, zeros
 from .gemm import gemm
 from .launch import ROW_THREADS, SIMULATOR, grid_1d
+from .reduce import block_sum
 
 MASK32 = np.uint64(0xFFFFFFFF)
 INV_2_32 = 1.0 / 4294967296.0
 
 
 # -- kernels ---------------------------------------------------------------------------------------
-@cuda.jit(device=True, inline=True)
-def block_sum(shared, value):
-    """The sum of `value` over the block's threads, by a fixed shared-memory tree."""
-    t = cuda.threadIdx.x
-    shared[t] = value
-    cuda.syncthreads()
-    width = ROW_THREADS // 2
-    while width > 0:
-        if t < width:
-            shared[t] += shared[t + width]
-        cuda.syncthreads()
-        width //= 2
-    total = shared[0]
-    cuda.syncthreads()
-    return total
-
-
 @cuda.jit(cache=not SIMULATOR)
 def layer_norm_forward_kernel(x, weight, bias, eps, C, out, mean, rstd):
     """Row blockIdx.x of x (N, C) flat: two-pass mean and variance, then scale and shift."""

@@ -7,22 +7,15 @@ nothing out of range ever reaches a kernel, then copied over. Logits are read in
 their strides (a transposed or sliced view costs no copy).
 
 How a row reduction works: one block of ROW_THREADS threads per row (blocks stride over the rows
-when there are more rows than blocks). Thread t visits columns t, t + ROW_THREADS, ... and keeps
-its own partial result in a register; the block then combines the ROW_THREADS partials in shared
-memory as a tree: thread t adds in slot t + 16, then t + 8, ... (for 32 threads), with a barrier
-(`cuda.syncthreads()`) between levels, until slot 0 holds the row's result. The tree's shape
-depends only on ROW_THREADS, never on timing, so the result is the same run to run (no atomics).
-Softmax takes two such reductions per row: the max (so exp never overflows, as in the
-reference), then the sum of exp(z - max), in float64 whatever the input dtype.
+when there are more rows than blocks); thread t visits columns t, t + ROW_THREADS, ... and the
+block combines the partials with `reduce.block_max` / `reduce.block_sum`, fixed trees, so the
+result is the same run to run (no atomics). Softmax takes two such reductions per row: the max
+(so exp never overflows, as in the reference), then the sum of exp(z - max), in float64 whatever
+the input dtype.
 
 The mean over rows is deterministic too: each row writes its loss to a float64 buffer, and
 `ordered_sum` adds that buffer up in one block, in a fixed order (thread t sums entries t,
 t + ROW_THREADS, ... in order, then the tree), so only one float crosses back to the host.
-
-Why the tree is written out in every kernel instead of being one device function: calling any
-device function from a kernel (a `cuda.jit(device=True)` function, or an @njit helper) makes
-numba-cuda 0.30 ask the CUDA driver for the current GPU when compiling, so such kernels cannot be
-compiled to PTX on a machine without a GPU (the PTX check the tests run); these kernels can.
 """
 
 from __future__ import annotations
@@ -35,6 +28,7 @@ from numba import cuda, float64, types
 from ..validate import as_float_array, as_index_array
 from .array import DeviceArray, empty, to_device, zeros
 from .launch import MAX_BLOCKS, ROW_THREADS, SIMULATOR
+from .reduce import block_max, block_sum
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -48,16 +42,7 @@ def _ordered_sum_kernel(x, x_off, x_st, n, out):
     s = 0.0
     for i in range(t, n, ROW_THREADS):
         s += float64(x[x_off + i * x_st])
-    sh[t] = s  # the block's tree sum (see the module docstring)
-    cuda.syncthreads()
-    k = ROW_THREADS // 2
-    while k > 0:
-        if t < k:
-            sh[t] += sh[t + k]
-        cuda.syncthreads()
-        k //= 2
-    s = sh[0]
-    cuda.syncthreads()  # all have read sh[0] before sh is written again
+    s = block_sum(sh, s)
     if t == 0:
         out[0] = s
 
@@ -73,29 +58,11 @@ def _softmax_kernel(x, x_off, s0, s1, n_rows, n_cols, log, out):
         m = -math.inf
         for c in range(t, n_cols, ROW_THREADS):
             m = max(m, float64(x[base + c * s1]))
-        sh[t] = m  # the block's tree max
-        cuda.syncthreads()
-        k = ROW_THREADS // 2
-        while k > 0:
-            if t < k:
-                sh[t] = max(sh[t], sh[t + k])
-            cuda.syncthreads()
-            k //= 2
-        m = sh[0]
-        cuda.syncthreads()
+        m = block_max(sh, m)
         s = 0.0
         for c in range(t, n_cols, ROW_THREADS):
             s += math.exp(float64(x[base + c * s1]) - m)
-        sh[t] = s  # the block's tree sum (see the module docstring)
-        cuda.syncthreads()
-        k = ROW_THREADS // 2
-        while k > 0:
-            if t < k:
-                sh[t] += sh[t + k]
-            cuda.syncthreads()
-            k //= 2
-        s = sh[0]
-        cuda.syncthreads()  # all have read sh[0] before sh is written again
+        s = block_sum(sh, s)
         if log:
             lse = m + math.log(s)
             for c in range(t, n_cols, ROW_THREADS):
@@ -129,29 +96,11 @@ def _cross_entropy_kernel(x, x_off, s0, s1, n_rows, n_cols, targets, count, grad
         m = -math.inf
         for c in range(t, n_cols, ROW_THREADS):
             m = max(m, float64(x[base + c * s1]))
-        sh[t] = m  # the block's tree max
-        cuda.syncthreads()
-        k = ROW_THREADS // 2
-        while k > 0:
-            if t < k:
-                sh[t] = max(sh[t], sh[t + k])
-            cuda.syncthreads()
-            k //= 2
-        m = sh[0]
-        cuda.syncthreads()
+        m = block_max(sh, m)
         s = 0.0
         for c in range(t, n_cols, ROW_THREADS):
             s += math.exp(float64(x[base + c * s1]) - m)
-        sh[t] = s  # the block's tree sum (see the module docstring)
-        cuda.syncthreads()
-        k = ROW_THREADS // 2
-        while k > 0:
-            if t < k:
-                sh[t] += sh[t + k]
-            cuda.syncthreads()
-            k //= 2
-        s = sh[0]
-        cuda.syncthreads()  # all have read sh[0] before sh is written again
+        s = block_sum(sh, s)
         denom = s * count
         for c in range(t, n_cols, ROW_THREADS):
             p = math.exp(float64(x[base + c * s1]) - m) / denom
@@ -174,16 +123,7 @@ def _mse_kernel(y, y_off, ys0, ys1, tg, t_off, ts0, ts1, n_rows, n_cols, n, grad
             d = float64(y[y_off + r * ys0 + c * ys1]) - float64(tg[t_off + r * ts0 + c * ts1])
             grad[o + c] = 2.0 * d / n
             s += d * d
-        sh[t] = s  # the block's tree sum (see the module docstring)
-        cuda.syncthreads()
-        k = ROW_THREADS // 2
-        while k > 0:
-            if t < k:
-                sh[t] += sh[t + k]
-            cuda.syncthreads()
-            k //= 2
-        s = sh[0]
-        cuda.syncthreads()  # all have read sh[0] before sh is written again
+        s = block_sum(sh, s)
         if t == 0:
             row_loss[r] = s
 

@@ -9,9 +9,9 @@ first and all arithmetic is float64; only the stores round back to the buffer's 
 
 `grad_norm_sq` is the one reduction an optimizer step needs (for gradient clipping), done in two
 fixed-order stages and no atomics, so it is the same run to run: (1) for each buffer, each block
-sums the squares its threads visited and combines them as a shared-memory tree (the one of
-`losses.py`), one float64 partial per block into a partials buffer; (2) one block adds all the
-partials up in a fixed order (`losses.ordered_sum`); only that total comes back to the host.
+sums the squares its threads visited and combines them with `reduce.block_sum`, one float64
+partial per block into a partials buffer; (2) one block adds all the partials up in a fixed order
+(`losses.ordered_sum`); only that total comes back to the host.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from numba import cuda, float64, types
 from .array import DeviceArray, empty
 from .launch import MAX_BLOCKS, ROW_THREADS, SIMULATOR, grid_1d
 from .losses import FLOAT_DTYPES, ordered_sum
+from .reduce import block_sum
 
 
 # -- kernels ---------------------------------------------------------------------------------------
@@ -76,16 +77,9 @@ def _sum_sq_kernel(x, partials, p_off):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         xi = float64(x[i])
         s += xi * xi
-    sh[t] = s  # the block's tree sum, as in losses.py
-    cuda.syncthreads()
-    k = ROW_THREADS // 2
-    while k > 0:
-        if t < k:
-            sh[t] += sh[t + k]
-        cuda.syncthreads()
-        k //= 2
+    s = block_sum(sh, s)
     if t == 0:
-        partials[p_off + cuda.blockIdx.x] = sh[0]
+        partials[p_off + cuda.blockIdx.x] = s
 
 
 def _signatures():
