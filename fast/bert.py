@@ -460,9 +460,11 @@ class _BertBase(Module):
             return None
         if not is_device_array(dlogits):
             dlogits = as_float_array(dlogits, "dlogits", self.dtype)
+        if dlogits.shape != shape:  # checked before any upload
+            raise ValueError(
+                f"dlogits must have shape {shape} like the logits, got {dlogits.shape}"
+            )
         d = to_device(dlogits, self.device, self.dtype)
-        if d.shape != shape:
-            raise ValueError(f"dlogits must have shape {shape} like the logits, got {d.shape}")
         return d if is_device_array(d) else np.ascontiguousarray(d)
 
     @classmethod

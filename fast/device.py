@@ -63,7 +63,7 @@ def cuda_ops(module: str):
 
 
 def _holds_device_array(args) -> bool:
-    """True when an argument is a DeviceArray, or is a cache tuple that starts with one."""
+    """True when an argument is a DeviceArray, or a cache tuple that starts with one."""
     for a in args:
         if is_device_array(a):
             return True
@@ -73,7 +73,7 @@ def _holds_device_array(args) -> bool:
 
 
 def cuda_twin(module: str):
-    """Decorator: when a positional argument is on the GPU, call the function of the same name in
+    """Decorator: when an argument is on the GPU, call the function of the same name in
     `fast.cuda.<module>` instead (the CUDA twin, same signature and semantics).
 
     The public functions of `fast/layers.py`, `fast/attention.py` and `fast/losses.py` carry it,
@@ -85,7 +85,7 @@ def cuda_twin(module: str):
 
         @functools.wraps(fn)
         def dispatch(*args, **kwargs):
-            if _holds_device_array(args):
+            if _holds_device_array(args) or _holds_device_array(kwargs.values()):
                 twin = getattr(cuda_ops(module), name)
                 return twin(*args, **kwargs)
             return fn(*args, **kwargs)

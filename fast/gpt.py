@@ -39,7 +39,7 @@ from .attention import (
     split_qkv,
 )
 from .checkpoint import load_safetensors
-from .device import empty, resolve_device, to_device, to_host
+from .device import empty, is_device_array, resolve_device, to_device, to_host
 from .dtypes import resolve_dtype
 from .layers import (
     Activation,
@@ -259,9 +259,11 @@ class GPT(Module):
                 )
             d = cross_entropy_backward(1.0, loss_cache)
         else:
+            if not is_device_array(dlogits):
+                dlogits = np.asarray(dlogits, dtype=self.dtype)  # checked before any upload
+            if dlogits.shape != (B, T, V):
+                raise ValueError(f"dlogits must have shape {(B, T, V)}, got {dlogits.shape}")
             d = to_device(dlogits, self.device, self.dtype)
-            if d.shape != (B, T, V):
-                raise ValueError(f"dlogits must have shape {(B, T, V)}, got {d.shape}")
         d2 = d.reshape(B * T, V)
         wte = self.lm_head_weight
         wte.grad += d2.T @ x2  # the head's share of the tied matrix, (V, C)

@@ -191,7 +191,13 @@ class MLP(Module):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _output_delta(self, grad_output) -> np.ndarray:
-        g = as_float_array(grad_output, "grad_output").astype(self.dtype, copy=False)
+        g = grad_output
+        if is_device_array(g) and self.device != "cuda":
+            g = g.copy_to_host()
+        if is_device_array(g):
+            g = g if g.dtype == self.dtype else g.astype(self.dtype)
+        else:
+            g = as_float_array(g, "grad_output").astype(self.dtype, copy=False)
         if g.shape != self.outputs.shape:
             raise ValueError(
                 f"grad_output must have the outputs' shape {self.outputs.shape}, got {g.shape}"

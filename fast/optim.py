@@ -40,6 +40,7 @@ class _Packed:
 
     def __init__(self, params):
         self.buffers = []  # (w, g, state) per (device, dtype)
+        self.views = []  # (parameter, its data view): what `check` compares
         by_kind: dict = {}
         for p in params:
             if not isinstance(p.data, np.ndarray) and not is_device_array(p.data):
@@ -59,8 +60,20 @@ class _Packed:
                 g[offset : offset + size] = p.grad.reshape(-1)
                 p.data = w[offset : offset + size].reshape(p.shape)
                 p.grad = g[offset : offset + size].reshape(p.shape)
+                self.views.append((p, p.data, p.grad))
                 offset += size
             self.buffers.append((w, g, {}))
+
+    def check(self) -> None:
+        """Refuse to step when a parameter's storage was replaced after packing (by
+        `model.to(...)`, say): the update would go to buffers the model no longer reads."""
+        for p, data, grad in self.views:
+            if p.data is not data or p.grad is not grad:
+                raise RuntimeError(
+                    f"a parameter of shape {p.shape} no longer lives in this optimizer's "
+                    "buffers (was the model moved with .to() after the optimizer was built?): "
+                    "build the optimizer after moving the model"
+                )
 
 
 def zeros_like(w):
@@ -91,6 +104,7 @@ class Optimizer(_ref.Optimizer):
 
     def step(self) -> None:
         for group in self.param_groups:
+            group["_packed"].check()
             for w, g, state in group["_packed"].buffers:
                 self.update(w, g, state, group)
 

@@ -394,10 +394,10 @@ class Transformer(Module):
         tgt = self._check_tgt(tgt, len(src))
         if not is_device_array(memory):
             memory = as_float_array(memory, "memory", self.dtype)
-        memory = to_device(memory, self.device, self.dtype)
         expected = (src.shape[0], src.shape[1], self.config.d_model)
-        if memory.shape != expected:
+        if memory.shape != expected:  # checked before any upload
             raise ValueError(f"memory must have shape {expected} = encode(src), got {memory.shape}")
+        memory = to_device(memory, self.device, self.dtype)
         if not is_device_array(memory):
             memory = np.ascontiguousarray(memory)
         y = self._embed(self.tgt_embed, self.tgt_dropout, tgt)  # (B, Tt, C)
@@ -437,11 +437,11 @@ class Transformer(Module):
         else:
             if not is_device_array(dlogits):
                 dlogits = np.ascontiguousarray(as_float_array(dlogits, "dlogits", self.dtype))
-            d = to_device(dlogits, self.device, self.dtype)
-            if d.shape != self._shape:
+            if dlogits.shape != self._shape:  # checked before any upload
                 raise ValueError(
-                    f"dlogits must have shape {self._shape} like the logits, got {d.shape}"
+                    f"dlogits must have shape {self._shape} like the logits, got {dlogits.shape}"
                 )
+            d = to_device(dlogits, self.device, self.dtype)
         dh = self.generator.backward(d)  # (B, Tt, C)
         dy, dmemory = self.transformer.decoder.backward(dh)
         self._embed_backward(self.tgt_embed, self.tgt_dropout, dy)

@@ -59,13 +59,22 @@ def _fast_gpt_step(shape, device="cpu"):
     opt = fast.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
     idx, tgt = _gpt_batch(V, T, B)
 
-    def step():  # the loss comes back to the host as a float: a GPU step ends synchronized
+    sync = _cuda_synchronize if device == "cuda" else (lambda: None)
+
+    def step():
         model(idx, tgt)
         model.zero_grad()
         model.backward()
         opt.step()
+        sync()  # GPU launches are asynchronous: the step ends when its last kernel does
 
     return step, model.flops_per_token()
+
+
+def _cuda_synchronize():
+    from numba import cuda
+
+    cuda.synchronize()
 
 
 def _torch_gpt_step(shape):

@@ -16,9 +16,13 @@ numpy's broadcasting (a broadcast axis has stride 0). Each output element is wri
 thread, and each column sum is one thread adding its rows in order: no atomics, so results are
 the same run to run.
 
-Launch sizes: on a GPU, 256 threads a block and enough blocks to fill it (grid-stride loops); under
-Numba's CUDA simulator (`NUMBA_ENABLE_CUDASIM=1`), which runs every simulated thread as a Python
-thread (~0.2 ms each), one block of 32 threads walks the whole array.
+Launch sizes (`launch.py`): on a GPU, 256 threads a block and enough blocks to fill it (grid-stride
+loops); under Numba's CUDA simulator (`NUMBA_ENABLE_CUDASIM=1`), which runs every simulated thread
+as a Python thread, one block of 16 threads walks the whole array.
+
+In-place updates (`+=`, `a[...] = b`) must not read a view that overlaps the one they write
+through another layout (`x += x.T`): each element is one thread, in no set order. The models
+never do that.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ ADD, MUL, AFFINE, FILL = range(4)  # _map_kernel's operations
 
 
 # -- the one elementwise kernel --------------------------------------------------------------------
-@cuda.jit(cache=not SIMULATOR)
+@cuda.jit
 def _map_kernel(op, alpha, beta, a, a_off, a_st, b, b_off, b_st, out, o_off, o_st, shape):
     """out = alpha*a + beta*b (ADD), alpha*a*b (MUL), alpha*a + beta (AFFINE) or alpha (FILL),
     elementwise over a 4-D index space `shape`; each operand is (buffer, offset, 4 strides)."""
@@ -65,7 +69,7 @@ def _map_kernel(op, alpha, beta, a, a_off, a_st, b, b_off, b_st, out, o_off, o_s
             out[o] = alpha * x * y
 
 
-@cuda.jit(cache=not SIMULATOR)
+@cuda.jit
 def _column_sum_kernel(a, a_off, s0, s1, rows, cols, out):
     """out[c] = a[0, c] + a[1, c] + ... in row order: one thread per column (deterministic)."""
     start, step = cuda.grid(1), cuda.gridsize(1)

@@ -4,8 +4,8 @@ Same names, arguments, semantics and errors as `fast.attention`, on `DeviceArray
 dout; numpy arrays are refused, copy them over with `to_device`); `key_padding_mask` comes from
 the host and is checked there (`fast.attention._padding`), then copied over as uint8.
 
-How: the four kinds of product (q k^T and w v forward; dout v^T, ds k, ds^T q and wd^T dout
-backward) are `gemm` calls on strided (B, H, T, hs) head views, so heads are never copied out of
+How: the six products (q k^T and w v forward; dout v^T, ds k, ds^T q and wd^T dout backward)
+are `gemm` calls on strided (B, H, T, hs) head views, so heads are never copied out of
 (B, T, C). Between them run two kernels of this file, over the (B, H, Tq, Tk) scores seen as
 R = B*H*Tq contiguous rows of Tk, row r = (b*H + h)*Tq + i:
 
@@ -25,7 +25,8 @@ padded; a row that sees no key is all zeros, no NaN. Dropout keeps (r, j) iff Ph
 r*Tk + j of (seed, stream) is >= ceil(p * 2**32), the same integer test as the CPU kernel with
 the same `philox_word` (compiled for the GPU here), so the keep pattern is bit-identical.
 
-Sums are accumulated in float64 for both dtypes.
+The softmax kernels accumulate in float64 for both dtypes; the products accumulate in the inputs'
+dtype, as `gemm` does.
 
 The cache is `fast.attention`'s: (q, k, v, weights, dropped weights or None, scale, causal), q, k
 and v held as given (views): do not write into them between the forward and the backward.
@@ -47,7 +48,7 @@ from ..attention import _check_n_head, _check_seed_stream, _padding
 from ..cpu.rng import MASK32, SHIFT, philox_word
 from .array import DeviceArray, empty, to_device
 from .gemm import gemm
-from .launch import ROW_THREADS, SIMULATOR
+from .launch import ROW_THREADS
 from .reduce import block_max, block_sum
 
 __all__ = [
@@ -63,7 +64,7 @@ __all__ = [
 
 
 # -- the kernels: one block of ROW_THREADS threads per score row ----------------------------------
-@cuda.jit(cache=not SIMULATOR)
+@cuda.jit
 def masked_softmax_dropout_kernel(
     att, Tq, Tk, H, scale, causal, padded, use_padding, threshold, keep_scale,
     s_lo, s_hi, t_lo, t_hi, dropped,
@@ -120,7 +121,7 @@ def masked_softmax_dropout_kernel(
             dropped[base + j] = 0.0
 
 
-@cuda.jit(cache=not SIMULATOR)
+@cuda.jit
 def masked_softmax_dropout_backward_kernel(dw, weights, dropped, Tq, Tk, scale, causal, has_drop):
     """In place: dw[r] (d loss / d dropped weights, dout v^T) becomes scale * ds[r], the gradient
     w.r.t. q k^T, back through dropout and softmax (as `fast/cpu/attention.py`):

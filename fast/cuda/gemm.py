@@ -14,12 +14,15 @@ How it works, in two ideas:
 2. Register blocking. Each thread computes RB x RB outputs, not one: per step along K it reads
    RB numbers of A's slab and RB of B's into registers and does RB * RB multiply-adds with them,
    so shared-memory reads per multiply-add drop RB-fold. Thread (ty, tx) owns rows ty + i*TILE
-   and columns tx + j*TILE (i, j < RB), so neighbouring threads read neighbouring addresses.
+   and columns tx + j*TILE (i, j < RB). Neighbouring threads (tx) load neighbouring columns of
+   A's slab and of B's: coalesced when those operands are stored row-major (last stride 1), not
+   for transposed views (W.T, x.T, k^T), where each thread's load is a separate transaction.
 Each C element is one thread's sum in K order: deterministic, run to run. Partial tiles at the
 edges load zeros. On a GPU: TILE 16, RB 4 (64 x 64 tiles, 256 threads); under the simulator TILE
 4, RB 2 (fewer simulated threads).
 
-This is the reference-grade GPU kernel, not cuBLAS: no tensor cores, no double buffering.
+This is the reference-grade GPU kernel, not cuBLAS: no tensor cores, no double buffering, no
+load layout chosen per operand stride. Expect it well below cuBLAS (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -31,15 +34,17 @@ from .array import DeviceArray, empty
 from .launch import RB, TILE
 
 BM = TILE * RB  # rows (and columns) of C per block
+BM_PADDED = BM + 1  # a row of the A slab in shared memory (see the kernel)
 MAX_GRID_YZ = 65535  # CUDA's limit on grid.y and grid.z
 
 
 def _make_gemm(dtype):
-    # Not cached on disk: both dtypes' kernels are one function in one file, and an on-disk
-    # cache keys kernels by file and name, so the two could collide. (~1 s each to compile.)
     @cuda.jit
     def gemm(M, N, K, nb1, alpha, beta, a, a_off, a_st, b, b_off, b_st, c, c_off, c_st):
-        sa = cuda.shared.array((TILE, BM), dtype)  # A's slab, k-major: sa[k, row]
+        # A's slab, k-major: sa[k, row]. One padding column: the 16 threads of a half-warp store
+        # sa[tx, ...] for 16 values of tx, which rows of exactly BM words (a multiple of 32)
+        # would put in one shared-memory bank, 16 ways serialized; rows of BM + 1 spread them.
+        sa = cuda.shared.array((TILE, BM_PADDED), dtype)
         sb = cuda.shared.array((TILE, BM), dtype)  # B's slab: sb[k, column]
         acc = cuda.local.array((RB, RB), dtype)
         av = cuda.local.array(RB, dtype)

@@ -6,6 +6,14 @@ small there (16-thread matmul blocks, 8-thread row blocks, one block for element
 realistic on a GPU (256-thread matmul blocks on 64x64 tiles, 128-thread row blocks, 256-thread
 elementwise blocks). The kernels are the
 same code either way; only these sizes change.
+
+Kernels are compiled once per process, on first launch, and not cached on disk: their machine
+code depends on constants and helpers from other files (ROW_THREADS here, `reduce.block_reduce`,
+the CPU backend's scalar formulas and Philox), which numba-cuda's disk cache does not track, so
+a stale cache could launch a kernel built for other block sizes. No bounds checks on a GPU make
+that memory corruption, not an error; a few seconds of compilation per process is the price.
+(The simulator compiles nothing.) Some launches are deliberately small (one block for the loss's
+final sum, one thread per column for column sums): numba may warn about low occupancy there.
 """
 
 from __future__ import annotations

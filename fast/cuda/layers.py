@@ -33,7 +33,7 @@ from ..cpu.rng import philox_word
 from ..validate import as_index_array
 from .array import DeviceArray, ascontiguous, empty, empty_like, to_device, zeros
 from .gemm import gemm
-from .launch import ROW_THREADS, SIMULATOR, grid_1d
+from .launch import ROW_THREADS, grid_1d
 from .reduce import block_sum
 
 MASK32 = np.uint64(0xFFFFFFFF)
@@ -41,7 +41,7 @@ INV_2_32 = 1.0 / 4294967296.0
 
 
 # -- kernels ---------------------------------------------------------------------------------------
-@cuda.jit(cache=not SIMULATOR)
+@cuda.jit
 def layer_norm_forward_kernel(x, weight, bias, eps, C, out, mean, rstd):
     """Row blockIdx.x of x (N, C) flat: two-pass mean and variance, then scale and shift."""
     shared = cuda.shared.array(ROW_THREADS, float64)
@@ -63,7 +63,7 @@ def layer_norm_forward_kernel(x, weight, bias, eps, C, out, mean, rstd):
         rstd[r] = rs
 
 
-@cuda.jit(cache=not SIMULATOR)
+@cuda.jit
 def layer_norm_backward_dx_kernel(dout, x, weight, mean, rstd, C, dx):
     """Row blockIdx.x: dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight."""
     shared = cuda.shared.array(ROW_THREADS, float64)
@@ -82,7 +82,7 @@ def layer_norm_backward_dx_kernel(dout, x, weight, mean, rstd, C, dx):
         dx[base + c] = rs * (dout[base + c] * weight[c] - g_mean - xhat * gx_mean)
 
 
-@cuda.jit(cache=not SIMULATOR)
+@cuda.jit
 def layer_norm_backward_params_kernel(dout, x, mean, rstd, N, C, dweight, dbias):
     """One thread per channel c: dweight[c], dbias[c] summed over the rows in order."""
     start, step = cuda.grid(1), cuda.gridsize(1)
@@ -97,21 +97,21 @@ def layer_norm_backward_params_kernel(dout, x, mean, rstd, N, C, dweight, dbias)
         dbias[c] = db
 
 
-@cuda.jit(cache=not SIMULATOR)
+@cuda.jit
 def activation_kernel(kind, x, out):
     start, step = cuda.grid(1), cuda.gridsize(1)
     for i in range(start, x.size, step):
         out[i] = _f(kind, x[i])
 
 
-@cuda.jit(cache=not SIMULATOR)
+@cuda.jit
 def activation_backward_kernel(kind, x, dout, dx):
     start, step = cuda.grid(1), cuda.gridsize(1)
     for i in range(start, x.size, step):
         dx[i] = dout[i] * _df(kind, x[i])
 
 
-@cuda.jit(cache=not SIMULATOR)
+@cuda.jit
 def dropout_kernel(x, p, seed, stream, out, mult):
     """out = x * mult, mult = 1/(1-p) where word i of (seed, stream) / 2**32 >= p, else 0."""
     s_lo, s_hi = seed & MASK32, seed >> np.uint64(32)
@@ -125,7 +125,7 @@ def dropout_kernel(x, p, seed, stream, out, mult):
         out[i] = x[i] * k
 
 
-@cuda.jit(cache=not SIMULATOR)
+@cuda.jit
 def gather_rows_kernel(weight, ids, N, C, out):
     """out[n, c] = weight[ids[n], c]."""
     start, step = cuda.grid(1), cuda.gridsize(1)
@@ -134,7 +134,7 @@ def gather_rows_kernel(weight, ids, N, C, out):
         out[i] = weight[ids[n] * C + (i - n * C)]
 
 
-@cuda.jit(cache=not SIMULATOR)
+@cuda.jit
 def scatter_rows_kernel(dout, order, seg_start, seg_id, U, C, dweight):
     """dweight[seg_id[u], c] = sum of dout[order[k], c] for k in segment u, in token order."""
     start, step = cuda.grid(1), cuda.gridsize(1)
@@ -173,16 +173,18 @@ PTX_KERNELS = _ptx_kernels()
 
 # -- checks ----------------------------------------------------------------------------------------
 def _device(x, name: str, dtype=None) -> DeviceArray:
-    """x as a contiguous float DeviceArray (numpy input is copied over), or a clear error."""
-    if isinstance(x, DeviceArray):
-        if x.dtype not in (np.float32, np.float64):
-            raise TypeError(f"{name} must hold float32 or float64, got {x.dtype}")
-        if dtype is not None and x.dtype != dtype:
-            x = x.astype(dtype)
-        return ascontiguous(x)
-    from ..validate import as_float_array
-
-    return to_device(as_float_array(x, name, dtype))
+    """x as a contiguous float DeviceArray, or a clear error. A numpy array beside DeviceArrays
+    is refused, not copied over silently (as in `attention.py`): copy it with `to_device`."""
+    if not isinstance(x, DeviceArray):
+        raise TypeError(
+            f"{name} must be a DeviceArray like the other operands, got {type(x).__name__} "
+            "(copy it to the GPU with fast.cuda.array.to_device)"
+        )
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name} must hold float32 or float64, got {x.dtype}")
+    if dtype is not None and x.dtype != dtype:
+        x = x.astype(dtype)
+    return ascontiguous(x)
 
 
 def _check_dout(dout, shape, dtype) -> DeviceArray:

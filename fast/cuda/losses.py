@@ -27,14 +27,14 @@ from numba import cuda, float64, types
 
 from ..validate import as_float_array, as_index_array
 from .array import DeviceArray, empty, to_device, zeros
-from .launch import MAX_BLOCKS, ROW_THREADS, SIMULATOR
+from .launch import MAX_BLOCKS, ROW_THREADS
 from .reduce import block_max, block_sum
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 # -- kernels ---------------------------------------------------------------------------------------
-@cuda.jit(cache=not SIMULATOR)
+@cuda.jit
 def _ordered_sum_kernel(x, x_off, x_st, n, out):
     """out[0] = x[0] + ... + x[n-1] (a strided vector) in float64, by one block in a fixed order."""
     sh = cuda.shared.array(ROW_THREADS, float64)
@@ -47,7 +47,7 @@ def _ordered_sum_kernel(x, x_off, x_st, n, out):
         out[0] = s
 
 
-@cuda.jit(cache=not SIMULATOR)
+@cuda.jit
 def _softmax_kernel(x, x_off, s0, s1, n_rows, n_cols, log, out):
     """out[r] = softmax(x[r]) (or log_softmax when `log`), one block per row; out is contiguous."""
     sh = cuda.shared.array(ROW_THREADS, float64)
@@ -72,7 +72,7 @@ def _softmax_kernel(x, x_off, s0, s1, n_rows, n_cols, log, out):
                 out[o + c] = math.exp(float64(x[base + c * s1]) - m) / s
 
 
-@cuda.jit(cache=not SIMULATOR)
+@cuda.jit
 def _cross_entropy_kernel(x, x_off, s0, s1, n_rows, n_cols, targets, count, grad, row_loss):
     """Fused softmax + cross-entropy, one block per row of logits x.
 
@@ -111,7 +111,7 @@ def _cross_entropy_kernel(x, x_off, s0, s1, n_rows, n_cols, targets, count, grad
             row_loss[r] = (m + math.log(s)) - float64(x[base + target * s1])
 
 
-@cuda.jit(cache=not SIMULATOR)
+@cuda.jit
 def _mse_kernel(y, y_off, ys0, ys1, tg, t_off, ts0, ts1, n_rows, n_cols, n, grad, row_loss):
     """grad = 2 (y - t) / n elementwise, row_loss[r] = sum over the row of (y - t)^2 (float64)."""
     sh = cuda.shared.array(ROW_THREADS, float64)

@@ -22,13 +22,13 @@ import numpy as np
 from numba import cuda, float64, types
 
 from .array import DeviceArray, empty
-from .launch import MAX_BLOCKS, ROW_THREADS, SIMULATOR, grid_1d
+from .launch import MAX_BLOCKS, ROW_THREADS, grid_1d
 from .losses import FLOAT_DTYPES, ordered_sum
 from .reduce import block_sum
 
 
 # -- kernels ---------------------------------------------------------------------------------------
-@cuda.jit(cache=not SIMULATOR)
+@cuda.jit
 def sgd_kernel(w, g, buf, lr, momentum, weight_decay, nesterov, first):
     """SGD with optional momentum (buf), Nesterov and L2 weight decay, in place."""
     for i in range(cuda.grid(1), w.size, cuda.gridsize(1)):
@@ -49,7 +49,7 @@ def sgd_kernel(w, g, buf, lr, momentum, weight_decay, nesterov, first):
         w[i] = wi - lr * d
 
 
-@cuda.jit(cache=not SIMULATOR)
+@cuda.jit
 def adam_kernel(w, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step_size, sqrt_bc2):
     """Adam / AdamW in PyTorch's arrangement: w -= step_size * m / (sqrt(v) / sqrt_bc2 + eps)."""
     for i in range(cuda.grid(1), w.size, cuda.gridsize(1)):
@@ -67,7 +67,7 @@ def adam_kernel(w, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step
         w[i] = wi - step_size * mi / (math.sqrt(vi) / sqrt_bc2 + eps)
 
 
-@cuda.jit(cache=not SIMULATOR)
+@cuda.jit
 def _sum_sq_kernel(x, partials, p_off):
     """partials[p_off + block] = the sum of x[i]^2 over the elements this block's threads visit
     (a grid-stride loop), in float64, reduced over the block as a fixed tree."""

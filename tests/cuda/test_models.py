@@ -154,3 +154,29 @@ def test_train_gpt_script_on_cuda(tmp_path):
     assert "fast: GPT L=1 H=1 C=4" in run.stdout and "step     2/2" in run.stdout
     reloaded = fast.GPT.from_pretrained(tmp_path / "run")
     assert reloaded.config.n_embd == 4
+
+
+def test_moving_a_model_after_building_its_optimizer_is_refused():
+    model = fast.MLP([3, 4, 2], device="cpu")
+    opt = fast.SGD(model.parameters(), lr=0.1)
+    model.to("cuda")
+    model([[0.1, 0.2, 0.3]], [1])
+    model.zero_grad()
+    model.backward()
+    with pytest.raises(RuntimeError, match="build the optimizer after moving the model"):
+        opt.step()
+
+
+def test_keyword_arguments_reach_the_twin_and_device_upstream_gradients_work():
+    from fast.cuda.array import to_device
+
+    rng = np.random.default_rng(3)
+    q = rng.standard_normal((1, 1, 3, 2))
+    out, _ = fast.attention_forward(q=to_device(q), k=to_device(q), v=to_device(q))
+    np.testing.assert_allclose(to_host(out), fast.attention_forward(q, q, q)[0], atol=1e-12)
+    cpu = fast.MLP([3, 2], dtype="float64")
+    gpu = fast.MLP([3, 2], dtype="float64", device="cuda")
+    x, g = rng.standard_normal((2, 3)), rng.standard_normal((2, 2))
+    cpu(x)
+    gpu(x)
+    np.testing.assert_allclose(to_host(gpu.backward(to_device(g))), cpu.backward(g), atol=1e-12)
