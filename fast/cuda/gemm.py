@@ -5,7 +5,7 @@ transposed weight, one head of q, k or v inside (B, T, C)): the kernel reads A[z
 a_off + z0*a_st[0] + z1*a_st[1] + i*a_st[2] + k*a_st[3], so no operand is ever copied to make it
 contiguous.
 
-How it works, in two ideas:
+How it works, in three ideas:
 1. Shared-memory tiles. A block of TILE x TILE threads owns a BM x BN tile of C (BM = BN =
    TILE * RB). It walks along K one slab of TILE at a time: the threads copy a BM x TILE slab of A
    and a TILE x BN slab of B into shared memory (fast, on-chip) together, synchronize, multiply
@@ -14,15 +14,17 @@ How it works, in two ideas:
 2. Register blocking. Each thread computes RB x RB outputs, not one: per step along K it reads
    RB numbers of A's slab and RB of B's into registers and does RB * RB multiply-adds with them,
    so shared-memory reads per multiply-add drop RB-fold. Thread (ty, tx) owns rows ty + i*TILE
-   and columns tx + j*TILE (i, j < RB). Neighbouring threads (tx) load neighbouring columns of
-   A's slab and of B's: coalesced when those operands are stored row-major (last stride 1), not
-   for transposed views (W.T, x.T, k^T), where each thread's load is a separate transaction.
+   and columns tx + j*TILE (i, j < RB).
+3. Coalesced loads. Neighbouring threads (tx) load neighbouring addresses whichever way an
+   operand is laid out: for a row-major A they walk its k axis, for a transposed view (x.T, k^T)
+   its rows (the choice is made per operand from its strides), so the transposes of the backward
+   pass cost no extra memory transactions.
 Each C element is one thread's sum in K order: deterministic, run to run. Partial tiles at the
 edges load zeros. On a GPU: TILE 16, RB 4 (64 x 64 tiles, 256 threads); under the simulator TILE
 4, RB 2 (fewer simulated threads).
 
 This is the reference-grade GPU kernel, not cuBLAS: no tensor cores, no double buffering, no
-load layout chosen per operand stride. Expect it well below cuBLAS (docs/benchmarks.md).
+vectorized loads. Expect it well below cuBLAS (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -41,11 +43,11 @@ MAX_GRID_YZ = 65535  # CUDA's limit on grid.y and grid.z
 def _make_gemm(dtype):
     @cuda.jit
     def gemm(M, N, K, nb1, alpha, beta, a, a_off, a_st, b, b_off, b_st, c, c_off, c_st):
-        # A's slab, k-major: sa[k, row]. One padding column: the 16 threads of a half-warp store
-        # sa[tx, ...] for 16 values of tx, which rows of exactly BM words (a multiple of 32)
-        # would put in one shared-memory bank, 16 ways serialized; rows of BM + 1 spread them.
+        # The slabs, k-major: sa[k, row], sb[k, column]. One padding column each: when the 16
+        # threads of a half-warp store sa[tx, ...] for 16 values of tx, rows of exactly BM words
+        # (a multiple of 32) would put them all in one shared-memory bank, 16 ways serialized.
         sa = cuda.shared.array((TILE, BM_PADDED), dtype)
-        sb = cuda.shared.array((TILE, BM), dtype)  # B's slab: sb[k, column]
+        sb = cuda.shared.array((TILE, BM_PADDED), dtype)
         acc = cuda.local.array((RB, RB), dtype)
         av = cuda.local.array(RB, dtype)
         bv = cuda.local.array(RB, dtype)
@@ -57,18 +59,29 @@ def _make_gemm(dtype):
         for i in range(RB):
             for j in range(RB):
                 acc[i, j] = 0.0
+        # Who loads what: neighbouring threads (tx) read neighbouring addresses when they walk
+        # the operand's unit-stride axis, so the load layout follows the strides: A stored
+        # row-major (x) walks k with tx, A transposed (x.T) walks rows with tx; likewise B.
+        a_k_fast = a_st[3] == 1 or a_st[2] != 1
+        b_n_fast = b_st[3] == 1 or b_st[2] != 1
         for k0 in range(0, K, TILE):
             for i in range(RB):
-                r, ka = row0 + ty + i * TILE, k0 + tx
-                if r < M and ka < K:
-                    sa[tx, ty + i * TILE] = a[a_base + r * a_st[2] + ka * a_st[3]]
+                if a_k_fast:
+                    m, k = ty + i * TILE, tx
                 else:
-                    sa[tx, ty + i * TILE] = 0.0
-                col, kb = col0 + tx + i * TILE, k0 + ty
-                if kb < K and col < N:
-                    sb[ty, tx + i * TILE] = b[b_base + kb * b_st[2] + col * b_st[3]]
+                    m, k = tx + i * TILE, ty
+                if row0 + m < M and k0 + k < K:
+                    sa[k, m] = a[a_base + (row0 + m) * a_st[2] + (k0 + k) * a_st[3]]
                 else:
-                    sb[ty, tx + i * TILE] = 0.0
+                    sa[k, m] = 0.0
+                if b_n_fast:
+                    n, k = tx + i * TILE, ty
+                else:
+                    n, k = ty + i * TILE, tx
+                if k0 + k < K and col0 + n < N:
+                    sb[k, n] = b[b_base + (k0 + k) * b_st[2] + (col0 + n) * b_st[3]]
+                else:
+                    sb[k, n] = 0.0
             cuda.syncthreads()
             for kk in range(TILE):
                 for i in range(RB):

@@ -22,6 +22,18 @@ def test_matmul_partial_tiles(M, K, N, dtype):
     np.testing.assert_allclose((to_device(a) @ to_device(b)).copy_to_host(), a @ b, atol=tol)
 
 
+@pytest.mark.parametrize("a_transposed", [False, True])
+@pytest.mark.parametrize("b_transposed", [False, True])
+def test_matmul_of_transposed_views_across_tiles(a_transposed, b_transposed):
+    """Each operand's load layout follows its strides: all four combinations, edges included."""
+    M, K, N = BM + 3, 2 * BM + 1, BM + 2
+    a, b = randn(M, K), randn(K, N)
+    da = to_device(np.ascontiguousarray(a.T)).T if a_transposed else to_device(a)
+    db = to_device(np.ascontiguousarray(b.T)).T if b_transposed else to_device(b)
+    assert (da.strides[0] == 1) == a_transposed and (db.strides[0] == 1) == b_transposed
+    np.testing.assert_allclose((da @ db).copy_to_host(), a @ b, atol=1e-12)
+
+
 def test_matmul_on_strided_views_with_accumulation():
     a, b, c = randn(2, 3, 5, 4), randn(2, 3, 5, 4), randn(2, 3, 5, 5)
     out = to_device(c)
