@@ -21,7 +21,7 @@ LOG="$OUT/gpu_check.log"
 status=0
 # 1. every CUDA test on the GPU: twins against the CPU backend, the models, and the model
 #    conformance files against the reference (3 examples each, as in CI, to fit the budget)
-HYPOTHESIS_PROFILE=cuda-simulator timeout 300 python3 -m pytest tests/cuda -q -x \
+HYPOTHESIS_PROFILE=cuda timeout 300 python3 -m pytest tests/cuda -q -x \
   -p no:cacheprovider --durations=10 2>&1 | tee -a "$LOG" || status=1
 # 2. GPT training tokens/s against PyTorch on the same GPU (CPU shapes + GPT-2 small)
 timeout 240 python3 scripts/bench.py gpt-cuda --repeat 3 2>&1 | tee -a "$LOG" || status=1

@@ -4,7 +4,7 @@
 check it against the reference exactly as they check the CPU backend (logits, losses, every
 gradient, AdamW trajectories with dropout masks bit-identical, generation, greedy and beam
 decoding, checkpoints, errors). Under the simulator every GPU thread is a Python thread, so this
-runs in its own pytest process with the `cuda-simulator` Hypothesis profile (3 tiny examples per
+runs in its own pytest process with the `cuda` Hypothesis profile (3 tiny examples per
 property) and leaves out the two determinism tests that train for many steps
 (`tests/cuda/test_models.py` checks determinism on the GPU backend at a smaller size).
 On a real GPU, run the whole suite instead: python -m pytest conformance --backend
@@ -22,7 +22,7 @@ FILES = ["test_networks.py", "test_gpt.py", "test_bert.py", "test_seq2seq.py"]
 def test_model_conformance_on_the_cuda_backend():
     env = dict(os.environ)
     if env.get("NUMBA_ENABLE_CUDASIM") == "1":
-        env.setdefault("HYPOTHESIS_PROFILE", "cuda-simulator")
+        env.setdefault("HYPOTHESIS_PROFILE", "cuda")
     run = subprocess.run(
         [
             sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
