@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .cpu import elementwise as k
+from .device import cuda_ops, is_device_array
 
 KINDS = {
     "step": k.STEP,
@@ -35,6 +36,8 @@ def _as_float_array(x):
 
 
 def _run(kernel, kind: int, net):
+    if is_device_array(net):  # on the GPU: the CUDA twin of the same kernel, same formulas
+        return cuda_ops("layers").elementwise(kind, net, derivative=kernel is k.derivative_kernel)
     a = _as_float_array(net)
     flat = np.ascontiguousarray(a).reshape(-1)
     out = np.empty_like(flat)
@@ -87,6 +90,8 @@ _gelu_kernel, gelu_derivative = _pair("gelu")
 
 def gelu(net):
     """GELU, tanh approximation (see reference.activations.gelu), via `gelu_tanh_parts`."""
+    if is_device_array(net):
+        return _gelu_kernel(net)
     a = _as_float_array(net)
     out = gelu_tanh_parts(a)[0]
     return float(out) if a.ndim == 0 and not isinstance(net, np.ndarray) else out

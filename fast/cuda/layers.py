@@ -105,6 +105,13 @@ def activation_kernel(kind, x, out):
 
 
 @cuda.jit
+def derivative_kernel(kind, x, out):
+    start, step = cuda.grid(1), cuda.gridsize(1)
+    for i in range(start, x.size, step):
+        out[i] = _df(kind, x[i])
+
+
+@cuda.jit
 def activation_backward_kernel(kind, x, dout, dx):
     start, step = cuda.grid(1), cuda.gridsize(1)
     for i in range(start, x.size, step):
@@ -160,6 +167,7 @@ def _ptx_kernels():
                 types.void(a, a, f64[::1], f64[::1], i64, i64, a, a),
             ),
             (activation_kernel, types.void(i64, a, a)),
+            (derivative_kernel, types.void(i64, a, a)),
             (activation_backward_kernel, types.void(i64, a, a, a)),
             (dropout_kernel, types.void(a, f64, u64, u64, a, a)),
             (gather_rows_kernel, types.void(a, ids, i64, i64, a)),
@@ -341,11 +349,13 @@ def layer_norm_backward(dout, cache):
 
 
 # -- activations -----------------------------------------------------------------------------------
-def elementwise(kind: int, x: DeviceArray) -> DeviceArray:
-    """f(x) for the activation numbered `kind` (fast/cpu/elementwise.py's numbering)."""
-    x = ascontiguous(x)
+def elementwise(kind: int, x: DeviceArray, derivative: bool = False) -> DeviceArray:
+    """f(x), or f'(x) when `derivative`, for the activation numbered `kind` (the numbering of
+    fast/cpu/elementwise.py, whose scalar formulas the kernels call)."""
+    x = _device(x, "net")
     out = empty_like(x)
-    _launch(activation_kernel, x.size, kind, x.flat(), out.flat())
+    kernel = derivative_kernel if derivative else activation_kernel
+    _launch(kernel, x.size, kind, x.flat(), out.flat())
     return out
 
 

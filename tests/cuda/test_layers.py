@@ -124,3 +124,13 @@ def test_errors_before_any_kernel():
         cpu.cross_entropy_forward(to_device(np.zeros((1, 2, 3))), [[0]])
     with pytest.raises(TypeError, match="copy_to_host"):
         np.asarray(w)
+
+
+def test_the_activation_functions_and_derivatives_on_the_device():
+    """fast.sigmoid(x), fast.relu_derivative(x), ...: the seed's activations on a DeviceArray."""
+    import fast
+
+    x = np.linspace(-3.0, 3.0, 13).reshape(1, 13)
+    for name, (f, df) in fast.ACTIVATIONS.items():
+        close(f(to_device(x)), f(x), np.float64)
+        close(df(to_device(x)), df(x), np.float64)
