@@ -33,7 +33,7 @@ from numbers import Integral, Real
 import numpy as np
 from numba import cuda
 
-from .launch import SIMULATOR, grid_1d
+from .launch import ELEMENTWISE_THREADS, SIMULATOR, column_chunks, grid_1d
 
 MAX_DIMS = 4
 ADD, MUL, AFFINE, FILL = range(4)  # _map_kernel's operations
@@ -70,13 +70,26 @@ def _map_kernel(op, alpha, beta, a, a_off, a_st, b, b_off, b_st, out, o_off, o_s
 
 
 @cuda.jit
-def _column_sum_kernel(a, a_off, s0, s1, rows, cols, out):
-    """out[c] = a[0, c] + a[1, c] + ... in row order: one thread per column (deterministic)."""
+def _column_partials_kernel(a, a_off, s0, s1, rows, cols, chunk, partials):
+    """partials[k, c] = the sum of a[r, c] over rows r of chunk k, in row order: thread (c, k),
+    columns along x, row chunks along y (float64)."""
+    c = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    k = cuda.blockIdx.y
+    if c < cols:
+        s = 0.0
+        for r in range(k * chunk, min((k + 1) * chunk, rows)):
+            s += a[a_off + r * s0 + c * s1]
+        partials[k * cols + c] = s
+
+
+@cuda.jit
+def sum_chunks_kernel(partials, chunks, cols, out):
+    """out[c] = partials[0, c] + partials[1, c] + ... in chunk order: one thread per column."""
     start, step = cuda.grid(1), cuda.gridsize(1)
     for c in range(start, cols, step):
         s = 0.0
-        for r in range(rows):
-            s += a[a_off + r * s0 + c * s1]
+        for k in range(chunks):
+            s += partials[k * cols + c]
         out[c] = s
 
 
@@ -91,7 +104,10 @@ def _ptx_kernels():
             pairs.append(
                 (_map_kernel, types.void(i64, f64, f64, a, i64, t4, a, i64, t4, o, i64, t4, t4))
             )
-        pairs.append((_column_sum_kernel, types.void(src[::1], i64, i64, i64, i64, i64, src[::1])))
+        pairs.append(
+            (_column_partials_kernel, types.void(src[::1], i64, i64, i64, i64, i64, i64, f64[::1]))
+        )
+        pairs.append((sum_chunks_kernel, types.void(f64[::1], i64, i64, src[::1])))
     return pairs
 
 
@@ -335,16 +351,25 @@ class DeviceArray:
         return matmul(self, other)
 
     def sum(self, axis=None):
-        """Column sums of a matrix (axis=0), each in row order; the only reduction models need
-        beyond the fused kernels."""
+        """Column sums of a matrix (axis=0), the only reduction models need beyond the fused
+        kernels (a bias's gradient). Two stages, no atomics: thread (column, chunk) adds its
+        chunk of rows in order, then one thread per column adds the chunks in order; so the
+        work spreads over columns x chunks threads, and the sum is the same every run."""
         if axis != 0 or self.ndim != 2:
             raise NotImplementedError("DeviceArray.sum supports axis=0 of a matrix")
         rows, cols = self.shape
         out = empty((cols,), self.dtype)
+        if cols == 0:
+            return out
+        chunk, chunks = column_chunks(rows)
+        partials = empty((chunks * cols,), np.float64)
+        threads = ELEMENTWISE_THREADS
+        _column_partials_kernel[(-(-cols // threads), chunks), threads](
+            self.buffer, self.offset, self.strides[0], self.strides[1], rows, cols, chunk,
+            partials.buffer,
+        )  # fmt: skip
         blocks, threads = grid_1d(cols)
-        _column_sum_kernel[blocks, threads](
-            self.buffer, self.offset, self.strides[0], self.strides[1], rows, cols, out.buffer
-        )
+        sum_chunks_kernel[blocks, threads](partials.buffer, chunks, cols, out.buffer)
         return out
 
 

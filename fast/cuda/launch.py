@@ -33,6 +33,15 @@ TILE = 4 if SIMULATOR else 16  # matmul: threads per block TILE * TILE, K slab T
 RB = 2 if SIMULATOR else 4  # matmul: each thread computes RB x RB outputs (C tile TILE * RB)
 
 
+ROWS_PER_CHUNK = 4 if SIMULATOR else 256  # column sums: rows one thread adds (see array.py)
+
+
+def column_chunks(rows: int) -> tuple[int, int]:
+    """(rows per chunk, chunks) for a two-stage column sum; chunks fit grid.y (<= 65535)."""
+    chunk = max(ROWS_PER_CHUNK, -(-rows // 65535))
+    return chunk, max(1, -(-rows // chunk))
+
+
 def grid_1d(n: int) -> tuple[int, int]:
     """(blocks, threads) for a grid-stride loop over n elements."""
     threads = ELEMENTWISE_THREADS

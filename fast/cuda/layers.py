@@ -5,7 +5,8 @@ Read `reference/layers.py` for the math. On the GPU:
   the bias is one broadcast add and its gradient one column-sum kernel;
 - layer norm is one block per row: the block's threads stride over the row and combine their
   partial sums with `reduce.block_sum` (a fixed tree: deterministic). Its weight and
-  bias gradients are one thread per channel summing the rows in order, as on the CPU;
+  bias gradients are summed over rows in two fixed-order stages (chunks of rows, then the
+  chunks), like `DeviceArray.sum`;
 - activations and their derivatives are one elementwise kernel that calls the CPU backend's own
   scalar formulas (`fast/cpu/elementwise.py`): numba-cuda compiles those @njit functions for the
   GPU, so both backends evaluate one definition;
@@ -31,9 +32,17 @@ from reference.layers import WEIGHT_LAYOUTS, check_dropout_p
 from ..cpu.elementwise import _df, _f
 from ..cpu.rng import philox_word
 from ..validate import as_index_array
-from .array import DeviceArray, ascontiguous, empty, empty_like, to_device, zeros
+from .array import (
+    DeviceArray,
+    ascontiguous,
+    empty,
+    empty_like,
+    sum_chunks_kernel,
+    to_device,
+    zeros,
+)
 from .gemm import gemm
-from .launch import ROW_THREADS, grid_1d
+from .launch import ELEMENTWISE_THREADS, ROW_THREADS, column_chunks, grid_1d
 from .reduce import block_sum
 
 MASK32 = np.uint64(0xFFFFFFFF)
@@ -83,18 +92,20 @@ def layer_norm_backward_dx_kernel(dout, x, weight, mean, rstd, C, dx):
 
 
 @cuda.jit
-def layer_norm_backward_params_kernel(dout, x, mean, rstd, N, C, dweight, dbias):
-    """One thread per channel c: dweight[c], dbias[c] summed over the rows in order."""
-    start, step = cuda.grid(1), cuda.gridsize(1)
-    for c in range(start, C, step):
+def layer_norm_backward_params_kernel(dout, x, mean, rstd, N, C, chunk, dweight_part, dbias_part):
+    """Thread (c, k): channel c's dweight and dbias summed over the rows of chunk k, in order
+    (float64 partials; `array.sum_chunks_kernel` then adds the chunks in order)."""
+    c = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    k = cuda.blockIdx.y
+    if c < C:
         dw = 0.0
         db = 0.0
-        for r in range(N):
+        for r in range(k * chunk, min((k + 1) * chunk, N)):
             d = dout[r * C + c]
             dw += d * ((x[r * C + c] - mean[r]) * rstd[r])
             db += d
-        dweight[c] = dw
-        dbias[c] = db
+        dweight_part[k * C + c] = dw
+        dbias_part[k * C + c] = db
 
 
 @cuda.jit
@@ -164,7 +175,7 @@ def _ptx_kernels():
             (layer_norm_backward_dx_kernel, types.void(a, a, a, f64[::1], f64[::1], i64, a)),
             (
                 layer_norm_backward_params_kernel,
-                types.void(a, a, f64[::1], f64[::1], i64, i64, a, a),
+                types.void(a, a, f64[::1], f64[::1], i64, i64, i64, f64[::1], f64[::1]),
             ),
             (activation_kernel, types.void(i64, a, a)),
             (derivative_kernel, types.void(i64, a, a)),
@@ -341,10 +352,14 @@ def layer_norm_backward(dout, cache):
         layer_norm_backward_dx_kernel[N, ROW_THREADS](
             db, xb, w.flat(), mean.flat(), rstd.flat(), C, dx.flat()
         )
-        _launch(
-            layer_norm_backward_params_kernel, C, db, xb, mean.flat(), rstd.flat(), N, C,
-            dweight.flat(), dbias.flat(),
-        )  # fmt: skip
+        chunk, chunks = column_chunks(N)  # two stages, as DeviceArray.sum (no atomics)
+        parts = [empty((chunks * C,), np.float64) for _ in range(2)]
+        threads = ELEMENTWISE_THREADS
+        layer_norm_backward_params_kernel[(-(-C // threads), chunks), threads](
+            db, xb, mean.flat(), rstd.flat(), N, C, chunk, parts[0].flat(), parts[1].flat()
+        )
+        for part, out in zip(parts, (dweight, dbias)):
+            _launch(sum_chunks_kernel, C, part.flat(), chunks, C, out.flat())
     return dx.reshape(lead + (C,)), dweight, dbias
 
 

@@ -98,3 +98,12 @@ def test_array_errors():
         d + np.zeros(3)
     with pytest.raises(ValueError, match="cannot update shape"):
         d[0] += d
+
+
+def test_column_sums_span_several_row_chunks():
+    from fast.cuda.launch import ROWS_PER_CHUNK
+
+    x = randn(3 * ROWS_PER_CHUNK + 1, 5)
+    np.testing.assert_allclose(to_device(x).sum(axis=0).copy_to_host(), x.sum(axis=0))
+    np.testing.assert_allclose(to_device(x).T.T.sum(axis=0).copy_to_host(), x.sum(axis=0))
+    np.testing.assert_allclose(to_device(x.T.copy()).T.sum(axis=0).copy_to_host(), x.sum(axis=0))
