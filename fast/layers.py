@@ -1,8 +1,11 @@
 """Transformer layers on numpy arrays: the reference's forward/backward pairs, made fast.
 
 Same names, argument order and caches-as-opaque-tuples as `reference/layers.py` (read it for the
-math). How each is made fast: linear layers are one BLAS call each way; layer norm, GELU, dropout
-and the embedding's scatter-add are single fused Numba loops (`fast/cpu/layers.py`,
+math). On DeviceArrays the same functions run on the GPU: the checks are these, once, and the
+work is either array operations DeviceArrays also have (linear, residual, the loss, dropout's
+backward) or a launcher of GPU kernels (`fast/cuda/layers.py`). How each is made fast on the
+CPU: linear layers are one BLAS call each way; layer norm, GELU, dropout and the embedding's
+scatter-add are single fused Numba loops (`fast/cpu/layers.py`,
 `fast/cpu/elementwise.py`); the cross-entropy is the fused kernel of `fast/losses.py`.
 
 Dimension legend: B batch, T time, C channels, V vocabulary.
@@ -29,7 +32,7 @@ from .cpu.elementwise import (
     activation_kernel,
     gelu_backward_from_tanh,
 )
-from .device import cuda_twin
+from .device import cuda_ops, is_device_array
 from .dtypes import resolve_dtype
 from .losses import softmax_cross_entropy
 from .module import Module, Parameter
@@ -47,12 +50,22 @@ __all__ = [
 ]  # fmt: skip
 
 
-def _floats(x, name, dtype=None):
+def _floats(x, name, dtype=None, like=None):
+    """x as a contiguous float array on the device of `like` (or of x): numpy on the CPU, a
+    DeviceArray on the GPU, where a numpy operand next to a DeviceArray is refused rather than
+    copied over silently."""
+    if is_device_array(x) or is_device_array(like):
+        return cuda_ops("layers").device_floats(x, name, dtype)
     return np.ascontiguousarray(as_float_array(x, name, dtype))
 
 
-def _check_dout(dout, shape, dtype):
-    d = _floats(dout, "dout", dtype)
+def _gpu():
+    """The GPU kernels' launchers (`fast/cuda/layers.py`), imported on first use."""
+    return cuda_ops("layers")
+
+
+def _check_dout(dout, shape, dtype, like=None):
+    d = _floats(dout, "dout", dtype, like)
     if d.shape != tuple(shape):
         raise ValueError(f"dout must have shape {tuple(shape)}, got {d.shape}")
     return d
@@ -68,7 +81,6 @@ def normal_tensor(shape, std: float, seed: int, stream: int, dtype="float64") ->
 
 
 # -- embeddings and positions ----------------------------------------------------------------------
-@cuda_twin("layers")
 def embedding_forward(weight, idx):
     """Rows of `weight` (num, C) for int ids `idx` -> idx.shape + (C,).
 
@@ -85,14 +97,17 @@ def embedding_forward(weight, idx):
             f"idx value {int(flat[pos])} out of range for {w.shape[0]} embeddings "
             f"(flat position {pos})"
         )
+    if is_device_array(w):
+        return _gpu().gather_rows(w, flat, ids.shape), (flat, ids.shape, w.shape)
     return w[ids], (flat, ids.shape, w.shape)  # (B, T, C)
 
 
-@cuda_twin("layers")
 def embedding_backward(dout, cache):
     """dL/dweight: each output row's gradient scatter-added into the row it was read from."""
     flat, lead, (num, C) = cache
     d = _check_dout(dout, lead + (C,), None).reshape(-1, C)
+    if is_device_array(d):
+        return _gpu().scatter_add_rows(d, flat, num)
     dweight = np.zeros((num, C), dtype=d.dtype)
     k.embedding_backward_kernel(flat, d, dweight)
     return dweight
@@ -103,7 +118,6 @@ def position_ids(B: int, T: int, start: int = 0) -> np.ndarray:
     return np.broadcast_to(np.arange(start, start + T, dtype=np.int64), (B, T)).copy()
 
 
-@cuda_twin("layers")
 def position_embedding_forward(weight, B: int, T: int, start: int = 0):
     """Learned positions: out[b, t] = weight[start + t], (B, T, C)."""
     n_positions = len(weight)
@@ -115,7 +129,6 @@ def position_embedding_forward(weight, B: int, T: int, start: int = 0):
     return embedding_forward(weight, position_ids(B, T, start))
 
 
-@cuda_twin("layers")
 def position_embedding_backward(dout, cache):
     return embedding_backward(dout, cache)
 
@@ -132,9 +145,9 @@ def sinusoidal_position_encoding(B: int, T: int, C: int, start: int = 0, dtype="
 
 
 # -- linear ----------------------------------------------------------------------------------------
-@cuda_twin("layers")
 def linear_forward(x, weight, bias=None, weight_layout: str = "out_in"):
-    """y = x W^T + b on the last axis, one BLAS call. `weight_layout` as in the reference."""
+    """y = x W^T + b on the last axis, one BLAS call (one `gemm` on the GPU: the same code, on
+    DeviceArrays). `weight_layout` as in the reference."""
     if weight_layout not in WEIGHT_LAYOUTS:
         raise ValueError(f"weight_layout must be one of {WEIGHT_LAYOUTS}, got {weight_layout!r}")
     w = _floats(weight, "weight")
@@ -142,13 +155,13 @@ def linear_forward(x, weight, bias=None, weight_layout: str = "out_in"):
         raise ValueError(f"weight must be a matrix, got shape {w.shape}")
     W = w if weight_layout == "out_in" else w.T  # (C_out, C_in), a view
     C_out, C_in = W.shape
-    xa = _floats(x, "x", w.dtype)
+    xa = _floats(x, "x", w.dtype, like=w)
     if xa.ndim == 0 or xa.shape[-1] != C_in:
         raise ValueError(f"x must have shape (..., {C_in}), got {xa.shape}")
     x2 = xa.reshape(-1, C_in)
     y = x2 @ W.T  # (N, C_out)
     if bias is not None:
-        b = _floats(bias, "bias", w.dtype)
+        b = _floats(bias, "bias", w.dtype, like=w)
         if b.shape != (C_out,):
             raise ValueError(f"bias must have shape ({C_out},), got {b.shape}")
         y += b
@@ -161,12 +174,11 @@ def linear_forward(x, weight, bias=None, weight_layout: str = "out_in"):
     )
 
 
-@cuda_twin("layers")
 def linear_backward(dout, cache):
     """(dx, dweight, dbias): dx = dout W, dW = dout^T x, db = column sums of dout."""
     x2, lead, W, has_bias, weight_layout = cache
     C_out, C_in = W.shape
-    d = _check_dout(dout, lead + (C_out,), W.dtype).reshape(-1, C_out)
+    d = _check_dout(dout, lead + (C_out,), W.dtype, like=W).reshape(-1, C_out)
     dx = (d @ W).reshape(lead + (C_in,))
     # dW = dout^T x in the layout the weight is stored in (no transposed copy afterwards)
     dweight = d.T @ x2 if weight_layout == "out_in" else x2.T @ d  # (C_out, C_in) / (C_in, C_out)
@@ -175,22 +187,24 @@ def linear_backward(dout, cache):
 
 
 # -- layer norm ------------------------------------------------------------------------------------
-@cuda_twin("layers")
 def layer_norm_forward(x, weight, bias, eps: float = 1e-5):
     """Fused two-pass layer norm over the last axis, then scale and shift."""
     w = _floats(weight, "weight")
     C = w.shape[0] if w.ndim == 1 else -1
     if w.ndim != 1:
         raise ValueError(f"weight must have shape (C,), got {w.shape}")
-    b = _floats(bias, "bias", w.dtype)
+    b = _floats(bias, "bias", w.dtype, like=w)
     if b.shape != (C,):
         raise ValueError(f"bias must have shape ({C},), got {b.shape}")
     if not eps >= 0.0:
         raise ValueError(f"eps must be >= 0, got {eps}")
-    xa = _floats(x, "x", w.dtype)
+    xa = _floats(x, "x", w.dtype, like=w)
     if xa.ndim == 0 or xa.shape[-1] != C:
         raise ValueError(f"x must have shape (..., {C}), got {xa.shape}")
     x2 = xa.reshape(-1, C)
+    if is_device_array(x2):
+        out, mean, rstd = _gpu().layer_norm_rows(x2, w, b, float(eps))
+        return out.reshape(xa.shape), (x2, xa.shape[:-1], w, mean, rstd)
     out = np.empty_like(x2)
     mean = np.empty(x2.shape[0], dtype=np.float64)
     rstd = np.empty(x2.shape[0], dtype=np.float64)
@@ -198,12 +212,14 @@ def layer_norm_forward(x, weight, bias, eps: float = 1e-5):
     return out.reshape(xa.shape), (x2, xa.shape[:-1], w, mean, rstd)
 
 
-@cuda_twin("layers")
 def layer_norm_backward(dout, cache):
     """(dx, dweight, dbias), the reference's formulas in one fused kernel."""
     x2, lead, w, mean, rstd = cache
     C = w.shape[0]
-    d = _check_dout(dout, lead + (C,), w.dtype).reshape(-1, C)
+    d = _check_dout(dout, lead + (C,), w.dtype, like=x2).reshape(-1, C)
+    if is_device_array(d):
+        dx, dweight, dbias = _gpu().layer_norm_rows_backward(d, x2, w, mean, rstd)
+        return dx.reshape(lead + (C,)), dweight, dbias
     dx = np.empty_like(x2)
     dweight = np.empty(C, dtype=w.dtype)
     dbias = np.empty(C, dtype=w.dtype)
@@ -212,12 +228,13 @@ def layer_norm_backward(dout, cache):
 
 
 # -- elementwise activations -----------------------------------------------------------------------
-@cuda_twin("layers")
 def activation_forward(x, activation: str = "gelu"):
     """f on every element. GELU (tanh form) uses numpy's SIMD tanh and keeps it for the
     backward; the others run one fused Numba loop. cache = (x, name, tanh or None)."""
     kind = activation_kind(activation)
     xa = _floats(x, "x")
+    if is_device_array(xa):
+        return _gpu().elementwise(kind, xa), (xa, activation, None)
     if activation == "gelu":
         out, t = gelu_tanh_parts(xa)
         return out, (xa, activation, t)
@@ -226,11 +243,12 @@ def activation_forward(x, activation: str = "gelu"):
     return out, (xa, activation, None)
 
 
-@cuda_twin("layers")
 def activation_backward(dout, cache):
     """dx = dout * f'(x), one fused loop (GELU's from the tanh saved by the forward)."""
     xa, activation, t = cache
-    d = _check_dout(dout, xa.shape, xa.dtype)
+    d = _check_dout(dout, xa.shape, xa.dtype, like=xa)
+    if is_device_array(d):
+        return _gpu().times_derivative(activation_kind(activation), d, xa)
     dx = np.empty_like(xa)
     if t is not None:
         gelu_backward_from_tanh(xa.reshape(-1), t.reshape(-1), d.reshape(-1), dx.reshape(-1))
@@ -248,7 +266,6 @@ def dropout_keep(n: int, p: float, seed: int, stream: int, start: int = 0) -> np
     return np.where(uniforms(seed, stream, n, start) >= p, scale, 0.0)
 
 
-@cuda_twin("layers")
 def dropout_forward(x, p: float, seed: int = 0, stream: int = 0):
     """Inverted dropout with Philox keep decisions drawn inside one fused loop."""
     p = check_dropout_p(p)
@@ -258,37 +275,36 @@ def dropout_forward(x, p: float, seed: int = 0, stream: int = 0):
     xa = _floats(x, "x")
     if p == 0.0:
         return xa.copy(), (None, xa.shape)
+    if is_device_array(xa):
+        out, mult = _gpu().dropout(xa, p, seed, stream)
+        return out, (mult, xa.shape)
     out = np.empty_like(xa)
     mult = np.empty(xa.size, dtype=xa.dtype)
     k.dropout_kernel(xa.reshape(-1), p, np.uint64(seed), np.uint64(stream), out.reshape(-1), mult)
     return out, (mult, xa.shape)
 
 
-@cuda_twin("layers")
 def dropout_backward(dout, cache):
     mult, shape = cache
-    d = _check_dout(dout, shape, None)
+    d = _check_dout(dout, shape, None, like=mult)
     return d.copy() if mult is None else d * mult.reshape(shape)
 
 
 # -- residual and loss -----------------------------------------------------------------------------
-@cuda_twin("layers")
 def residual_forward(x, y):
     """x + y (the residual stream)."""
-    xa, ya = _floats(x, "x"), _floats(y, "y")
+    xa, ya = _floats(x, "x", like=y), _floats(y, "y", like=x)
     if xa.shape != ya.shape:
         raise ValueError(f"y must have the shape of x {xa.shape}, got {ya.shape}")
     return xa + ya, (xa.shape,)
 
 
-@cuda_twin("layers")
 def residual_backward(dout, cache):
     (shape,) = cache
     d = _check_dout(dout, shape, None)
     return d.copy(), d.copy()
 
 
-@cuda_twin("layers")
 def cross_entropy_forward(logits, targets, ignore_index: int | None = -100):
     """Mean softmax cross-entropy over (B, T, V) logits and (B, T) targets (fused kernel)."""
     z = _floats(logits, "logits")
@@ -301,7 +317,6 @@ def cross_entropy_forward(logits, targets, ignore_index: int | None = -100):
     return loss, (dlogits, z.shape)
 
 
-@cuda_twin("layers")
 def cross_entropy_backward(dloss: float, cache):
     dlogits, shape = cache
     return (dlogits * dloss).reshape(shape)

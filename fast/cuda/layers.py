@@ -1,6 +1,7 @@
-"""The Transformer layers on the GPU: CUDA twins of `fast/layers.py`, same names and caches.
+"""The Transformer layers' GPU kernels, and the launchers `fast/layers.py` calls on DeviceArrays.
 
-Read `reference/layers.py` for the math. On the GPU:
+The public functions (their checks, caches and errors) are `fast/layers.py`'s, one definition for
+both devices; this file holds what differs on the GPU. Read `reference/layers.py` for the math:
 - linear layers are `gemm` calls on (N, C) views (the weight's transpose is a view, not a copy);
   the bias is one broadcast add and its gradient one column-sum kernel;
 - layer norm is one block per row: the block's threads stride over the row and combine their
@@ -16,8 +17,8 @@ Read `reference/layers.py` for the math. On the GPU:
   checked there), so the host sorts positions by id once, and one thread per (id, channel) adds
   that id's rows in token order.
 
-Ids and targets are checked on the host before anything is copied to the GPU: kernels do no
-bounds checks.
+Ids and targets are checked on the host (by fast/layers.py) before anything is copied to the
+GPU: kernels do no bounds checks.
 """
 
 from __future__ import annotations
@@ -27,11 +28,8 @@ import math
 import numpy as np
 from numba import cuda, float64, types
 
-from reference.layers import WEIGHT_LAYOUTS, check_dropout_p
-
 from ..cpu.elementwise import _df, _f
 from ..cpu.rng import philox_word
-from ..validate import as_index_array
 from .array import (
     DeviceArray,
     ascontiguous,
@@ -41,7 +39,6 @@ from .array import (
     to_device,
     zeros,
 )
-from .gemm import gemm
 from .launch import ELEMENTWISE_THREADS, ROW_THREADS, column_chunks, grid_1d
 from .reduce import block_sum
 
@@ -191,7 +188,7 @@ PTX_KERNELS = _ptx_kernels()
 
 
 # -- checks ----------------------------------------------------------------------------------------
-def _device(x, name: str, dtype=None) -> DeviceArray:
+def device_floats(x, name: str, dtype=None) -> DeviceArray:
     """x as a contiguous float DeviceArray, or a clear error. A numpy array beside DeviceArrays
     is refused, not copied over silently (as in `attention.py`): copy it with `to_device`."""
     if not isinstance(x, DeviceArray):
@@ -206,44 +203,26 @@ def _device(x, name: str, dtype=None) -> DeviceArray:
     return ascontiguous(x)
 
 
-def _check_dout(dout, shape, dtype) -> DeviceArray:
-    d = _device(dout, "dout", dtype)
-    if d.shape != tuple(shape):
-        raise ValueError(f"dout must have shape {tuple(shape)}, got {d.shape}")
-    return d
-
-
 def _launch(kernel, n, *args):
     blocks, threads = grid_1d(n)
     if n:
         kernel[blocks, threads](*args)
 
 
-# -- embeddings ------------------------------------------------------------------------------------
-def embedding_forward(weight, idx):
-    """Rows of `weight` (num, C) for host ids `idx` -> idx.shape + (C,) on the GPU."""
-    w = _device(weight, "weight")
-    if w.ndim != 2:
-        raise ValueError(f"weight must have shape (num_embeddings, C), got {w.shape}")
-    ids = as_index_array(idx, "idx")
-    flat = ids.reshape(-1)
-    bad = (flat < 0) | (flat >= w.shape[0])
-    if bad.any():
-        pos = int(np.argmax(bad))
-        raise ValueError(
-            f"idx value {int(flat[pos])} out of range for {w.shape[0]} embeddings "
-            f"(flat position {pos})"
-        )
+# -- the launchers: arrays already checked by the public functions of fast/layers.py -----------
+def gather_rows(w: DeviceArray, flat: np.ndarray, shape: tuple) -> DeviceArray:
+    """w[ids] for host ids `flat` (checked in range): shape + (C,)."""
     N, C = flat.size, w.shape[1]
-    out = empty(ids.shape + (C,), w.dtype)
+    out = empty(tuple(shape) + (C,), w.dtype)
     _launch(gather_rows_kernel, N * C, w.flat(), to_device(flat).flat(), N, C, out.flat())
-    return out, (flat, ids.shape, w.shape)
+    return out
 
 
-def embedding_backward(dout, cache):
-    """dL/dweight: each row's gradient added into the row it was read from (no atomics)."""
-    flat, lead, (num, C) = cache
-    d = _check_dout(dout, lead + (C,), None)
+def scatter_add_rows(d: DeviceArray, flat: np.ndarray, num: int) -> DeviceArray:
+    """dweight (num, C) with row flat[n] += d[n] for every n, without atomics: the host sorts
+    the positions by id (stably), and one thread per (id, channel) adds that id's rows in token
+    order."""
+    C = d.shape[1]
     dweight = zeros((num, C), d.dtype)
     if flat.size:
         order = np.argsort(flat, kind="stable")  # positions grouped by id, token order kept
@@ -259,92 +238,22 @@ def embedding_backward(dout, cache):
     return dweight
 
 
-def position_embedding_forward(weight, B: int, T: int, start: int = 0):
-    from ..layers import position_ids
-
-    n_positions = len(weight)
-    if start < 0 or start + T > n_positions:
-        raise ValueError(
-            f"positions {start}..{start + T - 1} need {start + T} rows but the position table "
-            f"has n_positions={n_positions} (sequence length T={T})"
-        )
-    return embedding_forward(weight, position_ids(B, T, start))
-
-
-def position_embedding_backward(dout, cache):
-    return embedding_backward(dout, cache)
-
-
-# -- linear ----------------------------------------------------------------------------------------
-def linear_forward(x, weight, bias=None, weight_layout: str = "out_in"):
-    """y = x W^T + b on the last axis: one gemm (W^T is a view) and one broadcast add."""
-    if weight_layout not in WEIGHT_LAYOUTS:
-        raise ValueError(f"weight_layout must be one of {WEIGHT_LAYOUTS}, got {weight_layout!r}")
-    w = _device(weight, "weight")
-    if w.ndim != 2:
-        raise ValueError(f"weight must be a matrix, got shape {w.shape}")
-    W = w if weight_layout == "out_in" else w.T  # (C_out, C_in), a view
-    C_out, C_in = W.shape
-    xa = _device(x, "x", w.dtype)
-    if xa.ndim == 0 or xa.shape[-1] != C_in:
-        raise ValueError(f"x must have shape (..., {C_in}), got {xa.shape}")
-    x2 = xa.reshape(-1, C_in)
-    y = gemm(x2, W.T, empty((x2.shape[0], C_out), w.dtype))
-    if bias is not None:
-        b = _device(bias, "bias", w.dtype)
-        if b.shape != (C_out,):
-            raise ValueError(f"bias must have shape ({C_out},), got {b.shape}")
-        y += b
-    return y.reshape(xa.shape[:-1] + (C_out,)), (
-        x2,
-        xa.shape[:-1],
-        W,
-        bias is not None,
-        weight_layout,
-    )
-
-
-def linear_backward(dout, cache):
-    """(dx, dweight, dbias): dx = dout W, dW = dout^T x (in the stored layout), db = col sums."""
-    x2, lead, W, has_bias, weight_layout = cache
-    C_out, C_in = W.shape
-    d = _check_dout(dout, lead + (C_out,), W.dtype).reshape(-1, C_out)
-    dx = (d @ W).reshape(lead + (C_in,))
-    dweight = d.T @ x2 if weight_layout == "out_in" else x2.T @ d
-    dbias = d.sum(axis=0) if has_bias else None
-    return dx, dweight, dbias
-
-
-# -- layer norm ------------------------------------------------------------------------------------
-def layer_norm_forward(x, weight, bias, eps: float = 1e-5):
-    w = _device(weight, "weight")
-    if w.ndim != 1:
-        raise ValueError(f"weight must have shape (C,), got {w.shape}")
-    C = w.shape[0]
-    b = _device(bias, "bias", w.dtype)
-    if b.shape != (C,):
-        raise ValueError(f"bias must have shape ({C},), got {b.shape}")
-    if not eps >= 0.0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
-    xa = _device(x, "x", w.dtype)
-    if xa.ndim == 0 or xa.shape[-1] != C:
-        raise ValueError(f"x must have shape (..., {C}), got {xa.shape}")
-    x2 = xa.reshape(-1, C)
-    N = x2.shape[0]
+def layer_norm_rows(x2: DeviceArray, w: DeviceArray, b: DeviceArray, eps: float):
+    """(out, mean, rstd) for the rows of x2 (N, C): one block per row."""
+    N, C = x2.shape
     out = empty_like(x2)
     mean, rstd = empty((N,), np.float64), empty((N,), np.float64)
     if N and C:
         layer_norm_forward_kernel[N, ROW_THREADS](
-            x2.flat(), w.flat(), b.flat(), float(eps), C,
-            out.flat(), mean.flat(), rstd.flat(),
-        )  # fmt: skip
-    return out.reshape(xa.shape), (x2, xa.shape[:-1], w, mean, rstd)
+            x2.flat(), w.flat(), b.flat(), eps, C, out.flat(), mean.flat(), rstd.flat()
+        )
+    return out, mean, rstd
 
 
-def layer_norm_backward(dout, cache):
-    x2, lead, w, mean, rstd = cache
+def layer_norm_rows_backward(d, x2, w, mean, rstd):
+    """(dx, dweight, dbias): dx one block per row; the parameter gradients in two fixed-order
+    stages over row chunks (as DeviceArray.sum)."""
     N, C = x2.shape
-    d = _check_dout(dout, lead + (C,), w.dtype).reshape(-1, C)
     dx = empty_like(x2)
     dweight, dbias = empty((C,), w.dtype), empty((C,), w.dtype)
     if N and C:
@@ -352,7 +261,7 @@ def layer_norm_backward(dout, cache):
         layer_norm_backward_dx_kernel[N, ROW_THREADS](
             db, xb, w.flat(), mean.flat(), rstd.flat(), C, dx.flat()
         )
-        chunk, chunks = column_chunks(N)  # two stages, as DeviceArray.sum (no atomics)
+        chunk, chunks = column_chunks(N)
         parts = [empty((chunks * C,), np.float64) for _ in range(2)]
         threads = ELEMENTWISE_THREADS
         layer_norm_backward_params_kernel[(-(-C // threads), chunks), threads](
@@ -360,14 +269,13 @@ def layer_norm_backward(dout, cache):
         )
         for part, out in zip(parts, (dweight, dbias)):
             _launch(sum_chunks_kernel, C, part.flat(), chunks, C, out.flat())
-    return dx.reshape(lead + (C,)), dweight, dbias
+    return dx, dweight, dbias
 
 
-# -- activations -----------------------------------------------------------------------------------
 def elementwise(kind: int, x: DeviceArray, derivative: bool = False) -> DeviceArray:
     """f(x), or f'(x) when `derivative`, for the activation numbered `kind` (the numbering of
     fast/cpu/elementwise.py, whose scalar formulas the kernels call)."""
-    x = _device(x, "net")
+    x = device_floats(x, "net")
     out = empty_like(x)
     kernel = derivative_kernel if derivative else activation_kernel
     _launch(kernel, x.size, kind, x.flat(), out.flat())
@@ -382,72 +290,11 @@ def times_derivative(kind: int, dout: DeviceArray, x: DeviceArray) -> DeviceArra
     return dx
 
 
-def activation_forward(x, activation: str = "gelu"):
-    from ..activations import activation_kind
-
-    xa = _device(x, "x")
-    return elementwise(activation_kind(activation), xa), (xa, activation, None)
-
-
-def activation_backward(dout, cache):
-    from ..activations import activation_kind
-
-    xa, activation, _ = cache
-    d = _check_dout(dout, xa.shape, xa.dtype)
-    return times_derivative(activation_kind(activation), d, xa)
-
-
-# -- dropout ---------------------------------------------------------------------------------------
-def dropout_forward(x, p: float, seed: int = 0, stream: int = 0):
-    p = check_dropout_p(p)
-    for name, v in (("seed", seed), ("stream", stream)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < 2**64:
-            raise ValueError(f"{name} must be an int in [0, 2**64), got {v!r}")
-    xa = _device(x, "x")
-    if p == 0.0:
-        return xa.copy(), (None, xa.shape)
+def dropout(xa: DeviceArray, p: float, seed: int, stream: int):
+    """(out, mult): the keep multipliers from Philox words 0 .. n-1 of (seed, stream)."""
     out, mult = empty_like(xa), empty((xa.size,), xa.dtype)
     _launch(
         dropout_kernel, xa.size, xa.flat(), float(p),
         np.uint64(seed), np.uint64(stream), out.flat(), mult.flat(),
     )  # fmt: skip
-    return out, (mult, xa.shape)
-
-
-def dropout_backward(dout, cache):
-    mult, shape = cache
-    d = _check_dout(dout, shape, None)
-    return d.copy() if mult is None else d * mult.reshape(shape)
-
-
-# -- residual and loss -----------------------------------------------------------------------------
-def residual_forward(x, y):
-    xa, ya = _device(x, "x"), _device(y, "y")
-    if xa.shape != ya.shape:
-        raise ValueError(f"y must have the shape of x {xa.shape}, got {ya.shape}")
-    return xa + ya, (xa.shape,)
-
-
-def residual_backward(dout, cache):
-    (shape,) = cache
-    d = _check_dout(dout, shape, None)
-    return d.copy(), d.copy()
-
-
-def cross_entropy_forward(logits, targets, ignore_index: int | None = -100):
-    """Mean softmax cross-entropy over (B, T, V) logits on the GPU; the loss comes back a float."""
-    from .losses import softmax_cross_entropy
-
-    z = _device(logits, "logits")
-    if z.ndim != 3:
-        raise ValueError(f"logits must have shape (B, T, V), got {z.shape}")
-    t = as_index_array(targets, "targets")
-    if t.shape != z.shape[:2]:
-        raise ValueError(f"targets must have shape {z.shape[:2]}, got {t.shape}")
-    loss, dlogits = softmax_cross_entropy(z.reshape(-1, z.shape[2]), t.reshape(-1), ignore_index)
-    return loss, (dlogits, z.shape)
-
-
-def cross_entropy_backward(dloss: float, cache):
-    dlogits, shape = cache
-    return (dlogits * float(dloss)).reshape(shape)
+    return out, mult
