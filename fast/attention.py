@@ -31,7 +31,7 @@ from reference.layers import check_dropout_p
 from reference.rng import _check as _check_u64
 
 from .cpu import attention as kernels
-from .device import cuda_twin
+from .device import concatenate, cuda_ops, device_of, empty, is_device_array
 from .validate import as_float_array
 
 __all__ = [
@@ -48,8 +48,23 @@ __all__ = [
 _NO_PADDING = np.zeros((1, 1), dtype=np.bool_)  # a stand-in when there is no key_padding_mask
 
 
+def _gpu():
+    """The GPU half (`fast/cuda/attention.py`): kernels, head views, forward and backward."""
+    return cuda_ops("attention")
+
+
+def _float_array(x, name: str, dtype=None, like=None):
+    """x as a float array on the device of `like` (or of x); see `_float_arrays`."""
+    if is_device_array(x) or is_device_array(like):
+        return _gpu().device_float(x, name, dtype)
+    return as_float_array(x, name, dtype)
+
+
 def _float_arrays(named: dict) -> list[np.ndarray]:
-    """The arrays as one float dtype: float32 if all are float32, else float64."""
+    """The arrays as one float dtype: float32 if all are float32, else float64. On the GPU when
+    any of them is a DeviceArray (then all must be: no silent copies)."""
+    if any(is_device_array(x) for x in named.values()):
+        return _gpu().device_floats(named)
     arrays = [as_float_array(x, name) for name, x in named.items()]
     dtype = np.result_type(*arrays)
     return [a.astype(dtype, copy=False) for a in arrays]
@@ -65,59 +80,59 @@ def _check_n_head(n_head, C: int) -> int:
 
 def _heads(x: np.ndarray, n_head: int) -> np.ndarray:
     """(B, T, C) -> (B, H, T, hs) as a view (no copy): BLAS reads each head with stride C."""
+    if is_device_array(x):
+        return _gpu().heads(x, n_head)
     B, T, C = x.shape
     return x.reshape(B, T, n_head, C // n_head).transpose(0, 2, 1, 3)
 
 
 def _merged(x: np.ndarray) -> np.ndarray:
     """(B, H, T, hs) -> a fresh C-contiguous (B, T, C)."""
+    if is_device_array(x):
+        return _gpu().merged(x)
     B, H, T, hs = x.shape
     return np.ascontiguousarray(x.transpose(0, 2, 1, 3)).reshape(B, T, H * hs)
 
 
-@cuda_twin("attention")
 def split_heads(x, n_head: int) -> np.ndarray:
     """(B, T, C) -> (B, H, T, hs): head h takes channels h*hs .. (h+1)*hs - 1 of each position.
 
     A view of `x` when `x` is already an array of a float dtype (copy it before writing into it).
     Its backward is `merge_heads` (and vice versa).
     """
-    x = as_float_array(x, "x")
+    x = _float_array(x, "x")
     if x.ndim != 3:
         raise ValueError(f"x must have shape (B, T, C), got {x.shape}")
     return _heads(x, _check_n_head(n_head, x.shape[2]))
 
 
-@cuda_twin("attention")
 def merge_heads(x) -> np.ndarray:
     """(B, H, T, hs) -> (B, T, C): the heads' outputs side by side again, C = H * hs (a copy)."""
-    x = as_float_array(x, "x")
+    x = _float_array(x, "x")
     if x.ndim != 4:
         raise ValueError(f"x must have shape (B, H, T, hs), got {x.shape}")
     return _merged(x)
 
 
-@cuda_twin("attention")
 def split_qkv(qkv) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(B, T, 3C) -> three (B, T, C) views: GPT-2's c_attn output in q, k, v order.
 
     Its backward is `concat_qkv`.
     """
-    qkv = as_float_array(qkv, "qkv")
+    qkv = _float_array(qkv, "qkv")
     if qkv.ndim != 3 or qkv.shape[2] % 3 != 0:
         raise ValueError(f"qkv must have shape (B, T, 3C), got {qkv.shape}")
     C = qkv.shape[2] // 3
     return qkv[:, :, :C], qkv[:, :, C : 2 * C], qkv[:, :, 2 * C :]
 
 
-@cuda_twin("attention")
 def concat_qkv(q, k, v) -> np.ndarray:
     """Three (B, T, C) -> (B, T, 3C), the inverse of `split_qkv` (so also its backward)."""
     q, k, v = _float_arrays({"q": q, "k": k, "v": v})
     for name, t in (("k", k), ("v", v)):
         if t.shape != q.shape:
             raise ValueError(f"{name} must have shape {q.shape}, got {t.shape}")
-    return np.concatenate([q, k, v], axis=-1)
+    return concatenate([q, k, v], axis=-1)
 
 
 def _padding(key_padding_mask, B: int, Tk: int) -> np.ndarray | None:
@@ -177,6 +192,8 @@ def _key_blocks(Tq: int, Tk: int, causal: bool) -> list[tuple[int, int, int]]:
 def _forward(q, k, v, causal, padding, dropout_p, seed, stream, out):
     """The computation on validated arrays: q (B, H, Tq, hs), k and v (B, H, Tk, hs), any
     strides; writes `out` (B, H, Tq, hs) (any strides BLAS takes, e.g. a view of (B, Tq, C))."""
+    if is_device_array(q):
+        return _gpu().forward(q, k, v, causal, padding, dropout_p, seed, stream, out)
     B, H, Tq, hs = q.shape
     Tk = k.shape[2]
     dtype = q.dtype.type
@@ -208,6 +225,8 @@ def _forward(q, k, v, causal, padding, dropout_p, seed, stream, out):
 
 def _backward(dout, cache, dq, dk, dv):
     """dout (B, H, Tq, hs), any strides -> writes dq, dk, dv (shaped as the cached q, k, v)."""
+    if is_device_array(dout):
+        return _gpu().backward(dout, cache, dq, dk, dv)
     q, k, v, weights, dropped, scale, causal = cache
     B, H, Tq, Tk = weights.shape
     wd = weights if dropped is None else dropped
@@ -233,7 +252,6 @@ def _backward(dout, cache, dq, dk, dv):
     return dq, dk, dv
 
 
-@cuda_twin("attention")
 def attention_forward(
     q,
     k,
@@ -266,11 +284,10 @@ def attention_forward(
     dropout_p = check_dropout_p(dropout_p, "dropout_p")
     if dropout_p > 0.0:
         _check_seed_stream(seed, stream)
-    out = np.empty(q.shape, dtype=q.dtype)  # (B, H, Tq, hs)
+    out = empty(q.shape, q.dtype, device_of(q))  # (B, H, Tq, hs)
     return _forward(q, k, v, causal, padding, dropout_p, seed, stream, out)
 
 
-@cuda_twin("attention")
 def attention_backward(dout, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(dq, dk, dv) for `attention_forward`, by the chain rule backwards through each step:
 
@@ -279,15 +296,16 @@ def attention_backward(dout, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.n
     s = scale q k^T        -> dq = scale ds k,   dk = scale ds^T q
     """
     q = cache[0]
-    dout = as_float_array(dout, "dout", dtype=q.dtype)
+    dout = _float_array(dout, "dout", q.dtype, like=q)
     if dout.shape != q.shape:
         raise ValueError(f"dout must have shape {q.shape}, got {dout.shape}")
     k = cache[1]
-    dq, dk, dv = np.empty_like(q), np.empty(k.shape, k.dtype), np.empty(k.shape, k.dtype)
+    on = device_of(q)
+    dq = empty(q.shape, q.dtype, on)
+    dk, dv = empty(k.shape, k.dtype, on), empty(k.shape, k.dtype, on)
     return _backward(dout, cache, dq, dk, dv)
 
 
-@cuda_twin("attention")
 def multi_head_attention_forward(
     q,
     k,
@@ -322,22 +340,22 @@ def multi_head_attention_forward(
     if dropout_p > 0.0:
         _check_seed_stream(seed, stream)
     qh, kh, vh = _heads(q, n_head), _heads(k, n_head), _heads(v, n_head)  # (B, H, T, hs) views
-    out = np.empty(q.shape, dtype=q.dtype)  # (B, Tq, C), written head by head through a view
+    out = empty(q.shape, q.dtype, device_of(q))  # (B, Tq, C), written head by head, a view
     _, cache = _forward(qh, kh, vh, causal, padding, dropout_p, seed, stream, _heads(out, n_head))
     return out, cache
 
 
-@cuda_twin("attention")
 def multi_head_attention_backward(dout, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(dq, dk, dv), each (B, T, C): split dout into heads, attention backward, merge back."""
     q = cache[0]
     B, H, Tq, hs = q.shape
-    dout = as_float_array(dout, "dout", dtype=q.dtype)
+    dout = _float_array(dout, "dout", q.dtype, like=q)
     if dout.shape != (B, Tq, H * hs):
         raise ValueError(f"dout must have shape {(B, Tq, H * hs)}, got {dout.shape}")
     Tk = cache[1].shape[2]
-    dq = np.empty((B, Tq, H * hs), dtype=q.dtype)
-    dk = np.empty((B, Tk, H * hs), dtype=q.dtype)
-    dv = np.empty((B, Tk, H * hs), dtype=q.dtype)
+    on = device_of(q)
+    dq = empty((B, Tq, H * hs), q.dtype, on)
+    dk = empty((B, Tk, H * hs), q.dtype, on)
+    dv = empty((B, Tk, H * hs), q.dtype, on)
     _backward(_heads(dout, H), cache, _heads(dq, H), _heads(dk, H), _heads(dv, H))
     return dq, dk, dv

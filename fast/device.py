@@ -15,7 +15,6 @@ GPU (see conftest.py).
 
 from __future__ import annotations
 
-import functools
 import importlib
 
 import numpy as np
@@ -60,39 +59,6 @@ def to_host(x):
 def cuda_ops(module: str):
     """The CUDA twin module `fast.cuda.<module>`, imported on first use."""
     return importlib.import_module(f"fast.cuda.{module}")
-
-
-def _holds_device_array(args) -> bool:
-    """True when an argument is a DeviceArray, or a cache tuple that starts with one."""
-    for a in args:
-        if is_device_array(a):
-            return True
-        if isinstance(a, tuple) and a and is_device_array(a[0]):
-            return True
-    return False
-
-
-def cuda_twin(module: str):
-    """Decorator: when an argument is on the GPU, call the function of the same name in
-    `fast.cuda.<module>` instead (the CUDA twin, same signature and semantics).
-
-    The public functions of `fast/layers.py`, `fast/attention.py` and `fast/losses.py` carry it,
-    so models and user code call one name whatever the device.
-    """
-
-    def wrap(fn):
-        name = fn.__name__
-
-        @functools.wraps(fn)
-        def dispatch(*args, **kwargs):
-            if _holds_device_array(args) or _holds_device_array(kwargs.values()):
-                twin = getattr(cuda_ops(module), name)
-                return twin(*args, **kwargs)
-            return fn(*args, **kwargs)
-
-        return dispatch
-
-    return wrap
 
 
 def empty(shape, dtype, device: str = "cpu"):

@@ -9,43 +9,62 @@ from __future__ import annotations
 import numpy as np
 
 from .cpu import losses as k
-from .device import cuda_twin
+from .device import cuda_ops, is_device_array, to_device
 from .validate import as_float_array, as_index_array
 
 
+def _gpu():
+    """The GPU kernels' launchers (`fast/cuda/losses.py`), imported on first use."""
+    return cuda_ops("losses")
+
+
+def _floats(x, name: str):
+    """x as a float array: a DeviceArray (float32/float64) stays on the GPU, anything else is
+    checked as numpy input."""
+    if is_device_array(x):
+        return _gpu().device_input(x, name)
+    return as_float_array(x, name)
+
+
 def _rows(x, name):
-    a = as_float_array(x, name)
+    a = _floats(x, name)
     if a.ndim == 0:
         raise ValueError(f"{name} must have at least one axis, got a scalar")
     if a.shape[-1] == 0:
         raise ValueError(f"{name} must have a non-empty last axis, got shape {a.shape}")
+    if is_device_array(a):
+        return a.reshape(-1, a.shape[-1]), a.shape
     return np.ascontiguousarray(a.reshape(-1, a.shape[-1])), a.shape
 
 
-@cuda_twin("losses")
 def softmax(row):
     """exp(z - max) / sum, along the last axis (numpy's SIMD exp)."""
     x, shape = _rows(row, "row")
+    if is_device_array(x):
+        return _gpu().softmax_rows(x, log=False).reshape(shape)
     e = x - x.max(axis=1, keepdims=True)
     np.exp(e, out=e)
     e /= e.sum(axis=1, keepdims=True)
     return e.reshape(shape)
 
 
-@cuda_twin("losses")
 def log_softmax(row):
     """z - logsumexp(z), along the last axis."""
     x, shape = _rows(row, "row")
+    if is_device_array(x):
+        return _gpu().softmax_rows(x, log=True).reshape(shape)
     m = x.max(axis=1, keepdims=True)
     lse = m + np.log(np.exp(x - m).sum(axis=1, keepdims=True))
     return (x - lse).reshape(shape)
 
 
-@cuda_twin("losses")
 def mse_loss(outputs, targets):
     """Mean squared error over every element: (loss, dE/dy = 2 (y - t) / N)."""
-    y = as_float_array(outputs, "outputs")
-    t = np.asarray(targets, dtype=y.dtype)
+    y = _floats(outputs, "outputs")
+    if is_device_array(targets):  # targets already on the GPU
+        t = targets if targets.dtype == y.dtype else targets.astype(y.dtype)
+    else:
+        t = np.asarray(targets, dtype=y.dtype)
     if y.ndim != 2:
         raise ValueError(f"outputs must have shape (B, K), got {y.shape}")
     if t.shape[0] != y.shape[0]:
@@ -54,19 +73,20 @@ def mse_loss(outputs, targets):
         raise ValueError(f"targets must have shape {y.shape}, got {t.shape}")
     if y.size == 0:
         raise ValueError("mse_loss needs at least one element")
+    if is_device_array(y) or is_device_array(t):
+        return _gpu().mse_rows(to_device(y, "cuda"), to_device(t, "cuda"))
     diff = y - t
     n = y.size
     loss = k.ordered_sum(np.ascontiguousarray(diff * diff).reshape(-1)) / n
     return float(loss), 2.0 * diff / n
 
 
-@cuda_twin("losses")
 def softmax_cross_entropy(logits, targets, ignore_index: int | None = None):
     """Fused softmax + cross-entropy over rows: (mean loss, dE/dlogits (N, V)).
 
     Rows whose target equals `ignore_index` count for nothing; all ignored gives (0.0, zeros).
     """
-    x = as_float_array(logits, "logits")
+    x = _floats(logits, "logits")
     if x.ndim != 2:
         raise ValueError(f"logits must have shape (N, V), got {x.shape}")
     N, V = x.shape
@@ -80,6 +100,8 @@ def softmax_cross_entropy(logits, targets, ignore_index: int | None = None):
         i = int(np.argmax(bad))
         raise ValueError(f"targets[{i}] = {int(t[i])} out of range for {V} classes")
     count = int(counted.sum())
+    if is_device_array(x):
+        return _gpu().cross_entropy_rows(x, t, counted, count)
     # Vectorized over the whole (N, V) block: exp is the costly part, and numpy's SIMD exp is
     # several times faster than a scalar call per element in a Numba loop. Sums are numpy's
     # (pairwise, single-threaded), so the result does not depend on the thread count.

@@ -167,6 +167,16 @@ class DeviceArray:
             _contiguous_strides(self.shape) if strides is None else tuple(int(s) for s in strides)
         )
         self.offset = int(offset)
+        if len(self.strides) != len(self.shape):
+            raise ValueError(f"strides {self.strides} do not match shape {self.shape}")
+        if self.size:  # every element inside the buffer: kernels do no bounds checks
+            lo = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.strides) if s < 0)
+            hi = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.strides) if s > 0)
+            if lo < 0 or hi >= len(buffer):
+                raise ValueError(
+                    f"a view of shape {self.shape}, strides {self.strides} and offset "
+                    f"{self.offset} reaches outside its buffer of {len(buffer)} elements"
+                )
 
     # -- what it is
     @property

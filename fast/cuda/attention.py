@@ -1,8 +1,10 @@
-"""Scaled dot-product attention and its multi-head form on the GPU: `fast/attention.py`'s twin.
+"""Scaled dot-product attention on the GPU: the kernels and the GPU half of `fast/attention.py`.
 
-Same names, arguments, semantics and errors as `fast.attention`, on `DeviceArray`s (q, k, v and
-dout; numpy arrays are refused, copy them over with `to_device`); `key_padding_mask` comes from
-the host and is checked there (`fast.attention._padding`), then copied over as uint8.
+The public functions (`multi_head_attention_forward` and the rest: their checks, caches and
+errors) are `fast/attention.py`'s, one definition for both devices; on DeviceArrays they call
+`forward` / `backward` and the head views here. A numpy operand beside DeviceArrays is refused
+(copy it over with `to_device`); `key_padding_mask` comes from the host, is checked there
+(`fast.attention._padding`), then copied over as uint8.
 
 How: the six products (q k^T and w v forward; dout v^T, ds k, ds^T q and wd^T dout backward)
 are `gemm` calls on strided (B, H, T, hs) head views, so heads are never copied out of
@@ -42,25 +44,11 @@ import math
 import numpy as np
 from numba import cuda, float64, types
 
-from reference.layers import check_dropout_p
-
-from ..attention import _check_n_head, _check_seed_stream, _padding
 from ..cpu.rng import MASK32, SHIFT, philox_word
 from .array import DeviceArray, empty, to_device
 from .gemm import gemm
 from .launch import ROW_THREADS
 from .reduce import block_max, block_sum
-
-__all__ = [
-    "split_heads",
-    "merge_heads",
-    "split_qkv",
-    "concat_qkv",
-    "attention_forward",
-    "attention_backward",
-    "multi_head_attention_forward",
-    "multi_head_attention_backward",
-]
 
 
 # -- the kernels: one block of ROW_THREADS threads per score row ----------------------------------
@@ -174,7 +162,7 @@ PTX_KERNELS = _signatures()
 
 
 # -- checks and views ------------------------------------------------------------------------------
-def _device_float(x, name: str, dtype=None) -> DeviceArray:
+def device_float(x, name: str, dtype=None) -> DeviceArray:
     """x as a float DeviceArray (bools and ints become float64, as `as_float_array` does)."""
     if not isinstance(x, DeviceArray):
         raise TypeError(
@@ -188,14 +176,14 @@ def _device_float(x, name: str, dtype=None) -> DeviceArray:
     return x if dtype is None or x.dtype == np.dtype(dtype) else x.astype(dtype)
 
 
-def _device_floats(named: dict) -> list[DeviceArray]:
+def device_floats(named: dict) -> list[DeviceArray]:
     """The arrays as one float dtype: float32 if all are float32, else float64."""
-    arrays = [_device_float(x, name) for name, x in named.items()]
+    arrays = [device_float(x, name) for name, x in named.items()]
     dtype = np.result_type(*(a.dtype for a in arrays))
     return [a if a.dtype == dtype else a.astype(dtype) for a in arrays]
 
 
-def _heads(x: DeviceArray, n_head: int) -> DeviceArray:
+def heads(x: DeviceArray, n_head: int) -> DeviceArray:
     """(B, T, C) -> (B, H, T, hs), a view of any strided x (head h starts h*hs channels in)."""
     B, T, C = x.shape
     s0, s1, s2 = x.strides
@@ -203,12 +191,12 @@ def _heads(x: DeviceArray, n_head: int) -> DeviceArray:
     return DeviceArray(x.buffer, (B, n_head, T, hs), (s0, hs * s2, s1, s2), x.offset)
 
 
-def _merged(x: DeviceArray) -> DeviceArray:
+def merged(x: DeviceArray) -> DeviceArray:
     """(B, H, T, hs) -> a fresh contiguous (B, T, C)."""
     B, H, T, hs = x.shape
     out = empty((B, T, H * hs), x.dtype)
     if out.size:
-        _heads(out, H)[...] = x
+        heads(out, H)[...] = x
     return out
 
 
@@ -220,57 +208,10 @@ def _product(a: DeviceArray, b: DeviceArray, out: DeviceArray) -> None:
         gemm(a, b, out)
 
 
-# -- the public functions --------------------------------------------------------------------------
-def split_heads(x, n_head: int) -> DeviceArray:
-    """(B, T, C) -> (B, H, T, hs): head h takes channels h*hs .. (h+1)*hs - 1 of each position.
-
-    A view of `x` when `x` is a float DeviceArray. Its backward is `merge_heads`.
-    """
-    x = _device_float(x, "x")
-    if x.ndim != 3:
-        raise ValueError(f"x must have shape (B, T, C), got {x.shape}")
-    return _heads(x, _check_n_head(n_head, x.shape[2]))
-
-
-def merge_heads(x) -> DeviceArray:
-    """(B, H, T, hs) -> (B, T, C): the heads' outputs side by side again, C = H * hs (a copy)."""
-    x = _device_float(x, "x")
-    if x.ndim != 4:
-        raise ValueError(f"x must have shape (B, H, T, hs), got {x.shape}")
-    return _merged(x)
-
-
-def split_qkv(qkv) -> tuple[DeviceArray, DeviceArray, DeviceArray]:
-    """(B, T, 3C) -> three (B, T, C) views: GPT-2's c_attn output in q, k, v order.
-
-    Its backward is `concat_qkv`.
-    """
-    qkv = _device_float(qkv, "qkv")
-    if qkv.ndim != 3 or qkv.shape[2] % 3 != 0:
-        raise ValueError(f"qkv must have shape (B, T, 3C), got {qkv.shape}")
-    C = qkv.shape[2] // 3
-    return qkv[:, :, :C], qkv[:, :, C : 2 * C], qkv[:, :, 2 * C :]
-
-
-def concat_qkv(q, k, v) -> DeviceArray:
-    """Three (..., C) -> (..., 3C), the inverse of `split_qkv` (so also its backward)."""
-    q, k, v = _device_floats({"q": q, "k": k, "v": v})
-    for name, t in (("k", k), ("v", v)):
-        if t.shape != q.shape:
-            raise ValueError(f"{name} must have shape {q.shape}, got {t.shape}")
-    if not 1 <= q.ndim <= 4:
-        raise ValueError(f"q must have 1 to 4 axes, got shape {q.shape}")
-    C = q.shape[-1]
-    out = empty(q.shape[:-1] + (3 * C,), q.dtype)
-    out[..., :C] = q
-    out[..., C : 2 * C] = k
-    out[..., 2 * C :] = v
-    return out
-
-
-def _forward(q, k, v, causal, padding, dropout_p, seed, stream, out):
-    """The computation on validated arrays: q (B, H, Tq, hs), k and v (B, H, Tk, hs), any
-    strides; writes `out` (B, H, Tq, hs) (any strides, e.g. a view of (B, Tq, C))."""
+# -- forward and backward on checked arrays (called by fast/attention.py) -------------------------
+def forward(q, k, v, causal, padding, dropout_p, seed, stream, out):
+    """q (B, H, Tq, hs), k and v (B, H, Tk, hs), any strides; writes `out` (B, H, Tq, hs) (any
+    strides, e.g. a view of (B, Tq, C)); returns (out, cache) as the CPU's `_forward` does."""
     B, H, Tq, hs = q.shape
     Tk = k.shape[2]
     scale = 1.0 / math.sqrt(hs)
@@ -279,7 +220,7 @@ def _forward(q, k, v, causal, padding, dropout_p, seed, stream, out):
     dropped = empty(weights.shape, q.dtype) if dropout_p > 0.0 else weights
     if weights.size:
         gemm(q, k.swapaxes(-1, -2), weights)
-        mask = to_device(np.zeros(1, np.uint8) if padding is None else padding.astype(np.uint8))
+        mask = _no_padding() if padding is None else to_device(padding.astype(np.uint8))
         # (seed and stream are checked, and used, only when dropout is on)
         seed, stream = (seed, stream) if dropout_p > 0.0 else (0, 0)
         seed, stream = np.uint64(seed), np.uint64(stream)
@@ -293,7 +234,7 @@ def _forward(q, k, v, causal, padding, dropout_p, seed, stream, out):
     return out, (q, k, v, weights, dropped if dropout_p > 0.0 else None, scale, causal)
 
 
-def _backward(dout, cache, dq, dk, dv):
+def backward(dout, cache, dq, dk, dv):
     """dout (B, H, Tq, hs), any strides -> writes dq, dk, dv (shaped as the cached q, k, v)."""
     q, k, v, weights, dropped, scale, causal = cache
     B, H, Tq, Tk = weights.shape
@@ -310,99 +251,11 @@ def _backward(dout, cache, dq, dk, dv):
     return dq, dk, dv
 
 
-def attention_forward(
-    q,
-    k,
-    v,
-    causal: bool = False,
-    key_padding_mask=None,
-    dropout_p: float = 0.0,
-    seed: int = 0,
-    stream: int = 0,
-) -> tuple[DeviceArray, tuple]:
-    """softmax(q k^T / sqrt(hs) + mask) v per batch and head, with dropout on the weights.
-
-    q (B, H, Tq, hs), k and v (B, H, Tk, hs) -> out (B, H, Tq, hs); cache for the backward.
-    """
-    q, k, v = _device_floats({"q": q, "k": k, "v": v})
-    if q.ndim != 4:
-        raise ValueError(f"q must have shape (B, H, Tq, hs), got {q.shape}")
-    B, H, Tq, hs = q.shape
-    if k.ndim != 4 or k.shape[:2] != (B, H) or k.shape[3] != hs:
-        raise ValueError(f"k must have shape ({B}, {H}, Tk, {hs}) to match q, got {k.shape}")
-    if v.shape != k.shape:
-        raise ValueError(f"v must have shape {k.shape}, got {v.shape}")
-    if hs == 0:
-        raise ValueError(f"q must have a head size hs >= 1, got shape {q.shape}")
-    padding = _padding(key_padding_mask, B, k.shape[2])
-    dropout_p = check_dropout_p(dropout_p, "dropout_p")
-    if dropout_p > 0.0:
-        _check_seed_stream(seed, stream)
-    out = empty(q.shape, q.dtype)
-    return _forward(q, k, v, causal, padding, dropout_p, seed, stream, out)
+_dummy_mask = []
 
 
-def attention_backward(dout, cache: tuple) -> tuple[DeviceArray, DeviceArray, DeviceArray]:
-    """(dq, dk, dv) for `attention_forward` (see `fast.attention.attention_backward`)."""
-    q, k = cache[0], cache[1]
-    dout = _device_float(dout, "dout", dtype=q.dtype)
-    if dout.shape != q.shape:
-        raise ValueError(f"dout must have shape {q.shape}, got {dout.shape}")
-    dq, dk, dv = empty(q.shape, q.dtype), empty(k.shape, k.dtype), empty(k.shape, k.dtype)
-    return _backward(dout, cache, dq, dk, dv)
-
-
-def multi_head_attention_forward(
-    q,
-    k,
-    v,
-    n_head: int,
-    causal: bool = False,
-    key_padding_mask=None,
-    dropout_p: float = 0.0,
-    seed: int = 0,
-    stream: int = 0,
-) -> tuple[DeviceArray, tuple]:
-    """Multi-head attention on projected queries, keys and values: split, attend, merge.
-
-    q (B, Tq, C), k and v (B, Tk, C) -> (B, Tq, C). The heads are strided views, never copied;
-    cache = the `attention_forward` cache.
-    """
-    q, k, v = _device_floats({"q": q, "k": k, "v": v})
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        if t.ndim != 3:
-            raise ValueError(f"{name} must have shape (B, T, C), got {t.shape}")
-    B, Tq, C = q.shape
-    if k.shape[0] != B or k.shape[2] != C or v.shape != k.shape:
-        raise ValueError(
-            f"k and v must have shape ({B}, Tk, {C}) to match q {q.shape}, "
-            f"got k {k.shape} and v {v.shape}"
-        )
-    n_head = _check_n_head(n_head, C)
-    if C == 0:
-        raise ValueError(f"q must have C >= 1 channels, got shape {q.shape}")
-    padding = _padding(key_padding_mask, B, k.shape[1])
-    dropout_p = check_dropout_p(dropout_p, "dropout_p")
-    if dropout_p > 0.0:
-        _check_seed_stream(seed, stream)
-    qh, kh, vh = _heads(q, n_head), _heads(k, n_head), _heads(v, n_head)  # (B, H, T, hs) views
-    out = empty(q.shape, q.dtype)  # (B, Tq, C), written head by head through a view
-    _, cache = _forward(qh, kh, vh, causal, padding, dropout_p, seed, stream, _heads(out, n_head))
-    return out, cache
-
-
-def multi_head_attention_backward(
-    dout, cache: tuple
-) -> tuple[DeviceArray, DeviceArray, DeviceArray]:
-    """(dq, dk, dv), each (B, T, C): split dout into heads, attention backward, merge back."""
-    q = cache[0]
-    B, H, Tq, hs = q.shape
-    dout = _device_float(dout, "dout", dtype=q.dtype)
-    if dout.shape != (B, Tq, H * hs):
-        raise ValueError(f"dout must have shape {(B, Tq, H * hs)}, got {dout.shape}")
-    Tk = cache[1].shape[2]
-    dq = empty((B, Tq, H * hs), q.dtype)
-    dk = empty((B, Tk, H * hs), q.dtype)
-    dv = empty((B, Tk, H * hs), q.dtype)
-    _backward(_heads(dout, H), cache, _heads(dq, H), _heads(dk, H), _heads(dv, H))
-    return dq, dk, dv
+def _no_padding():
+    """A one-byte stand-in mask for calls without padding, uploaded once per process."""
+    if not _dummy_mask:
+        _dummy_mask.append(to_device(np.zeros(1, np.uint8)))
+    return _dummy_mask[0]

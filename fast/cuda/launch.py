@@ -11,7 +11,7 @@ Kernels are compiled once per process, on first launch, and not cached on disk: 
 code depends on constants and helpers from other files (ROW_THREADS here, `reduce.block_reduce`,
 the CPU backend's scalar formulas and Philox), which numba-cuda's disk cache does not track, so
 a stale cache could launch a kernel built for other block sizes. No bounds checks on a GPU make
-that memory corruption, not an error; a few seconds of compilation per process is the price.
+that memory corruption, not an error; compiling on first use in each process is the price.
 (The simulator compiles nothing.) Some launches are deliberately small (one block for the loss's
 final sum, one thread per column for column sums): numba may warn about low occupancy there.
 """

@@ -1,10 +1,11 @@
-"""Loss functions on the GPU: the CUDA twins of `fast/losses.py`, one fused kernel per call.
+"""Loss functions on the GPU: the kernels and launchers behind `fast/losses.py`.
 
-Each loss returns the loss (a Python float, the one number that comes back to the host) and its
-gradient with respect to the network's output (a DeviceArray, where backpropagation starts).
-Targets come from the host: they are checked there exactly as the CPU backend checks them, so
-nothing out of range ever reaches a kernel, then copied over. Logits are read in place through
-their strides (a transposed or sliced view costs no copy).
+The public functions (their checks and errors) are `fast/losses.py`'s, one definition for both
+devices; on DeviceArrays they call the launchers here, one fused kernel per call. Each returns
+the loss (a Python float, the one number that comes back to the host) and its gradient with
+respect to the network's output (a DeviceArray, where backpropagation starts). Targets come from
+the host and are checked there, so nothing out of range ever reaches a kernel. Logits are read
+in place through their strides (a transposed or sliced view costs no copy).
 
 How a row reduction works: one block of ROW_THREADS threads per row (blocks stride over the rows
 when there are more rows than blocks); thread t visits columns t, t + ROW_THREADS, ... and the
@@ -25,7 +26,6 @@ import math
 import numpy as np
 from numba import cuda, float64, types
 
-from ..validate import as_float_array, as_index_array
 from .array import DeviceArray, empty, to_device, zeros
 from .launch import MAX_BLOCKS, ROW_THREADS
 from .reduce import block_max, block_sum
@@ -47,6 +47,21 @@ def _ordered_sum_kernel(x, x_off, x_st, n, out):
         out[0] = s
 
 
+@cuda.jit(device=True, inline=True)
+def row_max_and_sum_exp(sh, x, base, s1, n_cols):
+    """(max, sum of exp(z - max)) of the row z = x[base + c*s1], c < n_cols, in float64, by the
+    whole block (every thread calls it): the two reductions of a stable softmax."""
+    t = cuda.threadIdx.x
+    m = -math.inf
+    for c in range(t, n_cols, ROW_THREADS):
+        m = max(m, float64(x[base + c * s1]))
+    m = block_max(sh, m)
+    s = 0.0
+    for c in range(t, n_cols, ROW_THREADS):
+        s += math.exp(float64(x[base + c * s1]) - m)
+    return m, block_sum(sh, s)
+
+
 @cuda.jit
 def _softmax_kernel(x, x_off, s0, s1, n_rows, n_cols, log, out):
     """out[r] = softmax(x[r]) (or log_softmax when `log`), one block per row; out is contiguous."""
@@ -55,14 +70,7 @@ def _softmax_kernel(x, x_off, s0, s1, n_rows, n_cols, log, out):
     for r in range(cuda.blockIdx.x, n_rows, cuda.gridDim.x):
         base = x_off + r * s0
         o = r * n_cols
-        m = -math.inf
-        for c in range(t, n_cols, ROW_THREADS):
-            m = max(m, float64(x[base + c * s1]))
-        m = block_max(sh, m)
-        s = 0.0
-        for c in range(t, n_cols, ROW_THREADS):
-            s += math.exp(float64(x[base + c * s1]) - m)
-        s = block_sum(sh, s)
+        m, s = row_max_and_sum_exp(sh, x, base, s1, n_cols)
         if log:
             lse = m + math.log(s)
             for c in range(t, n_cols, ROW_THREADS):
@@ -93,14 +101,7 @@ def _cross_entropy_kernel(x, x_off, s0, s1, n_rows, n_cols, targets, count, grad
             if t == 0:
                 row_loss[r] = 0.0
             continue
-        m = -math.inf
-        for c in range(t, n_cols, ROW_THREADS):
-            m = max(m, float64(x[base + c * s1]))
-        m = block_max(sh, m)
-        s = 0.0
-        for c in range(t, n_cols, ROW_THREADS):
-            s += math.exp(float64(x[base + c * s1]) - m)
-        s = block_sum(sh, s)
+        m, s = row_max_and_sum_exp(sh, x, base, s1, n_cols)
         denom = s * count
         for c in range(t, n_cols, ROW_THREADS):
             p = math.exp(float64(x[base + c * s1]) - m) / denom
@@ -151,14 +152,11 @@ def _blocks(rows: int) -> int:
     return max(1, min(MAX_BLOCKS, rows))
 
 
-def _float_input(x, name: str):
-    """x as a float32/float64 array: a DeviceArray as is; anything else checked on the host as the
-    CPU backend checks it (a numpy array, uploaded by `_on_device` once every check passed)."""
-    if isinstance(x, DeviceArray):
-        if x.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{name} must hold float32 or float64 numbers, got dtype {x.dtype}")
-        return x
-    return as_float_array(x, name)
+def device_input(x: DeviceArray, name: str) -> DeviceArray:
+    """A DeviceArray input to a loss: float32 or float64 only, or a clear error."""
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must hold float32 or float64 numbers, got dtype {x.dtype}")
+    return x
 
 
 def _on_device(a) -> DeviceArray:
@@ -185,51 +183,20 @@ def ordered_sum(x: DeviceArray) -> float:
     return float(out.copy_to_host()[0])
 
 
-def _softmax_rows(row, log: bool) -> DeviceArray:
-    a = _float_input(row, "row")
-    if a.ndim == 0:
-        raise ValueError("row must have at least one axis, got a scalar")
-    if a.shape[-1] == 0:
-        raise ValueError(f"row must have a non-empty last axis, got shape {a.shape}")
-    a = _on_device(a)
-    x = a if a.ndim == 2 else a.reshape(-1, a.shape[-1])  # a view when contiguous, else a copy
+# -- the launchers: inputs already checked by the public functions of fast/losses.py ---------
+def softmax_rows(x: DeviceArray, log: bool) -> DeviceArray:
+    """softmax (or log_softmax) of each row of x (R, V), any strides: one block per row."""
     n_rows, n_cols = x.shape
     out = empty((n_rows, n_cols), x.dtype)
     if n_rows:
         _softmax_kernel[_blocks(n_rows), ROW_THREADS](
             *_matrix_view(x), n_rows, n_cols, log, out.buffer
         )
-    return out.reshape(a.shape)
+    return out
 
 
-def softmax(row) -> DeviceArray:
-    """exp(z - max) / sum, along the last axis."""
-    return _softmax_rows(row, False)
-
-
-def log_softmax(row) -> DeviceArray:
-    """z - logsumexp(z), along the last axis."""
-    return _softmax_rows(row, True)
-
-
-def mse_loss(outputs, targets):
-    """Mean squared error over every element: (loss, dE/dy = 2 (y - t) / N).
-
-    `targets` is a host array (checked, then copied over) or a DeviceArray of outputs' shape."""
-    y = _float_input(outputs, "outputs")
-    if isinstance(targets, DeviceArray):
-        t = targets if targets.dtype == y.dtype else targets.astype(y.dtype)
-    else:
-        t = np.asarray(targets, dtype=y.dtype)
-    if y.ndim != 2:
-        raise ValueError(f"outputs must have shape (B, K), got {y.shape}")
-    if t.shape[0] != y.shape[0]:
-        raise ValueError(f"targets must have {y.shape[0]} rows like outputs, got {t.shape[0]}")
-    if t.shape != y.shape:
-        raise ValueError(f"targets must have shape {y.shape}, got {t.shape}")
-    if y.size == 0:
-        raise ValueError("mse_loss needs at least one element")
-    y, t = _on_device(y), _on_device(t)
+def mse_rows(y: DeviceArray, t: DeviceArray):
+    """(mean of (y - t)^2 as a float, 2 (y - t) / n): per-row sums, then one ordered sum."""
     n_rows, n_cols = y.shape
     grad = empty(y.shape, y.dtype)
     row_loss = empty((n_rows,), np.float64)
@@ -239,28 +206,11 @@ def mse_loss(outputs, targets):
     return ordered_sum(row_loss) / y.size, grad
 
 
-def softmax_cross_entropy(logits, targets, ignore_index: int | None = None):
-    """Fused softmax + cross-entropy over rows: (mean loss, dE/dlogits (N, V) on the device).
-
-    Rows whose target equals `ignore_index` count for nothing; all ignored gives (0.0, zeros).
-    """
-    x = _float_input(logits, "logits")
-    if x.ndim != 2:
-        raise ValueError(f"logits must have shape (N, V), got {x.shape}")
+def cross_entropy_rows(x: DeviceArray, t: np.ndarray, counted: np.ndarray, count: int):
+    """(mean loss over the counted rows, dE/dx (N, V)) for host targets t already checked."""
     N, V = x.shape
-    t = as_index_array(targets, "targets")
-    if t.shape != (N,):
-        raise ValueError(f"targets must have {N} entries like logits, got shape {t.shape}")
-    use_ignore = ignore_index is not None
-    counted = t != ignore_index if use_ignore else np.ones(N, dtype=bool)
-    bad = counted & ((t < 0) | (t >= V))
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(f"targets[{i}] = {int(t[i])} out of range for {V} classes")
-    count = int(counted.sum())
     if count == 0:
         return 0.0, zeros((N, V), x.dtype)
-    x = _on_device(x)
     # Checked: every counted target is in [0, V), so -1 is free to mean "ignored" on the device.
     ids = to_device(np.where(counted, t, -1).astype(np.int64))
     grad = empty((N, V), x.dtype)

@@ -107,3 +107,14 @@ def test_column_sums_span_several_row_chunks():
     np.testing.assert_allclose(to_device(x).sum(axis=0).copy_to_host(), x.sum(axis=0))
     np.testing.assert_allclose(to_device(x).T.T.sum(axis=0).copy_to_host(), x.sum(axis=0))
     np.testing.assert_allclose(to_device(x.T.copy()).T.sum(axis=0).copy_to_host(), x.sum(axis=0))
+
+
+def test_a_view_outside_its_buffer_is_refused():
+    from fast.cuda.array import DeviceArray
+
+    buf = to_device(np.zeros(6)).buffer
+    DeviceArray(buf, (2, 3))  # exactly fits
+    with pytest.raises(ValueError, match="reaches outside its buffer of 6 elements"):
+        DeviceArray(buf, (2, 3), offset=1)
+    with pytest.raises(ValueError, match="reaches outside its buffer"):
+        DeviceArray(buf, (3, 3), (3, 1))

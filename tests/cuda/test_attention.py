@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fast.attention as fa
-from fast.cuda import attention as ca
 from fast.cuda.array import DeviceArray, to_device
 
 pytestmark = pytest.mark.cuda
@@ -66,8 +65,8 @@ def _compare_multi_head(B, Tq, Tk, C, H, dtype, data_seed, **kw):
     out, cache = fa.multi_head_attention_forward(q, k, v, H, **kw)
     grads = fa.multi_head_attention_backward(dout, cache)
 
-    d_out, d_cache = ca.multi_head_attention_forward(*map(to_device, (q, k, v)), H, **kw)
-    d_grads = ca.multi_head_attention_backward(to_device(dout), d_cache)
+    d_out, d_cache = fa.multi_head_attention_forward(*map(to_device, (q, k, v)), H, **kw)
+    d_grads = fa.multi_head_attention_backward(to_device(dout), d_cache)
 
     _check(d_out, out, "out")
     _check(d_cache[3], cache[3], "weights")
@@ -122,12 +121,12 @@ def test_multi_head_attention_on_split_qkv_views():
     dout = _rand(rng, (1, 3, 4), np.float64)
     out, cache = fa.multi_head_attention_forward(*fa.split_qkv(qkv), 2, causal=True)
     grads = fa.multi_head_attention_backward(dout, cache)
-    d_q, d_k, d_v = ca.split_qkv(to_device(qkv))
+    d_q, d_k, d_v = fa.split_qkv(to_device(qkv))
     assert d_q.buffer is d_k.buffer is d_v.buffer  # views
-    d_out, d_cache = ca.multi_head_attention_forward(d_q, d_k, d_v, 2, causal=True)
-    d_grads = ca.multi_head_attention_backward(to_device(dout), d_cache)
+    d_out, d_cache = fa.multi_head_attention_forward(d_q, d_k, d_v, 2, causal=True)
+    d_grads = fa.multi_head_attention_backward(to_device(dout), d_cache)
     _check(d_out, out, "out")
-    _check(ca.concat_qkv(*d_grads), fa.concat_qkv(*grads), "dqkv")
+    _check(fa.concat_qkv(*d_grads), fa.concat_qkv(*grads), "dqkv")
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -142,10 +141,10 @@ def test_attention_forward_backward_4d(dtype):
     out, cache = fa.attention_forward(q, k, v, causal=True, key_padding_mask=mask)
     grads = fa.attention_backward(dout, cache)
     d_q = to_device(q_bthd).transpose(0, 2, 1, 3)
-    d_out, d_cache = ca.attention_forward(
+    d_out, d_cache = fa.attention_forward(
         d_q, to_device(k), to_device(v), causal=True, key_padding_mask=mask
     )
-    d_grads = ca.attention_backward(to_device(dout), d_cache)
+    d_grads = fa.attention_backward(to_device(dout), d_cache)
     _check(d_out, out, "out")
     for name, got, want in zip(("dq", "dk", "dv"), d_grads, grads):
         _check(got, want, name)
@@ -157,17 +156,17 @@ def test_attention_dropout_all_mixed_dtypes_and_no_keys():
     k, v = _rand(rng, (1, 1, 2, 1), np.float64), _rand(rng, (1, 1, 2, 1), np.float64)
     # p = 1 drops everything; float32 q with float64 k, v computes in float64, as on the CPU
     out, _ = fa.attention_forward(q, k, v, dropout_p=1.0, seed=3)
-    d_out, _ = ca.attention_forward(*map(to_device, (q, k, v)), dropout_p=1.0, seed=3)
+    d_out, _ = fa.attention_forward(*map(to_device, (q, k, v)), dropout_p=1.0, seed=3)
     _check(d_out, out, "out")
     assert not d_out.copy_to_host().any()
     # no keys at all: zeros out, zero dq, empty dk and dv
     k0 = np.zeros((1, 1, 0, 1))
     out, cache = fa.attention_forward(q.astype(np.float64), k0, k0)
     grads = fa.attention_backward(np.ones((1, 1, 2, 1)), cache)
-    d_out, d_cache = ca.attention_forward(
+    d_out, d_cache = fa.attention_forward(
         to_device(q.astype(np.float64)), *map(to_device, (k0, k0))
     )
-    d_grads = ca.attention_backward(to_device(np.ones((1, 1, 2, 1))), d_cache)
+    d_grads = fa.attention_backward(to_device(np.ones((1, 1, 2, 1))), d_cache)
     _check(d_out, out, "out")
     for name, got, want in zip(("dq", "dk", "dv"), d_grads, grads):
         _check(got, want, name)
@@ -177,18 +176,18 @@ def test_split_concat_and_heads_round_trips():
     rng = np.random.default_rng(4)
     qkv = _rand(rng, (2, 3, 9), np.float64)
     d_qkv = to_device(qkv)
-    parts = ca.split_qkv(d_qkv)
+    parts = fa.split_qkv(d_qkv)
     for got, want in zip(parts, fa.split_qkv(qkv)):
         _check(got, want, "split_qkv")
-    _check(ca.concat_qkv(*parts), qkv, "concat_qkv")
-    heads = ca.split_heads(parts[1], 3)  # a view of a view: (2, 3, 3, 1)
+    _check(fa.concat_qkv(*parts), qkv, "concat_qkv")
+    heads = fa.split_heads(parts[1], 3)  # a view of a view: (2, 3, 3, 1)
     assert heads.buffer is d_qkv.buffer
     _check(heads, fa.split_heads(fa.split_qkv(qkv)[1], 3), "split_heads")
-    _check(ca.merge_heads(heads), fa.split_qkv(qkv)[1], "merge_heads")
-    no_heads = ca.merge_heads(to_device(np.zeros((1, 0, 2, 3))))
+    _check(fa.merge_heads(heads), fa.split_qkv(qkv)[1], "merge_heads")
+    no_heads = fa.merge_heads(to_device(np.zeros((1, 0, 2, 3))))
     _check(no_heads, fa.merge_heads(np.zeros((1, 0, 2, 3))), "merge_heads, H = 0")
     ints = to_device(np.arange(6).reshape(1, 2, 3))  # ints become float64, as on the CPU
-    _check(ca.concat_qkv(ints, ints, ints), fa.concat_qkv(*[np.arange(6).reshape(1, 2, 3)] * 3), "")
+    _check(fa.concat_qkv(ints, ints, ints), fa.concat_qkv(*[np.arange(6).reshape(1, 2, 3)] * 3), "")
 
 
 def _same_error(cpu_call, cuda_call, error=ValueError):
@@ -222,7 +221,7 @@ BAD_ATTENTION = [
 @pytest.mark.parametrize("q, k, v, kw", BAD_ATTENTION)
 def test_attention_forward_bad_input(q, k, v, kw):
     host, dev = _arrays(q, k, v)
-    _same_error(lambda: fa.attention_forward(*host, **kw), lambda: ca.attention_forward(*dev, **kw))
+    _same_error(lambda: fa.attention_forward(*host, **kw), lambda: fa.attention_forward(*dev, **kw))
 
 
 BAD_MHA = [
@@ -243,28 +242,28 @@ def test_multi_head_attention_forward_bad_input(q, k, v, n_head, kw):
     host, dev = _arrays(q, k, v)
     _same_error(
         lambda: fa.multi_head_attention_forward(*host, n_head, **kw),
-        lambda: ca.multi_head_attention_forward(*dev, n_head, **kw),
+        lambda: fa.multi_head_attention_forward(*dev, n_head, **kw),
     )
 
 
 def test_bad_input_elsewhere():
     (x2, x3, x4, x8), (d2, d3, d4, d8) = _arrays((2, 3), (1, 2, 3), (1, 1, 2, 3), (1, 2, 8))
-    _same_error(lambda: fa.split_qkv(x8), lambda: ca.split_qkv(d8))
-    _same_error(lambda: fa.split_qkv(x2), lambda: ca.split_qkv(d2))
-    _same_error(lambda: fa.concat_qkv(x3, x3, x8), lambda: ca.concat_qkv(d3, d3, d8))
-    _same_error(lambda: fa.split_heads(x2, 1), lambda: ca.split_heads(d2, 1))
-    _same_error(lambda: fa.split_heads(x3, 2), lambda: ca.split_heads(d3, 2))
-    _same_error(lambda: fa.merge_heads(x3), lambda: ca.merge_heads(d3))
+    _same_error(lambda: fa.split_qkv(x8), lambda: fa.split_qkv(d8))
+    _same_error(lambda: fa.split_qkv(x2), lambda: fa.split_qkv(d2))
+    _same_error(lambda: fa.concat_qkv(x3, x3, x8), lambda: fa.concat_qkv(d3, d3, d8))
+    _same_error(lambda: fa.split_heads(x2, 1), lambda: fa.split_heads(d2, 1))
+    _same_error(lambda: fa.split_heads(x3, 2), lambda: fa.split_heads(d3, 2))
+    _same_error(lambda: fa.merge_heads(x3), lambda: fa.merge_heads(d3))
     # the backward checks dout against the cached q (a 1-row forward to get a cache)
     _, cache = fa.attention_forward(x4, x4, x4)
-    _, d_cache = ca.attention_forward(d4, d4, d4)
+    _, d_cache = fa.attention_forward(d4, d4, d4)
     _same_error(
-        lambda: fa.attention_backward(x3, cache), lambda: ca.attention_backward(d3, d_cache)
+        lambda: fa.attention_backward(x3, cache), lambda: fa.attention_backward(d3, d_cache)
     )
     _same_error(
         lambda: fa.multi_head_attention_backward(x4, cache),
-        lambda: ca.multi_head_attention_backward(d4, d_cache),
+        lambda: fa.multi_head_attention_backward(d4, d_cache),
     )
     # host arrays are not copied over silently
     with pytest.raises(TypeError, match="must be a DeviceArray"):
-        ca.attention_forward(x4, d4, d4)
+        fa.attention_forward(x4, d4, d4)

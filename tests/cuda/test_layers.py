@@ -1,5 +1,6 @@
-"""The CUDA twins of fast/layers.py against the CPU backend (itself checked against the
-reference), on tiny shapes with odd sizes: the simulator runs every GPU thread in Python."""
+"""fast/layers.py on DeviceArrays (its GPU kernels) against the CPU backend (itself checked
+against the reference), on tiny shapes with odd sizes: the simulator runs every GPU thread in
+Python."""
 
 import numpy as np
 import pytest
@@ -32,7 +33,7 @@ def test_linear(dtype, layout):
     w = randn(rng, *((7, 5) if layout == "out_in" else (5, 7)), dtype=dtype)
     y, cache = cpu.linear_forward(x, w, b, layout)
     yg, cache_g = cpu.linear_forward(to_device(x), to_device(w), to_device(b), layout)
-    assert isinstance(yg, DeviceArray)  # dispatched to the twin through the public name
+    assert isinstance(yg, DeviceArray)  # the GPU path of the same public function
     close(yg, y, dtype)
     for got, want in zip(
         cpu.linear_backward(to_device(d.astype(dtype)), cache_g), cpu.linear_backward(d, cache)

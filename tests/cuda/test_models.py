@@ -167,7 +167,7 @@ def test_moving_a_model_after_building_its_optimizer_is_refused():
         opt.step()
 
 
-def test_keyword_arguments_reach_the_twin_and_device_upstream_gradients_work():
+def test_keyword_arguments_reach_the_gpu_path_and_device_upstream_gradients_work():
     from fast.cuda.array import to_device
 
     rng = np.random.default_rng(3)
