@@ -141,3 +141,85 @@ def assert_ok(code: str, *, timeout: float = 120.0) -> Outcome:
     outcome = run_isolated(code, timeout=timeout)
     assert outcome.kind == "ok", f"expected a result, got {outcome.describe()}"
     return outcome
+
+
+_MANY_RUNNER = """
+import json, sys, traceback
+sys.path.insert(0, {root!r})
+def _report(**kw):
+    sys.stdout.write("\\n@@OUTCOME@@" + json.dumps(kw) + "\\n")
+    sys.stdout.flush()
+{setup}
+_CASES = {cases!r}
+for _name, _code in _CASES:
+    _report(outcome="start", name=_name)
+    _ns = dict(globals())
+    try:
+        exec(_code, _ns)
+    except BaseException as _e:
+        _report(outcome="error", name=_name, type=type(_e).__name__,
+                mro=[c.__name__ for c in type(_e).__mro__], message=str(_e),
+                traceback=traceback.format_exc(limit=3))
+    else:
+        _report(outcome="ok", name=_name, result=repr(_ns.get("result"))[:2000])
+"""
+
+
+def run_many(
+    setup: str, cases: dict[str, str], *, timeout: float = 300.0, case_timeout: float = 60.0
+) -> dict[str, Outcome]:
+    """Run many cases in as few child interpreters as possible: `setup` once per child, then
+    each case's code in a fresh copy of the setup's namespace. A case that kills or hangs its
+    child is reported as a signal or time-out, and the cases after it run in a new child, so
+    one crash costs one restart, never the whole batch."""
+    results: dict[str, Outcome] = {}
+    pending = list(cases.items())
+    marker = "@@OUTCOME@@"
+    while pending:
+        script = _MANY_RUNNER.format(
+            root=ROOT,
+            setup=textwrap.dedent(setup),
+            cases=[(n, textwrap.dedent(c)) for n, c in pending],
+        )
+        budget = min(timeout, 30.0 + case_timeout * len(pending))
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-c", script],
+                capture_output=True,
+                text=True,
+                timeout=budget,
+                cwd=ROOT,
+            )
+            stdout, stderr, rc, timed_out = proc.stdout, proc.stderr, proc.returncode, False
+        except subprocess.TimeoutExpired as e:
+            stdout = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+            stderr = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
+            rc, timed_out = None, True
+        started = None
+        for line in stdout.splitlines():
+            if not line.startswith(marker):
+                continue
+            info = json.loads(line[len(marker) :])
+            if info["outcome"] == "start":
+                started = info["name"]
+                continue
+            started = None
+            if info["outcome"] == "ok":
+                results[info["name"]] = Outcome("ok", result=info["result"])
+            else:
+                results[info["name"]] = Outcome(
+                    "error",
+                    type=info["type"],
+                    mro=tuple(info["mro"]),
+                    message=info["message"],
+                    stderr=info.get("traceback", ""),
+                )
+        if started is not None:  # this case took the child down (or never finished)
+            kind = "timeout" if timed_out else ("signal" if rc is not None and rc < 0 else "crash")
+            results[started] = Outcome(kind, returncode=rc, stderr=stderr[-2000:])
+        elif len(results) < len(cases) and not any(n in results for n, _ in pending):
+            # the setup itself failed: report it against every pending case
+            for name, _ in pending:
+                results[name] = Outcome("crash", returncode=rc, stderr=(stderr + stdout)[-2000:])
+        pending = [(n, c) for n, c in pending if n not in results]
+    return results
