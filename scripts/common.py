@@ -382,8 +382,14 @@ def saved_trainer_state(checkpoint: str) -> dict:
     return state
 
 
-def restore_args(args, given: set[str], saved: dict, frozen: tuple[str, ...]) -> None:
-    """Take the run's frozen arguments from its checkpoint; refuse one typed differently."""
+def restore_args(
+    args, given: set[str], saved: dict, frozen: tuple[str, ...], kept: tuple[str, ...] = ()
+) -> None:
+    """Take the run's arguments from its checkpoint: the `frozen` ones always (refusing one typed
+    differently), the `kept` ones unless typed again."""
+    for name in kept:
+        if name in saved and name not in given:
+            setattr(args, name, saved[name])
     for name in frozen:
         if name not in saved:
             continue

@@ -133,6 +133,8 @@ FROZEN = (
     "eval_batches",
     "seed",
 )
+# What a resumed run keeps unless given again: how often it reports and evaluates.
+KEPT = ("log_interval", "eval_interval", "max_minutes", "keep", "cache_dir")
 NEEDS = (
     "GPT",
     "GPTConfig",
@@ -201,7 +203,7 @@ def parse_args(argv=None):
     state = None
     if resume_from is not None:
         state = common.saved_trainer_state(resume_from)
-        common.restore_args(args, given, state["args"], FROZEN)
+        common.restore_args(args, given, state["args"], FROZEN, KEPT)
     args = common.finish_backend_args(args)
     for key, value in PRESETS[args.preset or DEFAULT_PRESET[args.backend]].items():
         if getattr(args, key) is None:
@@ -297,7 +299,7 @@ def main(argv=None) -> int:
             return None
         state = {
             "step": step,
-            "args": {k: getattr(args, k) for k in FROZEN},
+            "args": {k: getattr(args, k) for k in FROZEN + KEPT},
             "history": [list(h) for h in history],
             "best_val_loss": best,
             "elapsed_seconds": elapsed(),

@@ -92,6 +92,7 @@ FROZEN = (
     "test_fraction",
     "seed",
 )
+KEPT = ("log_interval", "keep", "save")
 NEEDS = ("MLP", "fit", "FitState", "SGD", "Adam", "AdamW", "save_training_checkpoint")
 NEEDS += ("load_training_checkpoint", "latest_checkpoint")
 
@@ -149,7 +150,9 @@ def parse_args(argv=None):
 
     resume_from = common.prepare_out_dir(args.out_dir, args.resume, args.overwrite, ref)
     if resume_from is not None:
-        common.restore_args(args, given, common.saved_trainer_state(resume_from)["args"], FROZEN)
+        common.restore_args(
+            args, given, common.saved_trainer_state(resume_from)["args"], FROZEN, KEPT
+        )
     args = common.finish_backend_args(args)
     if args.batch_size != "full":
         try:
@@ -239,7 +242,7 @@ def main(argv=None) -> int:
         trainer_state = {
             "step": state.steps,
             "fit": state.to_dict(),
-            "args": {k: getattr(args, k) for k in FROZEN},
+            "args": {k: getattr(args, k) for k in FROZEN + KEPT},
             "elapsed_seconds": elapsed(),
         }
         last["checkpoint"] = m.save_training_checkpoint(
