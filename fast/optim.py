@@ -151,8 +151,7 @@ class Optimizer(_ref.Optimizer):
             except Exception:  # noqa: BLE001 - e.g. a GPU torch tensor: read it via tolist()
                 pass
         if not isinstance(value, np.ndarray) or value.dtype.kind == "O":
-            flat = _check_tensor(value, where, p.shape, nonneg)
-            return np.array(flat, dtype=p.data.dtype).reshape(p.shape)
+            value = np.array(_check_tensor(value, where, p.shape, nonneg)).reshape(p.shape)
         if value.dtype.kind not in "iuf":
             raise TypeError(f"{where} must hold numbers, found dtype {value.dtype}")
         if value.shape != tuple(p.shape):
@@ -163,7 +162,15 @@ class Optimizer(_ref.Optimizer):
             need = "finite and >= 0" if nonneg else "finite"
             raise ValueError(f"{where} must be {need}, found {value.reshape(-1)[i]} at flat "
                              f"position {i}")  # fmt: skip
-        return value.astype(p.data.dtype)
+        with np.errstate(over="ignore"):
+            out = value.astype(p.data.dtype)
+        if value.dtype.kind == "f" and not np.isfinite(out).all():
+            i = int(np.flatnonzero(~np.isfinite(out.reshape(-1)))[0])
+            raise ValueError(
+                f"{where} holds {value.reshape(-1)[i]} at flat position {i}, too large for this "
+                f"optimizer's {out.dtype}"
+            )
+        return out
 
     def _restore(self, hyper, state):
         """Stitch per-parameter state into per-buffer state; refuse (before changing anything)

@@ -34,6 +34,7 @@ hyperparameters, plus their class name under "type").
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable
 from typing import Any
 
@@ -59,16 +60,19 @@ def _check_nonneg(name: str, value: Any) -> float:
 
 
 def _check_step(value: Any, where: str) -> int:
-    """A step count: a non-negative integer (an integral float, or a scalar with `.item()`, as
-    PyTorch stores it, is accepted)."""
+    """A step count: a non-negative integer that fits in int64 (an integral float, or a scalar
+    with `.item()`, as PyTorch stores it, is accepted)."""
     if not isinstance(value, (int, float)) and hasattr(value, "item"):
-        value = value.item()
+        try:
+            value = value.item()
+        except (TypeError, ValueError, RuntimeError):  # several numbers (numpy, torch)
+            raise TypeError(f"{where} must be a single number, got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{where} must be a non-negative integer, got {type(value).__name__}")
     if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
         raise ValueError(f"{where} must be a non-negative integer, got {value}")
-    if value < 0:
-        raise ValueError(f"{where} must be a non-negative integer, got {value}")
+    if not 0 <= value < 2**63:
+        raise ValueError(f"{where} must be a non-negative integer below 2**63, got {value}")
     return int(value)
 
 
@@ -86,21 +90,19 @@ def _flat_numbers(value: Any, where: str) -> tuple[tuple[int, ...], list[float]]
             break
         x = x[0]
     out: list[float] = []
-
-    def walk(x: Any, depth: int) -> None:
+    stack = [(value, 0)]  # depth first, left to right: row-major order, and no recursion limit
+    while stack:
+        x, depth = stack.pop()
         if isinstance(x, (list, tuple)):
             if depth == len(shape) or len(x) != shape[depth]:
                 raise ValueError(f"{where} is not a rectangular tensor (ragged nested lists)")
-            for y in x:
-                walk(y, depth + 1)
+            stack.extend((y, depth + 1) for y in reversed(x))
         elif depth != len(shape):
             raise ValueError(f"{where} is not a rectangular tensor (ragged nested lists)")
         elif isinstance(x, bool) or not isinstance(x, (int, float)):
             raise TypeError(f"{where} must hold numbers, found {type(x).__name__}")
         else:
             out.append(float(x))
-
-    walk(value, 0)
     return tuple(shape), out
 
 
@@ -298,10 +300,11 @@ class Optimizer:
         params = [p for group in self.param_groups for p in group["params"]]
         out = {}
         for i, entry in state.items():
-            if isinstance(i, bool) or not isinstance(i, int):
+            if isinstance(i, bool) or not hasattr(i, "__index__"):
                 raise TypeError(
                     f"state_dict['state'] keys must be parameter numbers (ints), got {i!r}"
                 )
+            i = operator.index(i)
             if not 0 <= i < len(params):
                 raise ValueError(
                     f"state_dict['state'] has parameter number {i}; this optimizer has "

@@ -360,6 +360,7 @@ def bad_state_dicts(name="Adam"):
         (entry(1, step=1.5), ValueError, "non-negative integer, got 1.5"),
         (entry(1, step="3"), TypeError, "non-negative integer, got str"),
         (entry(1, step=True), TypeError, "non-negative integer, got bool"),
+        (entry(1, step=2**63), ValueError, "below 2\\*\\*63"),
     ]
 
 
