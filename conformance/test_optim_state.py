@@ -72,7 +72,7 @@ def test_state_crosses_backends(candidate, direction, setup):
 
 @pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
 def test_same_errors_for_bad_state(candidate, name):
-    from tests.reference.test_optim import bad_state_dicts
+    from conformance.optim_cases import bad_state_dicts
 
     options = dict(lr=0.01, momentum=0.9) if name == "SGD" else dict(lr=0.01)
     init = [np.ones((2, 3)), np.ones(2), np.ones((2, 1))]

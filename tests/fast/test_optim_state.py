@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import fast
+from conformance.optim_cases import bad_state_dicts
 from fast.device import is_device_array, to_device
-from tests.reference.test_optim import RESUMABLE, bad_state_dicts
+from tests.reference.test_optim import RESUMABLE
 
 SHAPES = [(2, 3), (2,), (2, 1)]
 INIT = [np.linspace(-1.5, 2.0, int(np.prod(s))).reshape(s) for s in SHAPES]
