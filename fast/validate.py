@@ -32,8 +32,12 @@ def as_index_array(x, name: str) -> np.ndarray:
         a = np.asarray(x)
     except ValueError:
         raise ValueError(f"{name} must be rectangular (every row the same length)") from None
+    if a.dtype == object or a.dtype.kind == "f":
+        refuse_ids_beyond_int64(x, name)  # numpy holds such ints as objects or floats
     if a.dtype == object:
         raise ValueError(f"{name} must be a rectangular array of ints")
+    if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
+        refuse_ids_beyond_int64(a.tolist(), name)
     if a.dtype.kind not in "iu":
         if a.size == 0:
             return a.astype(np.int64)
@@ -59,3 +63,18 @@ def check_ids(ids: np.ndarray, vocab_size: int, name: str = "idx") -> None:
             f"token id {int(ids[tuple(pos)])} out of range for vocab_size {vocab_size} "
             f"({name}{where})"
         )
+
+
+def refuse_ids_beyond_int64(x, name: str) -> None:
+    """ValueError naming the first Python int of nested lists `x` outside int64's range (an id
+    no table can have): numpy would store such a list as floats or objects, and the dtype in its
+    error would hide the real cause."""
+    stack = [(x, "")]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, (list, tuple)):
+            stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(node))))
+        elif isinstance(node, int) and not -(2**63) <= node < 2**63:
+            raise ValueError(
+                f"{name} value {node} out of range: ids must fit in int64 ({name}{where})"
+            )

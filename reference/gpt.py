@@ -47,6 +47,7 @@ from .attention import (
     split_qkv,
 )
 from .checkpoint import load_safetensors
+from .checks import check_eps
 from .layers import (
     Activation,
     Conv1D,
@@ -122,9 +123,8 @@ class GPTConfig:
                 f"got n_embd={self.n_embd} and n_head={self.n_head}"
             )
         self.dropout = _check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
-        self.layer_norm_epsilon = _check_float(
-            "layer_norm_epsilon", self.layer_norm_epsilon, 0.0, math.inf, high_open=True
-        )
+        # > 0: with eps = 0 a constant row (variance 0) would divide by zero in layer norm
+        self.layer_norm_epsilon = check_eps(self.layer_norm_epsilon, "layer_norm_epsilon")
         _check_int("seed", self.seed, low=0)
         if self.seed > MASK64:
             raise ValueError(f"seed must be in [0, 2**64), got {self.seed}")

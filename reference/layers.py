@@ -33,10 +33,11 @@ import operator
 from typing import Any
 
 from .activations import get_activation
+from .checks import check_count, check_eps, check_number, check_numel, check_shape_arg
 from .losses import softmax_cross_entropy
 from .module import Module, Parameter
 from .nested import check_shape, flatten, numel, shape_of, unflatten
-from .rng import uniforms
+from .rng import check_seed_stream, uniforms
 
 Tensor = Any  # a nested list of floats
 STREAM_SITE_BITS = 16  # dropout_stream(step, site) = step * 2**16 + site
@@ -91,6 +92,10 @@ def normal_tensor(shape: tuple[int, ...], std: float, seed: int, stream: int) ->
 
     z_k = sqrt(-2 ln(1 - u_2k)) cos(2 pi u_2k+1); 1 - u lies in (0, 1], so the log is finite.
     """
+    shape = check_shape_arg("shape", shape)
+    std = check_number("std", std)
+    if std < 0.0:
+        raise ValueError(f"std must be >= 0, got {std}")
     n = numel(shape)
     u = uniforms(seed, stream, 2 * n)
     z = [
@@ -138,8 +143,16 @@ def embedding_backward(dout: Tensor, cache: tuple) -> Tensor:
     return dweight
 
 
+def check_positions(B: int, T: int, start: int) -> tuple[int, int, int]:
+    """B, T and start as ints >= 0, with B * T at most MAX_NUMEL (see `checks.py`)."""
+    B, T, start = check_count("B", B), check_count("T", T), check_count("start", start)
+    check_numel("positions (B, T)", (B, T))
+    return B, T, start
+
+
 def position_ids(B: int, T: int, start: int = 0) -> list[list[int]]:
     """Positions start .. start+T-1 for each of B sequences: position_ids(2, 3) -> [[0,1,2]]*2."""
+    B, T, start = check_positions(B, T, start)
     return [list(range(start, start + T)) for _ in range(B)]
 
 
@@ -150,8 +163,9 @@ def position_embedding_forward(
 
     The backward is `position_embedding_backward`; cache as for `embedding_forward`.
     """
+    B, T, start = check_positions(B, T, start)
     n_positions = len(weight)
-    if start < 0 or start + T > n_positions:
+    if start + T > n_positions:
         raise ValueError(
             f"positions {start}..{start + T - 1} need {start + T} rows but the position table "
             f"has n_positions={n_positions} (sequence length T={T})"
@@ -171,8 +185,9 @@ def sinusoidal_position_encoding(B: int, T: int, C: int, start: int = 0) -> Tens
     >>> sinusoidal_position_encoding(1, 2, 2)
     [[[0.0, 1.0], [0.8414709848078965, 0.5403023058681398]]]
     """
-    if C < 1:
-        raise ValueError(f"C must be a positive number of channels, got {C}")
+    B, T, start = check_positions(B, T, start)
+    C = check_count("C", C, low=1)
+    check_numel("the encoding (B, T, C)", (B, T, C))
     table = []  # (T, C)
     for pos in range(start, start + T):
         row = []
@@ -239,15 +254,18 @@ def layer_norm_forward(
     E[x]^2 loses every digit when |mean| >> std). GPT-2 uses eps 1e-5, BERT 1e-12.
     cache = (x rows, leading shape, weight, mean per row, rstd per row).
 
-    >>> out, _ = layer_norm_forward([1.0, 2.0, 3.0], [1.0] * 3, [0.0] * 3, eps=0.0)
+    eps must be a finite number > 0: with it a constant row normalises to 0 instead of 0/0.
+
+    >>> out, _ = layer_norm_forward([1.0, 2.0, 3.0], [1.0] * 3, [0.0] * 3, eps=1e-12)
     >>> [round(v, 4) for v in out]
     [-1.2247, 0.0, 1.2247]
     """
     C = len(weight)
     check_shape("weight", weight, (C,))
+    if C == 0:
+        raise ValueError("weight must have shape (C,) with C >= 1 channels, got shape (0,)")
     check_shape("bias", bias, (C,))
-    if not eps >= 0.0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
+    eps = check_eps(eps)
     xrows, lead = _rows("x", x, C)  # (N, C)
     out, means, rstds = [], [], []
     for xr in xrows:
@@ -319,6 +337,7 @@ def dropout_keep(n: int, p: float, seed: int, stream: int, start: int = 0) -> li
 
     Element i is kept iff uniform(seed, stream, i) >= p (so p = 1 drops everything).
     """
+    p = check_dropout_p(p)
     scale = 1.0 / (1.0 - p) if p < 1.0 else 0.0
     return [scale if u >= p else 0.0 for u in uniforms(seed, stream, n, start)]
 
@@ -329,6 +348,7 @@ def dropout_forward(x: Tensor, p: float, seed: int = 0, stream: int = 0) -> tupl
     p = 0). cache = (multipliers flat or None, shape).
     """
     p = check_dropout_p(p)
+    check_seed_stream(seed, stream)
     shape = shape_of(x)
     check_shape("x", x, shape)
     if p == 0.0:
@@ -413,6 +433,8 @@ class Embedding(_Layer):
         self, num_embeddings: int, embedding_dim: int, *, std: float = 0.02, seed=0, stream=0
     ):
         super().__init__()
+        num_embeddings = check_count("num_embeddings", num_embeddings, low=1)
+        embedding_dim = check_count("embedding_dim", embedding_dim, low=1)
         self.weight = Parameter(normal_tensor((num_embeddings, embedding_dim), std, seed, stream))
 
     def forward(self, idx: Tensor) -> Tensor:
@@ -433,6 +455,10 @@ class Linear(_Layer):
         self, in_features: int, out_features: int, bias: bool = True, *, std=0.02, seed=0, stream=0
     ):
         super().__init__()
+        in_features = check_count("in_features", in_features, low=1)
+        out_features = check_count("out_features", out_features, low=1)
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias must be a bool, got {type(bias).__name__} {bias!r}")
         if self.weight_layout == "out_in":
             shape = (out_features, in_features)
         else:
@@ -470,7 +496,8 @@ class LayerNorm(_Layer):
 
     def __init__(self, dim: int, eps: float = 1e-5):
         super().__init__()
-        self.eps = eps
+        dim = check_count("dim", dim, low=1)
+        self.eps = check_eps(eps)
         self.weight = Parameter([1.0] * dim)
         self.bias = Parameter([0.0] * dim)
 
