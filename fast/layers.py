@@ -17,7 +17,14 @@ import math
 
 import numpy as np
 
-from reference.checks import check_count, check_eps, check_number, check_numel, check_shape_arg
+from reference.checks import (
+    check_count,
+    check_eps,
+    check_flag,
+    check_number,
+    check_numel,
+    check_shape_arg,
+)
 from reference.layers import (
     STREAM_SITE_BITS,
     WEIGHT_LAYOUTS,
@@ -59,7 +66,8 @@ def _floats(x, name, dtype=None, like=None):
     copied over silently."""
     if is_device_array(x) or is_device_array(like):
         return cuda_ops("layers").device_floats(x, name, dtype)
-    return np.ascontiguousarray(as_float_array(x, name, dtype))
+    a = as_float_array(x, name, dtype)
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)  # (which makes a 0-d array 1-d)
 
 
 def _device_operand(*xs):
@@ -135,11 +143,14 @@ def position_ids(B: int, T: int, start: int = 0) -> np.ndarray:
 def position_embedding_forward(weight, B: int, T: int, start: int = 0):
     """Learned positions: out[b, t] = weight[start + t], (B, T, C)."""
     B, T, start = check_positions(B, T, start)
-    n_positions = len(weight)
+    w = _floats(weight, "weight")
+    if w.ndim != 2:
+        raise ValueError(f"weight must have shape (n_positions, C), got {w.shape}")
+    n_positions = w.shape[0]
     if start + T > n_positions:
         raise ValueError(
             f"positions {start}..{start + T - 1} need {start + T} rows but the position table "
-            f"has n_positions={n_positions} (sequence length T={T})"
+            f"weight has n_positions={n_positions} (sequence length T={T})"
         )
     return embedding_forward(weight, position_ids(B, T, start))
 
@@ -378,8 +389,7 @@ class Linear(_Layer):
         super().__init__()
         in_features = check_count("in_features", in_features, low=1)
         out_features = check_count("out_features", out_features, low=1)
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias must be a bool, got {type(bias).__name__} {bias!r}")
+        check_flag("bias", bias)
         shape = (
             (out_features, in_features)
             if self.weight_layout == "out_in"

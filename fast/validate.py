@@ -15,7 +15,7 @@ def as_float_array(x, name: str, dtype=None) -> np.ndarray:
     except ValueError:
         raise ValueError(f"{name} must be rectangular (every row the same length)") from None
     if a.dtype == object:
-        raise ValueError(f"{name} must be a rectangular array of numbers")
+        a = _object_floats(a, name)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold numbers, got dtype {a.dtype}")
     if dtype is not None:
@@ -35,7 +35,7 @@ def as_index_array(x, name: str) -> np.ndarray:
     if a.dtype == object or a.dtype.kind == "f":
         refuse_ids_beyond_int64(x, name)  # numpy holds such ints as objects or floats
     if a.dtype == object:
-        raise ValueError(f"{name} must be a rectangular array of ints")
+        raise TypeError(f"{name} must hold ints, got {_first_odd_type(a)}")
     if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
         refuse_ids_beyond_int64(a.tolist(), name)
     if a.dtype.kind not in "iu":
@@ -78,3 +78,20 @@ def refuse_ids_beyond_int64(x, name: str) -> None:
             raise ValueError(
                 f"{name} value {node} out of range: ids must fit in int64 ({name}{where})"
             )
+
+
+def _first_odd_type(a: np.ndarray) -> str:
+    """The type of the first element of object array `a` that is not an int or a float."""
+    for v in a.reshape(-1):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return f"{type(v).__name__} {v!r:.40}"
+    return "object"
+
+
+def _object_floats(a: np.ndarray, name: str) -> np.ndarray:
+    """An object array (ints beyond int64, or things that are not numbers at all) as float64,
+    or a TypeError naming `name` and the first element that is not a number."""
+    for v in a.reshape(-1):
+        if not isinstance(v, (int, float)):
+            raise TypeError(f"{name} must hold numbers, got {type(v).__name__} {v!r:.40}")
+    return a.astype(np.float64)

@@ -35,6 +35,42 @@ def check_count(name: str, value: Any, low: int = 0, high: int = MAX_NUMEL) -> i
     return value
 
 
+def check_numbers(name: str, x: Any) -> None:
+    """TypeError unless `x` is a number or nested lists of numbers (ints, floats; a bool counts
+    as 0 or 1). Element types are checked before shapes, in both backends, so a list of strings
+    is a TypeError whatever its shape."""
+    stack = [x]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif not isinstance(v, (int, float)):
+            raise TypeError(f"{name} must hold numbers, got {type(v).__name__} {_short(v)}")
+
+
+def check_ints(name: str, x: Any) -> None:
+    """TypeError unless `x` is an int or nested lists of ints (ids, labels; bools are not ids)."""
+    stack = [x]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{name} must hold ints, got {type(v).__name__} {_short(v)}")
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """A yes/no option: a bool, or a TypeError naming `name`."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {_short(value)}")
+    return value
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def check_shape_arg(name: str, shape: Any) -> tuple[int, ...]:
     """A shape argument: a tuple or list of ints >= 0 holding at most MAX_NUMEL numbers."""
     if not isinstance(shape, (tuple, list)):

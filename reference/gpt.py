@@ -47,7 +47,7 @@ from .attention import (
     split_qkv,
 )
 from .checkpoint import load_safetensors
-from .checks import check_eps
+from .checks import MAX_NUMEL, check_count, check_eps
 from .layers import (
     Activation,
     Conv1D,
@@ -117,6 +117,7 @@ class GPTConfig:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             _check_int(name, getattr(self, name))
+            check_count(name, getattr(self, name), 1, MAX_NUMEL)  # refuse what cannot be built
         if self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"n_embd must be divisible by n_head (each head takes n_embd / n_head channels), "

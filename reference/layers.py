@@ -33,7 +33,16 @@ import operator
 from typing import Any
 
 from .activations import get_activation
-from .checks import check_count, check_eps, check_number, check_numel, check_shape_arg
+from .checks import (
+    check_count,
+    check_eps,
+    check_flag,
+    check_ints,
+    check_number,
+    check_numbers,
+    check_numel,
+    check_shape_arg,
+)
 from .losses import softmax_cross_entropy
 from .module import Module, Parameter
 from .nested import check_shape, flatten, numel, shape_of, unflatten
@@ -47,6 +56,7 @@ WEIGHT_LAYOUTS = ("out_in", "in_out")  # torch nn.Linear, GPT-2 Conv1D
 # -- helpers ---------------------------------------------------------------------------------------
 def _rows(name: str, x: Tensor, C: int) -> tuple[list[list[float]], tuple[int, ...]]:
     """The length-C rows of a (..., C) tensor (the same list objects) and its leading shape."""
+    check_numbers(name, x)
     shape = shape_of(x)
     if not shape or shape[-1] != C:
         raise ValueError(f"{name} must have shape (..., {C}), got {shape}")
@@ -111,6 +121,7 @@ def embedding_forward(weight: Tensor, idx: Tensor) -> tuple[Tensor, tuple]:
 
     cache = (idx ids flattened, idx shape, weight shape).
     """
+    check_numbers("weight", weight)
     if len(shape_of(weight)) != 2:
         raise ValueError(f"weight must have shape (num_embeddings, C), got {shape_of(weight)}")
     num, C = shape_of(weight)
@@ -132,8 +143,8 @@ def embedding_forward(weight: Tensor, idx: Tensor) -> tuple[Tensor, tuple]:
 def embedding_backward(dout: Tensor, cache: tuple) -> Tensor:
     """dL/dweight: each output row's gradient scatter-added into the row it was read from."""
     ids, lead, (num, C) = cache
-    drows, _ = _rows("dout", dout, C)  # (B*T, C)
-    if len(drows) != len(ids):
+    drows, dlead = _rows("dout", dout, C)  # (B*T, C)
+    if dlead != lead:
         raise ValueError(f"dout must have shape {lead + (C,)}, got {shape_of(dout)}")
     dweight = [[0.0] * C for _ in range(num)]  # (num, C)
     for i, drow in zip(ids, drows):
@@ -164,11 +175,14 @@ def position_embedding_forward(
     The backward is `position_embedding_backward`; cache as for `embedding_forward`.
     """
     B, T, start = check_positions(B, T, start)
+    check_numbers("weight", weight)
+    if len(shape_of(weight)) != 2:
+        raise ValueError(f"weight must have shape (n_positions, C), got {shape_of(weight)}")
     n_positions = len(weight)
     if start + T > n_positions:
         raise ValueError(
             f"positions {start}..{start + T - 1} need {start + T} rows but the position table "
-            f"has n_positions={n_positions} (sequence length T={T})"
+            f"weight has n_positions={n_positions} (sequence length T={T})"
         )
     return embedding_forward(weight, position_ids(B, T, start))
 
@@ -211,6 +225,8 @@ def linear_forward(
     """
     if weight_layout not in WEIGHT_LAYOUTS:
         raise ValueError(f"weight_layout must be one of {WEIGHT_LAYOUTS}, got {weight_layout!r}")
+    check_numbers("x", x), check_numbers("weight", weight)
+    check_numbers("bias", [] if bias is None else bias)
     wshape = shape_of(weight)
     if len(wshape) != 2:
         raise ValueError(f"weight must be a matrix, got shape {wshape}")
@@ -260,6 +276,9 @@ def layer_norm_forward(
     >>> [round(v, 4) for v in out]
     [-1.2247, 0.0, 1.2247]
     """
+    check_numbers("weight", weight), check_numbers("bias", bias)
+    if len(shape_of(weight)) != 1:
+        raise ValueError(f"weight must have shape (C,), got {shape_of(weight)}")
     C = len(weight)
     check_shape("weight", weight, (C,))
     if C == 0:
@@ -270,7 +289,7 @@ def layer_norm_forward(
     out, means, rstds = [], [], []
     for xr in xrows:
         mean = sum(xr) / C
-        var = sum((v - mean) ** 2 for v in xr) / C  # biased variance, as torch
+        var = sum((v - mean) * (v - mean) for v in xr) / C  # biased variance, as torch
         rstd = 1.0 / math.sqrt(var + eps)
         out.append([(v - mean) * rstd * w + b for v, w, b in zip(xr, weight, bias)])
         means.append(mean)
@@ -307,6 +326,7 @@ def activation_forward(x: Tensor, activation: str = "gelu") -> tuple[Tensor, tup
     cache = (x flat, shape, name).
     """
     f, _ = get_activation(activation)
+    check_numbers("x", x)
     flat, shape = flatten(x), shape_of(x)
     check_shape("x", x, shape)
     return unflatten([f(v) for v in flat], shape), (flat, shape, activation)
@@ -316,6 +336,7 @@ def activation_backward(dout: Tensor, cache: tuple) -> Tensor:
     """dx = dout * f'(x), elementwise."""
     flat, shape, activation = cache
     _, df = get_activation(activation)
+    check_numbers("dout", dout)
     if shape_of(dout) != shape:
         raise ValueError(f"dout must have shape {shape}, got {shape_of(dout)}")
     return unflatten([d * df(v) for d, v in zip(flatten(dout), flat)], shape)
@@ -349,6 +370,7 @@ def dropout_forward(x: Tensor, p: float, seed: int = 0, stream: int = 0) -> tupl
     """
     p = check_dropout_p(p)
     check_seed_stream(seed, stream)
+    check_numbers("x", x)
     shape = shape_of(x)
     check_shape("x", x, shape)
     if p == 0.0:
@@ -360,6 +382,7 @@ def dropout_forward(x: Tensor, p: float, seed: int = 0, stream: int = 0) -> tupl
 def dropout_backward(dout: Tensor, cache: tuple) -> Tensor:
     """dx = dout * multiplier: the gradient flows only through kept elements."""
     keep, shape = cache
+    check_numbers("dout", dout)
     if shape_of(dout) != shape:
         raise ValueError(f"dout must have shape {shape}, got {shape_of(dout)}")
     if keep is None:
@@ -370,8 +393,11 @@ def dropout_backward(dout: Tensor, cache: tuple) -> Tensor:
 # -- residual and loss -----------------------------------------------------------------------------
 def residual_forward(x: Tensor, y: Tensor) -> tuple[Tensor, tuple]:
     """x + y elementwise (the residual stream). cache = (shape,)."""
+    check_numbers("x", x), check_numbers("y", y)
     shape = shape_of(x)
     check_shape("x", x, shape)
+    if shape_of(y) != shape:
+        raise ValueError(f"y must have the shape of x {shape}, got {shape_of(y)}")
     check_shape("y", y, shape)
     return unflatten([a + b for a, b in zip(flatten(x), flatten(y))], shape), (shape,)
 
@@ -379,6 +405,7 @@ def residual_forward(x: Tensor, y: Tensor) -> tuple[Tensor, tuple]:
 def residual_backward(dout: Tensor, cache: tuple) -> tuple[Tensor, Tensor]:
     """(dx, dy) = (dout, dout): an add passes its gradient to both branches unchanged."""
     (shape,) = cache
+    check_numbers("dout", dout)
     check_shape("dout", dout, shape)
     flat = flatten(dout)
     return unflatten(flat, shape), unflatten(flat, shape)  # two fresh copies
@@ -393,6 +420,7 @@ def cross_entropy_forward(
     nothing. The rows are flattened to (B*T, V) and handed to `losses.softmax_cross_entropy`.
     cache = (dlogits for dloss = 1, shape).
     """
+    check_numbers("logits", logits), check_ints("targets", targets)
     shape = shape_of(logits)
     if len(shape) != 3:
         raise ValueError(f"logits must have shape (B, T, V), got {shape}")
@@ -457,8 +485,7 @@ class Linear(_Layer):
         super().__init__()
         in_features = check_count("in_features", in_features, low=1)
         out_features = check_count("out_features", out_features, low=1)
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias must be a bool, got {type(bias).__name__} {bias!r}")
+        check_flag("bias", bias)
         if self.weight_layout == "out_in":
             shape = (out_features, in_features)
         else:

@@ -246,7 +246,7 @@ def test_residual():
     assert out == [[11.0, 22.0]]
     dx, dy = L.residual_backward([[0.5, -1.0]], cache)
     assert dx == dy == [[0.5, -1.0]] and dx is not dy
-    with pytest.raises(ValueError, match=r"y must have shape \(1, 2\), got \(1, 3\)"):
+    with pytest.raises(ValueError, match=r"y must have the shape of x \(1, 2\), got \(1, 3\)"):
         L.residual_forward([[1.0, 2.0]], [[1.0, 2.0, 3.0]])
 
 
