@@ -442,3 +442,28 @@ def test_every_bad_argument_gets_a_clear_error_or_the_right_result(outcomes):
     fixed = sorted(KNOWN_FAILURES - set(failures))
     assert not unexpected, "\n".join(f"{n}: {failures[n][:400]}" for n in unexpected)
     assert not fixed, f"these now pass: remove them from KNOWN_FAILURES: {fixed}"
+
+
+def test_a_numpy_operand_beside_a_device_array_is_refused_by_name():
+    """layer norm and linear with x on the GPU and a numpy weight: a TypeError naming `weight`
+    (it was "'numpy.flatiter' object is not callable"); runs under the CUDA simulator."""
+    from tests.adversarial.harness import run_isolated
+
+    code = """
+    import numpy as np, fast
+    from fast.device import to_device
+    x = to_device(np.ones((2, 3)), "cuda")
+    errors = []
+    for call in (lambda: fast.layer_norm_forward(x, np.ones(3), np.zeros(3)),
+                 lambda: fast.linear_forward(x, np.ones((2, 3)))):
+        try:
+            call()
+            errors.append("accepted")
+        except TypeError as e:
+            errors.append(str(e))
+    result = errors
+    """
+    outcome = run_isolated(code, env={"NUMBA_ENABLE_CUDASIM": "1"})
+    assert outcome.kind == "ok", outcome.describe()
+    for message in ast.literal_eval(outcome.result):
+        assert message.startswith("weight must be a DeviceArray"), message
