@@ -42,6 +42,7 @@ from typing import Any
 
 from .attention import multi_head_attention_backward, multi_head_attention_forward
 from .checkpoint import load_safetensors
+from .checks import MAX_NUMEL, check_count
 from .layers import (
     Activation,
     Dropout,
@@ -103,6 +104,7 @@ class BERTConfig:
                 raise TypeError(f"BERTConfig.{name} must be an int, got {type(v).__name__}")
             if v < 1:
                 raise ValueError(f"BERTConfig.{name} must be positive, got {v}")
+            check_count(f"BERTConfig.{name}", v, 1, MAX_NUMEL)  # refuse what cannot be built
         if self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"BERTConfig.n_embd (hidden_size) = {self.n_embd} must be divisible by "

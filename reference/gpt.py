@@ -47,6 +47,7 @@ from .attention import (
     split_qkv,
 )
 from .checkpoint import load_safetensors
+from .checks import MAX_NUMEL, check_count, check_eps
 from .layers import (
     Activation,
     Conv1D,
@@ -116,15 +117,15 @@ class GPTConfig:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             _check_int(name, getattr(self, name))
+            check_count(name, getattr(self, name), 1, MAX_NUMEL)  # refuse what cannot be built
         if self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"n_embd must be divisible by n_head (each head takes n_embd / n_head channels), "
                 f"got n_embd={self.n_embd} and n_head={self.n_head}"
             )
         self.dropout = _check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
-        self.layer_norm_epsilon = _check_float(
-            "layer_norm_epsilon", self.layer_norm_epsilon, 0.0, math.inf, high_open=True
-        )
+        # > 0: with eps = 0 a constant row (variance 0) would divide by zero in layer norm
+        self.layer_norm_epsilon = check_eps(self.layer_norm_epsilon, "layer_norm_epsilon")
         _check_int("seed", self.seed, low=0)
         if self.seed > MASK64:
             raise ValueError(f"seed must be in [0, 2**64), got {self.seed}")
