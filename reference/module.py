@@ -233,14 +233,17 @@ def read_config_json(path: str | os.PathLike) -> dict[str, Any]:
     except UnicodeDecodeError as e:
         raise CheckpointError(f"{path} is not UTF-8 text (byte {e.start}): corrupt?") from None
     except json.JSONDecodeError as e:
-        raise CheckpointError(
-            f"{path} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno} (char {e.pos})"
-        ) from None
+        raise CheckpointError(f"{path} is not valid JSON: {json_error_text(e)}") from None
     if not isinstance(config, dict):
         raise CheckpointError(
             f"{path} must hold a JSON object (a model config), got a {type(config).__name__}"
         )
     return config
+
+
+def json_error_text(e: json.JSONDecodeError) -> str:
+    """Where and why JSON text failed to parse: "expecting ',' delimiter at line 3 column 5"."""
+    return f"{e.msg[:1].lower()}{e.msg[1:]} at line {e.lineno} column {e.colno} (char {e.pos})"
 
 
 def tensor_of_floats(name: str, x: Any, shape: tuple[int, ...], at: str = "") -> Any:

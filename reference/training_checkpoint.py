@@ -44,7 +44,7 @@ from importlib import metadata as _metadata
 from typing import Any
 
 from .checkpoint import CheckpointError, load_safetensors_metadata
-from .module import Module, read_config_json
+from .module import Module, json_error_text, read_config_json
 
 FORMAT_VERSION = 1
 BOOKKEEPING = "_checkpoint"  # the key of this module's own entries in trainer_state.json
@@ -256,8 +256,12 @@ def _verified_state(folder: str) -> dict[str, Any]:
         raw = f.read()
     try:
         state = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path} is corrupt or truncated (not valid JSON: {e})") from None
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"{path} is corrupt (not UTF-8 at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(
+            f"{path} is corrupt or truncated (not valid JSON: {json_error_text(e)})"
+        ) from None
     book = state.get(BOOKKEEPING) if isinstance(state, dict) else None
     if not isinstance(book, dict) or not isinstance(book.get("files"), dict):
         raise CheckpointError(
