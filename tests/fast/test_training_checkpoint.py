@@ -253,3 +253,25 @@ def test_transformers_checkpoints_with_dropout_load_in_eval_mode(hf, tmp_path):
         with torch.no_grad():
             want = theirs(torch.tensor(IDX)).logits.numpy()
         np.testing.assert_allclose(first, want, atol=1e-5, rtol=1e-5)
+
+
+def test_checkpoints_move_between_devices(tmp_path):
+    """A model on device="cuda" (a GPU, or Numba's simulator) saves host copies; its checkpoint
+    loads into a CPU model, and a CPU model's into a GPU model, bit for bit."""
+    on_gpu = GPT(GPTConfig(**GPT_TINY), device="cuda")
+    on_gpu.dropout_step = 4
+    save_training_checkpoint(tmp_path / "gpu", on_gpu, None, {"step": 4})
+    on_cpu = GPT(GPTConfig(**GPT_TINY))
+    for p in on_cpu.parameters():
+        p.data[...] = 0.25
+    load_training_checkpoint(tmp_path / "gpu", on_cpu)
+    assert on_cpu.dropout_step == 4
+    for name, a in on_gpu.state_dict().items():
+        assert a.tobytes() == on_cpu.state_dict()[name].tobytes(), name
+    save_training_checkpoint(tmp_path / "cpu", trained(on_cpu)[0], None, {"step": 5})
+    back = GPT(GPTConfig(**GPT_TINY), device="cuda")
+    load_training_checkpoint(tmp_path / "cpu", back)
+    for name, a in on_cpu.state_dict().items():
+        assert a.tobytes() == back.state_dict()[name].tobytes(), name
+    loaded = GPT.from_pretrained(latest_checkpoint(tmp_path / "cpu"), device="cuda")
+    assert loaded.device == "cuda" and loaded.training is False
