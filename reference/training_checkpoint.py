@@ -39,7 +39,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from importlib import metadata as _metadata
 from typing import Any
 
@@ -52,6 +51,7 @@ COUNTERS = ("dropout_seed", "dropout_step", "step")  # model attributes that pic
 MODEL_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 OPTIMIZER_FILE, STATE_FILE = "optimizer.safetensors", "trainer_state.json"
 _STEP = re.compile(r"step-(\d+)")
+_OPTIMIZER_TENSOR = re.compile(r"state\.(\d+)\.(.+)")
 _ASIDE = re.compile(r"\.old-(step-(\d+))-[0-9a-f]+")  # a published checkpoint being replaced
 
 
@@ -92,7 +92,8 @@ def save_training_checkpoint(
     os.makedirs(root, exist_ok=True)
     _recover(root)
     name = f"step-{step:08d}"
-    tmp = tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root)
+    tmp = os.path.join(root, f".tmp-{name}-{os.urandom(6).hex()}")
+    os.mkdir(tmp)  # not tempfile.mkdtemp: the published folder keeps the usual permissions
     try:
         model.save_pretrained(tmp, dtype=_storage_dtype(p.data for p in model.parameters()))
         if optimizer_state is not None:
@@ -161,12 +162,18 @@ def _load_optimizer(model: Module, path: str) -> tuple[str, dict[str, Any]]:
         groups = json.loads(meta["param_groups"])
         numbers = json.loads(meta["state_numbers"])
         class_name = meta["optimizer_class"]
-    except (KeyError, json.JSONDecodeError) as e:
+        if not (isinstance(groups, list) and all(isinstance(g, dict) for g in groups)):
+            raise ValueError("param_groups is not a list of objects")
+        if not (isinstance(numbers, dict) and all(isinstance(e, dict) for e in numbers.values())):
+            raise ValueError("state_numbers is not an object of objects")
+        state = {int(i): dict(entry) for i, entry in numbers.items()}
+    except (KeyError, ValueError) as e:  # JSONDecodeError is a ValueError
         raise CheckpointError(f"{path}: metadata is not an optimizer state's ({e})") from None
-    state = {int(i): dict(entry) for i, entry in numbers.items()}
     for name, tensor in model._load_tensors(path).items():
-        _, i, key = name.split(".", 2)
-        state.setdefault(int(i), {})[key] = tensor
+        m = _OPTIMIZER_TENSOR.fullmatch(name)
+        if m is None:
+            raise CheckpointError(f"{path}: tensor {name!r} is not named state.<index>.<key>")
+        state.setdefault(int(m.group(1)), {})[m.group(2)] = tensor
     for group in groups:  # JSON has no tuples; PyTorch keeps e.g. betas as one
         for key, value in group.items():
             if key != "params" and isinstance(value, list):
@@ -365,7 +372,7 @@ def _check_trainer_state(state: Any) -> int:
     if step < 0:
         raise ValueError(f"trainer_state['step'] must be an int >= 0, got {step}")
     try:
-        json.dumps(state)
+        json.dumps(state, sort_keys=True)  # as the checksum will
     except (TypeError, ValueError) as e:
         raise TypeError(f"trainer_state must be JSON serialisable: {e}") from None
     return step

@@ -221,6 +221,24 @@ _CASES = {
         """,
         ("optimizer.safetensors", "metadata"),
     ),
+    "optimizer-tensor-misnamed": (
+        """
+        f = copy_of(); p = os.path.join(f, "optimizer.safetensors")
+        meta = fast.load_safetensors_metadata(p)
+        fast.save_safetensors({"exp_avg": np.zeros(3)}, p, metadata=meta); rehash(f)
+        load(f)
+        """,
+        ("optimizer.safetensors", "'exp_avg'", "state.<index>.<key>"),
+    ),
+    "optimizer-numbers-a-list": (
+        """
+        f = copy_of(); p = os.path.join(f, "optimizer.safetensors")
+        meta = dict(fast.load_safetensors_metadata(p), state_numbers="[1, 2]")
+        fast.save_safetensors({}, p, metadata=meta); rehash(f)
+        load(f)
+        """,
+        ("optimizer.safetensors", "state_numbers"),
+    ),
     "bytes-path": (
         """
         load(SAVED.encode())

@@ -146,6 +146,8 @@ def test_folder_holds_what_save_pretrained_writes_and_the_bookkeeping(tmp_path):
     assert book["format_version"] == 1 and isinstance(book["library_version"], str)
     assert sorted(book["files"]) == ["config.json", "model.safetensors", "optimizer.safetensors"]
     assert checkpoint_info(path) == book
+    os.mkdir(tmp_path / "probe")  # a folder made the usual way: the same permissions
+    assert os.stat(path).st_mode == os.stat(tmp_path / "probe").st_mode
 
 
 def test_without_optimizer_and_with_extra_files(tmp_path):
