@@ -33,7 +33,6 @@ Randomness that backends share (DESIGN section 4), from the Philox generator in 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -638,17 +637,16 @@ class _BertBase(Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, **kwargs: Any) -> _BertBase:
-        """Read `config.json` + `model.safetensors` written by us or by Hugging Face."""
+        """Read `config.json` + `model.safetensors` written by us or by Hugging Face; the model
+        comes back in evaluation mode, as in `transformers` (`.train()` to train)."""
         directory = os.fspath(directory)
         for f in ("config.json", "model.safetensors"):
             if not os.path.isfile(os.path.join(directory, f)):
                 raise FileNotFoundError(f"{directory!r} has no {f}")
-        with open(os.path.join(directory, "config.json"), encoding="utf-8") as f:
-            config = json.load(f)
-        model = cls.from_config_dict(config, **kwargs)
+        model = cls._from_config_file(os.path.join(directory, "config.json"), **kwargs)
         state = load_safetensors(os.path.join(directory, "model.safetensors"))
         model._load_hf_state(cls._adapt_hf_state(state))
-        return model
+        return model.eval()
 
     def _load_hf_state(self, state: dict[str, Any]) -> None:
         self.load_state_dict(state)

@@ -33,7 +33,6 @@ Randomness shared with other backends (DESIGN section 4):
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -566,7 +565,8 @@ class GPT(Module):
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> GPT:
         """Load `config.json` + `model.safetensors` written by `save_pretrained`, or a Hugging
-        Face GPT-2 directory (with or without the `transformer.` prefix; buffers are skipped)."""
+        Face GPT-2 directory (with or without the `transformer.` prefix; buffers are skipped).
+        The model comes back in evaluation mode, as in `transformers` (`.train()` to train)."""
         directory = os.fspath(directory)
         weights = os.path.join(directory, "model.safetensors")
         config_path = os.path.join(directory, "config.json")
@@ -579,10 +579,9 @@ class GPT(Module):
             elif os.path.isfile(weights + ".index.json"):
                 hint = " (sharded checkpoints are not supported)"
             raise FileNotFoundError(f"{directory!r} has no model.safetensors{hint}")
-        with open(config_path, encoding="utf-8") as f:
-            model = cls.from_config_dict(json.load(f))
+        model = cls._from_config_file(config_path)
         model.load_state_dict(convert_hf_gpt2_state_dict(load_safetensors(weights)))
-        return model
+        return model.eval()
 
 
 _BUFFER = re.compile(r"transformer\.h\.\d+\.attn\.(bias|masked_bias)")
