@@ -415,14 +415,7 @@ def _verdict(name: str, ref, fast) -> tuple[str, str]:
 
 # Cases that still fail, named so that the list can only shrink: a case fixed without being
 # removed here fails the test as surely as a new failure does.
-KNOWN_FAILURES: frozenset[str] = frozenset(
-    {
-        # fast's fused attention kernel gives a query row whose scores hold NaN all-zero weights
-        # (as if every key were masked) where the reference propagates the NaN
-        "attention_forward/k/inf",
-        "attention_forward/k/nan",
-    }
-)
+KNOWN_FAILURES: frozenset[str] = frozenset()
 
 
 def test_every_bad_argument_gets_a_clear_error_or_the_right_result(outcomes):
