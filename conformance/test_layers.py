@@ -209,3 +209,70 @@ def test_same_errors(candidate, call):
         call(reference)
     with pytest.raises(ValueError):
         call(candidate)
+
+
+W2 = [[0.5, -0.5], [1.0, 2.0], [3.0, 4.0]]  # a (3, 2) table
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    "call, error, argument",
+    [
+        # silent nonsense before: p outside [0, 1] made multipliers 0.5 or all zeros
+        (lambda m: m.dropout_keep(4, -1.0, 0, 0), ValueError, "p"),
+        (lambda m: m.dropout_keep(4, 2.0, 0, 0), ValueError, "p"),
+        (lambda m: m.dropout_keep(4, NAN, 0, 0), ValueError, "p"),
+        (lambda m: m.dropout_forward([1.0], 0.5, seed=1.5), TypeError, "seed"),
+        (lambda m: m.dropout_forward([1.0], 0.0, stream=-1), ValueError, "stream"),
+        # a fractional start used to read position 0
+        (lambda m: m.position_embedding_forward(W2, 1, 1, start=0.5), TypeError, "start"),
+        (lambda m: m.position_embedding_forward(W2, -1, 2), ValueError, "B"),
+        (lambda m: m.position_ids(2, -3), ValueError, "T"),
+        (lambda m: m.position_ids(2**20, 2**20), ValueError, "positions"),
+        (lambda m: m.sinusoidal_position_encoding(1, 2, 0), ValueError, "C"),
+        (lambda m: m.sinusoidal_position_encoding(1, 2, 2, start=-1), ValueError, "start"),
+        (lambda m: m.normal_tensor((-1, 4), 0.02, 0, 0), ValueError, "shape"),
+        (lambda m: m.normal_tensor((2**40, 2**40), 0.02, 0, 0), ValueError, "shape"),
+        (lambda m: m.normal_tensor((2, 2), NAN, 0, 0), ValueError, "std"),
+        # the generator: a request that would run for ever is refused
+        (lambda m: m.uniforms(0, 0, 2**62), ValueError, "n"),
+        (lambda m: m.uniforms(0, 0, 2, start=2**64 - 1), ValueError, "start + n"),
+        (lambda m: m.random_u32s(0, 0, 1.0), TypeError, "n"),
+        (lambda m: m.permutation(0, 0, -1), ValueError, "n"),
+        (lambda m: m.permutation(0, 0, 2.0), TypeError, "n"),
+        # ids beyond int64 are out of range (not "the wrong dtype")
+        (lambda m: m.embedding_forward(W2, [[0, 2**70]]), ValueError, "idx"),
+        (lambda m: m.embedding_forward(W2, [[-1, 2**63]]), ValueError, "idx"),
+        # degenerate sizes: the same clear error, not NaN in one and ZeroDivisionError in the other
+        (lambda m: m.layer_norm_forward([[2.0, 2.0]], [1.0] * 2, [0.0] * 2, 0), ValueError, "eps"),
+        (lambda m: m.layer_norm_forward([[1.0]], [1.0], [0.0], NAN), ValueError, "eps"),
+        (lambda m: m.layer_norm_forward([[1.0]], [1.0], [0.0], "1e-5"), TypeError, "eps"),
+        (lambda m: m.layer_norm_forward([[]], [], []), ValueError, "weight"),
+        (lambda m: m.Embedding(-1, 4), ValueError, "num_embeddings"),
+        (lambda m: m.Embedding(0, 4), ValueError, "num_embeddings"),
+        (lambda m: m.Embedding(4, 0), ValueError, "embedding_dim"),
+        (lambda m: m.Embedding(4.0, 2), TypeError, "num_embeddings"),
+        (lambda m: m.Linear(0, 3), ValueError, "in_features"),
+        (lambda m: m.Linear(3, 2, bias="yes"), TypeError, "bias"),
+        (lambda m: m.Conv1D(3, -2), ValueError, "out_features"),
+        (lambda m: m.LayerNorm(0), ValueError, "dim"),
+        (lambda m: m.LayerNorm(4, eps=0.0), ValueError, "eps"),
+        (lambda m: m.Dropout(NAN), ValueError, "p"),
+        (
+            lambda m: m.GPTConfig(
+                vocab_size=4, block_size=2, n_layer=1, n_head=1, n_embd=2, layer_norm_epsilon=0.0
+            ),
+            ValueError,
+            "layer_norm_epsilon",
+        ),
+    ],
+)
+def test_same_error_for_bad_arguments(candidate, call, error, argument):
+    """Both backends refuse the bad argument with the same error type, naming the argument."""
+    raised = []
+    for backend in (reference, candidate):
+        with pytest.raises(error) as info:
+            call(backend)
+        assert argument in str(info.value), (backend.__name__, str(info.value))
+        raised.append(type(info.value))
+    assert raised[0] is raised[1]

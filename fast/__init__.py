@@ -113,6 +113,12 @@ from .pretokenize import SPLIT_PATTERNS, get_splitter
 from .rng import permutation, philox4x32, random_u32, random_u32s, uniform, uniforms
 from .seq2seq import Transformer, TransformerConfig
 from .training import FitResult, FitState, NonFiniteLossError, fit
+from .training_checkpoint import (
+    checkpoint_info,
+    latest_checkpoint,
+    load_training_checkpoint,
+    save_training_checkpoint,
+)
 
 __all__ = [
     # activations
@@ -147,6 +153,8 @@ __all__ = [
     "save_safetensors", "load_safetensors", "load_safetensors_metadata", "CheckpointError",
     "read_idx", "load_mnist_idx", "load_digits", "load_mnist_sample", "load_text_corpus",
     "train_test_split",
+    # training checkpoints: resume after an interruption
+    "save_training_checkpoint", "load_training_checkpoint", "latest_checkpoint", "checkpoint_info",
 ]  # fmt: skip
 
 

@@ -69,15 +69,15 @@ def gelu_tanh_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     libm call per element in a Numba loop, so the tanh-approximated GELU (GPT-2's) runs here.
     Keeping t lets the backward pass skip tanh entirely.
     """
-    u = x * x
+    u = np.multiply(x, x, out=np.empty_like(x))  # (out= keeps a 0-d array an array)
     u *= k.GELU_TANH_COEF
     u += 1.0
     u *= x
     u *= k.SQRT_2_OVER_PI
     t = np.tanh(u, out=u)
-    out = t + 1.0
+    out = np.add(t, 1.0, out=np.empty_like(t))
+    out *= 0.5  # 0.5 (1 + t) first, then x: as the reference's order, and finite for x near 1e308
     out *= x
-    out *= 0.5
     return out, t
 
 

@@ -27,6 +27,7 @@ from numbers import Integral
 
 import numpy as np
 
+from reference.checks import check_flag
 from reference.layers import check_dropout_p
 from reference.rng import _check as _check_u64
 
@@ -284,6 +285,7 @@ def attention_forward(
     dropout_p = check_dropout_p(dropout_p, "dropout_p")
     if dropout_p > 0.0:
         _check_seed_stream(seed, stream)
+    check_flag("causal", causal)
     out = empty(q.shape, q.dtype, device_of(q))  # (B, H, Tq, hs)
     return _forward(q, k, v, causal, padding, dropout_p, seed, stream, out)
 
@@ -339,6 +341,7 @@ def multi_head_attention_forward(
     dropout_p = check_dropout_p(dropout_p, "dropout_p")
     if dropout_p > 0.0:
         _check_seed_stream(seed, stream)
+    check_flag("causal", causal)
     qh, kh, vh = _heads(q, n_head), _heads(k, n_head), _heads(v, n_head)  # (B, H, T, hs) views
     out = empty(q.shape, q.dtype, device_of(q))  # (B, Tq, C), written head by head, a view
     _, cache = _forward(qh, kh, vh, causal, padding, dropout_p, seed, stream, _heads(out, n_head))

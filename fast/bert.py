@@ -20,7 +20,6 @@ Dimension legend: B batch, T time, C channels (n_embd), H heads, V vocabulary, I
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any
@@ -490,17 +489,17 @@ class _BertBase(Module):
         cls, directory: str | os.PathLike, dtype="float32", device="cpu", **kwargs: Any
     ) -> _BertBase:
         """Read `config.json` + `model.safetensors` written by us or by Hugging Face (see
-        `reference.BERT.from_pretrained`), into a model of `dtype` on `device`."""
+        `reference.BERT.from_pretrained`), into a model of `dtype` on `device`, in evaluation
+        mode."""
         directory = os.fspath(directory)
         for f in ("config.json", "model.safetensors"):
             if not os.path.isfile(os.path.join(directory, f)):
                 raise FileNotFoundError(f"{directory!r} has no {f}")
-        with open(os.path.join(directory, "config.json"), encoding="utf-8") as f:
-            config = json.load(f)
-        model = cls.from_config_dict(config, dtype=dtype, device=device, **kwargs)
+        config_path = os.path.join(directory, "config.json")
+        model = cls._from_config_file(config_path, dtype=dtype, device=device, **kwargs)
         state = load_safetensors(os.path.join(directory, "model.safetensors"))
         model._load_hf_state(cls._adapt_hf_state(state))
-        return model
+        return model.eval()
 
 
 class BERT(_BertBase):

@@ -14,7 +14,6 @@ Dimension legend: B batch, T time, C channels, H heads, V vocabulary, L layers.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any
@@ -335,14 +334,14 @@ class GPT(Module):
 
     @classmethod
     def from_pretrained(cls, directory, dtype="float32", device="cpu") -> GPT:
-        """Load our directory or a Hugging Face GPT-2 one (see `reference.GPT.from_pretrained`)."""
+        """Load our directory or a Hugging Face GPT-2 one (see `reference.GPT.from_pretrained`),
+        in evaluation mode."""
         directory = os.fspath(directory)
         weights = os.path.join(directory, "model.safetensors")
         config_path = os.path.join(directory, "config.json")
         for path in (config_path, weights):
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"{directory!r} has no {os.path.basename(path)}")
-        with open(config_path, encoding="utf-8") as f:
-            model = cls.from_config_dict(json.load(f), dtype=dtype, device=device)
+        model = cls._from_config_file(config_path, dtype=dtype, device=device)
         model.load_state_dict(convert_hf_gpt2_state_dict(load_safetensors(weights)))
-        return model
+        return model.eval()

@@ -17,13 +17,23 @@ import math
 
 import numpy as np
 
+from reference.checks import (
+    check_count,
+    check_eps,
+    check_flag,
+    check_number,
+    check_numel,
+    check_shape_arg,
+)
 from reference.layers import (
     STREAM_SITE_BITS,
     WEIGHT_LAYOUTS,
     check_dropout_p,
+    check_positions,
     dropout_stream,
     set_dropout_rng,
 )
+from reference.rng import check_seed_stream
 
 from .activations import activation_kind, gelu_tanh_parts
 from .cpu import layers as k
@@ -56,7 +66,14 @@ def _floats(x, name, dtype=None, like=None):
     copied over silently."""
     if is_device_array(x) or is_device_array(like):
         return cuda_ops("layers").device_floats(x, name, dtype)
-    return np.ascontiguousarray(as_float_array(x, name, dtype))
+    a = as_float_array(x, name, dtype)
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)  # (which makes a 0-d array 1-d)
+
+
+def _device_operand(*xs):
+    """The first DeviceArray among the operands (None if all are on the host): when one operand
+    is on the GPU, every operand must be (`_floats` refuses a numpy one by name)."""
+    return next((x for x in xs if is_device_array(x)), None)
 
 
 def _gpu():
@@ -74,6 +91,10 @@ def _check_dout(dout, shape, dtype, like=None):
 # -- initialisation --------------------------------------------------------------------------------
 def normal_tensor(shape, std: float, seed: int, stream: int, dtype="float64") -> np.ndarray:
     """N(0, std^2) draws by Box-Muller on Philox uniforms (the reference's formula)."""
+    shape = check_shape_arg("shape", shape)
+    std = check_number("std", std)
+    if std < 0.0:
+        raise ValueError(f"std must be >= 0, got {std}")
     n = int(np.prod(shape, dtype=np.int64))
     u = uniforms(seed, stream, 2 * n)
     z = std * np.sqrt(-2.0 * np.log(1.0 - u[0::2])) * np.cos(2.0 * math.pi * u[1::2])
@@ -115,16 +136,21 @@ def embedding_backward(dout, cache):
 
 def position_ids(B: int, T: int, start: int = 0) -> np.ndarray:
     """Positions start .. start+T-1 for each of B sequences, (B, T) int64."""
+    B, T, start = check_positions(B, T, start)
     return np.broadcast_to(np.arange(start, start + T, dtype=np.int64), (B, T)).copy()
 
 
 def position_embedding_forward(weight, B: int, T: int, start: int = 0):
     """Learned positions: out[b, t] = weight[start + t], (B, T, C)."""
-    n_positions = len(weight)
-    if start < 0 or start + T > n_positions:
+    B, T, start = check_positions(B, T, start)
+    w = _floats(weight, "weight")
+    if w.ndim != 2:
+        raise ValueError(f"weight must have shape (n_positions, C), got {w.shape}")
+    n_positions = w.shape[0]
+    if start + T > n_positions:
         raise ValueError(
             f"positions {start}..{start + T - 1} need {start + T} rows but the position table "
-            f"has n_positions={n_positions} (sequence length T={T})"
+            f"weight has n_positions={n_positions} (sequence length T={T})"
         )
     return embedding_forward(weight, position_ids(B, T, start))
 
@@ -135,8 +161,9 @@ def position_embedding_backward(dout, cache):
 
 def sinusoidal_position_encoding(B: int, T: int, C: int, start: int = 0, dtype="float64"):
     """The 2017 fixed positions, (B, T, C): sin on even channels, cos on odd ones."""
-    if C < 1:
-        raise ValueError(f"C must be a positive number of channels, got {C}")
+    B, T, start = check_positions(B, T, start)
+    C = check_count("C", C, low=1)
+    check_numel("the encoding (B, T, C)", (B, T, C))
     pos = np.arange(start, start + T, dtype=np.float64)[:, None]
     j = np.arange(C)
     angle = pos / 10000.0 ** (2 * (j // 2) / C)  # (T, C)
@@ -150,7 +177,7 @@ def linear_forward(x, weight, bias=None, weight_layout: str = "out_in"):
     DeviceArrays). `weight_layout` as in the reference."""
     if weight_layout not in WEIGHT_LAYOUTS:
         raise ValueError(f"weight_layout must be one of {WEIGHT_LAYOUTS}, got {weight_layout!r}")
-    w = _floats(weight, "weight")
+    w = _floats(weight, "weight", like=_device_operand(x, weight, bias))
     if w.ndim != 2:
         raise ValueError(f"weight must be a matrix, got shape {w.shape}")
     W = w if weight_layout == "out_in" else w.T  # (C_out, C_in), a view
@@ -188,16 +215,16 @@ def linear_backward(dout, cache):
 
 # -- layer norm ------------------------------------------------------------------------------------
 def layer_norm_forward(x, weight, bias, eps: float = 1e-5):
-    """Fused two-pass layer norm over the last axis, then scale and shift."""
-    w = _floats(weight, "weight")
+    """Fused two-pass layer norm over the last axis, then scale and shift (eps > 0, as the
+    reference)."""
+    w = _floats(weight, "weight", like=_device_operand(x, weight, bias))
     C = w.shape[0] if w.ndim == 1 else -1
-    if w.ndim != 1:
-        raise ValueError(f"weight must have shape (C,), got {w.shape}")
+    if w.ndim != 1 or C == 0:
+        raise ValueError(f"weight must have shape (C,) with C >= 1 channels, got shape {w.shape}")
     b = _floats(bias, "bias", w.dtype, like=w)
     if b.shape != (C,):
         raise ValueError(f"bias must have shape ({C},), got {b.shape}")
-    if not eps >= 0.0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
+    eps = check_eps(eps)
     xa = _floats(x, "x", w.dtype, like=w)
     if xa.ndim == 0 or xa.shape[-1] != C:
         raise ValueError(f"x must have shape (..., {C}), got {xa.shape}")
@@ -262,6 +289,7 @@ def activation_backward(dout, cache):
 # -- dropout ---------------------------------------------------------------------------------------
 def dropout_keep(n: int, p: float, seed: int, stream: int, start: int = 0) -> np.ndarray:
     """Multipliers of flat elements start .. start+n-1: 1/(1-p) where kept, else 0 (float64)."""
+    p = check_dropout_p(p)
     scale = 1.0 / (1.0 - p) if p < 1.0 else 0.0
     return np.where(uniforms(seed, stream, n, start) >= p, scale, 0.0)
 
@@ -269,9 +297,7 @@ def dropout_keep(n: int, p: float, seed: int, stream: int, start: int = 0) -> np
 def dropout_forward(x, p: float, seed: int = 0, stream: int = 0):
     """Inverted dropout with Philox keep decisions drawn inside one fused loop."""
     p = check_dropout_p(p)
-    for name, v in (("seed", seed), ("stream", stream)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < 2**64:
-            raise ValueError(f"{name} must be an int in [0, 2**64), got {v!r}")
+    check_seed_stream(seed, stream)
     xa = _floats(x, "x")
     if p == 0.0:
         return xa.copy(), (None, xa.shape)
@@ -340,6 +366,8 @@ class Embedding(_Layer):
         self, num_embeddings, embedding_dim, *, std=0.02, seed=0, stream=0, dtype="float32"
     ):
         super().__init__()
+        num_embeddings = check_count("num_embeddings", num_embeddings, low=1)
+        embedding_dim = check_count("embedding_dim", embedding_dim, low=1)
         self.weight = Parameter(
             normal_tensor((num_embeddings, embedding_dim), std, seed, stream), dtype
         )
@@ -359,6 +387,9 @@ class Linear(_Layer):
         self, in_features, out_features, bias=True, *, std=0.02, seed=0, stream=0, dtype="float32"
     ):
         super().__init__()
+        in_features = check_count("in_features", in_features, low=1)
+        out_features = check_count("out_features", out_features, low=1)
+        check_flag("bias", bias)
         shape = (
             (out_features, in_features)
             if self.weight_layout == "out_in"
@@ -392,7 +423,8 @@ class Conv1D(Linear):
 class LayerNorm(_Layer):
     def __init__(self, dim, eps=1e-5, dtype="float32"):
         super().__init__()
-        self.eps = eps
+        dim = check_count("dim", dim, low=1)
+        self.eps = check_eps(eps)
         self.weight = Parameter(np.ones(dim), dtype)
         self.bias = Parameter(np.zeros(dim), dtype)
 

@@ -64,13 +64,11 @@ def mse_loss(outputs, targets):
     if is_device_array(targets):  # targets already on the GPU
         t = targets if targets.dtype == y.dtype else targets.astype(y.dtype)
     else:
-        t = np.asarray(targets, dtype=y.dtype)
+        t = as_float_array(targets, "targets", y.dtype)
     if y.ndim != 2:
         raise ValueError(f"outputs must have shape (B, K), got {y.shape}")
-    if t.shape[0] != y.shape[0]:
-        raise ValueError(f"targets must have {y.shape[0]} rows like outputs, got {t.shape[0]}")
     if t.shape != y.shape:
-        raise ValueError(f"targets must have shape {y.shape}, got {t.shape}")
+        raise ValueError(f"targets must have shape {y.shape} like outputs, got {t.shape}")
     if y.size == 0:
         raise ValueError("mse_loss needs at least one element")
     if is_device_array(y) or is_device_array(t):

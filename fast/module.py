@@ -61,6 +61,13 @@ class Module(_ref.Module):
         """Copy `value` (an array or nested lists) into p.data in place, in p's dtype."""
         if is_device_array(value):
             value = value.copy_to_host()
+        if not isinstance(value, np.ndarray):
+            try:
+                kind = np.asarray(value).dtype.kind
+            except (ValueError, TypeError):  # numpy refuses ragged lists
+                kind = "O"
+            if kind not in "biuf":  # ragged, or not numbers: the reference's error, word for word
+                _ref.tensor_of_floats(f"state_dict[{name!r}]", value, p.shape)
         value = np.asarray(value, dtype=p.data.dtype)
         if value.shape != p.shape:
             raise ValueError(f"state_dict[{name!r}] has shape {value.shape}, expected {p.shape}")
@@ -82,7 +89,7 @@ class Module(_ref.Module):
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, dtype="float32", device="cpu") -> Module:
         """Build the model from `config.json` and load `model.safetensors` (in `dtype`, on
-        `device`)."""
+        `device`); the model comes back in evaluation mode, as in `transformers`."""
         return cls._from_directory(directory, {"dtype": dtype, "device": device})
 
 

@@ -6,6 +6,12 @@ into one contiguous buffer (and their gradients into another), and each `Paramet
 becomes a view into it. A step is then one parallel loop over the whole group, and `zero_grad` one
 fill. Keep using `p.data` / `p.grad` through the Parameter (an array taken out before the optimizer
 was built is no longer the parameter's storage).
+
+`state_dict()` / `load_state_dict()` speak the reference's (PyTorch's) layout: per parameter,
+numbered across the groups. Storage is per packed buffer, so saving cuts each buffer's state into
+per-parameter host copies (numpy, in the buffer's dtype, also from the GPU), and loading stitches
+them back (cast to the buffer's dtype, uploaded when the buffer is on the GPU). A buffer keeps one
+Adam step counter, written into the entry of each of its parameters; on load they must agree.
 """
 
 from __future__ import annotations
@@ -15,10 +21,16 @@ import math
 import numpy as np
 
 from reference import optim as _ref
-from reference.optim import ConstantLR, CosineWarmupLR, StepDecayLR, _check_nonneg
+from reference.optim import (
+    ConstantLR,
+    CosineWarmupLR,
+    StepDecayLR,
+    _check_nonneg,
+    _check_tensor,
+)
 
 from .cpu import optim as cpu_kernels
-from .device import cuda_ops, device_of, empty, is_device_array
+from .device import cuda_ops, device_of, empty, is_device_array, to_device, to_host
 
 __all__ = [
     "Optimizer",
@@ -41,6 +53,8 @@ class _Packed:
     def __init__(self, params):
         self.buffers = []  # (w, g, state) per (device, dtype)
         self.views = []  # (parameter, its data view): what `check` compares
+        self.slots = []  # (buffer index, offset) of each parameter, in the group's order
+        where = {}
         by_kind: dict = {}
         for p in params:
             if not isinstance(p.data, np.ndarray) and not is_device_array(p.data):
@@ -61,8 +75,10 @@ class _Packed:
                 p.data = w[offset : offset + size].reshape(p.shape)
                 p.grad = g[offset : offset + size].reshape(p.shape)
                 self.views.append((p, p.data, p.grad))
+                where[id(p)] = (len(self.buffers), offset)
                 offset += size
             self.buffers.append((w, g, {}))
+        self.slots = [where[id(p)] for p in params]
 
     def check(self) -> None:
         """Refuse to step when a parameter's storage was replaced after packing (by
@@ -108,18 +124,121 @@ class Optimizer(_ref.Optimizer):
             for w, g, state in group["_packed"].buffers:
                 self.update(w, g, state, group)
 
+    # -- saving and restoring: per-parameter slices of the packed buffers -----------------------
+    def _export_group(self, group):
+        packed = group["_packed"]
+        out = []
+        for p, (b, offset) in zip(group["params"], packed.slots):
+            state = packed.buffers[b][2]
+            entry = {}
+            for k in self.state_keys:
+                if k == "step" and k in state:
+                    entry[k] = state[k]
+                elif k in state:
+                    piece = state[k][offset : offset + p.data.size]
+                    entry[k] = to_host(piece).reshape(p.shape).copy()
+            out.append(entry)
+        return out
+
+    def _tensor(self, value, where, p, nonneg=False):
+        """A saved state tensor as a host numpy array in p's dtype, checked as the reference
+        checks it (nested lists go through the reference's own check)."""
+        if is_device_array(value):
+            value = value.copy_to_host()
+        if not isinstance(value, np.ndarray) and hasattr(value, "__array__"):
+            try:
+                value = np.asarray(value)
+            except Exception:  # noqa: BLE001 - e.g. a GPU torch tensor: read it via tolist()
+                pass
+        if not isinstance(value, np.ndarray) or value.dtype.kind == "O":
+            value = np.array(_check_tensor(value, where, p.shape, nonneg)).reshape(p.shape)
+        if value.dtype.kind not in "iuf":
+            raise TypeError(f"{where} must hold numbers, found dtype {value.dtype}")
+        if value.shape != tuple(p.shape):
+            raise ValueError(f"{where} has shape {value.shape}, expected {tuple(p.shape)}")
+        bad = ~np.isfinite(value) | (value < 0) if nonneg else ~np.isfinite(value)
+        if bad.any():
+            i = int(np.flatnonzero(bad.reshape(-1))[0])
+            need = "finite and >= 0" if nonneg else "finite"
+            raise ValueError(f"{where} must be {need}, found {value.reshape(-1)[i]} at flat "
+                             f"position {i}")  # fmt: skip
+        with np.errstate(over="ignore"):
+            out = value.astype(p.data.dtype)
+        if value.dtype.kind == "f" and not np.isfinite(out).all():
+            i = int(np.flatnonzero(~np.isfinite(out.reshape(-1)))[0])
+            raise ValueError(
+                f"{where} holds {value.reshape(-1)[i]} at flat position {i}, too large for this "
+                f"optimizer's {out.dtype}"
+            )
+        return out
+
+    def _restore(self, hyper, state):
+        """Stitch per-parameter state into per-buffer state; refuse (before changing anything)
+        parameters of one buffer that disagree on having state or on the step count."""
+        new_states = []
+        first = 0
+        for group in self.param_groups:
+            packed = group["_packed"]
+            members: dict = {}
+            for j, (b, offset) in enumerate(packed.slots):
+                members.setdefault(b, []).append((first + j, offset, group["params"][j]))
+            first += len(group["params"])
+            states = []
+            for b, (w, _, _) in enumerate(packed.buffers):
+                states.append(self._stitch(w, members.get(b, []), state))
+            new_states.append(states)
+        _ref.Optimizer._restore(self, hyper, {})
+        for group, states in zip(self.param_groups, new_states):
+            for (_, _, old), new in zip(group["_packed"].buffers, states):
+                old.clear()
+                old.update(new)
+
+    def _stitch(self, w, members, state) -> dict:
+        """One buffer's state from its parameters' saved entries (numbers, offset, Parameter)."""
+        have = [i for i, _, _ in members if i in state]
+        if not have:
+            return {}
+        lacking = [i for i, _, _ in members if i not in state]
+        if lacking:
+            raise ValueError(
+                f"state_dict['state'] has state for parameter {have[0]} but none for parameter "
+                f"{lacking[0]}; this optimizer keeps them in one buffer (same group, device and "
+                "dtype), which has state for all of its parameters or for none"
+            )
+        out = {}
+        if "step" in self.state_keys:
+            steps = {state[i]["step"] for i in have}
+            if len(steps) > 1:
+                i, j = have[0], next(j for j in have if state[j]["step"] != state[have[0]]["step"])
+                raise ValueError(
+                    f"state_dict['state'][{j}]['step'] is {state[j]['step']} but parameter {i}, "
+                    f"in the same buffer of this optimizer, has step {state[i]['step']}; this "
+                    "optimizer keeps one step count per buffer"
+                )
+            out["step"] = steps.pop()
+        for k in self.state_keys:
+            if k == "step":
+                continue
+            host = np.zeros(w.size, dtype=w.dtype)
+            for i, offset, p in members:
+                host[offset : offset + p.data.size] = state[i][k].reshape(-1)
+            out[k] = to_device(host, device_of(w), w.dtype)
+        return out
+
 
 class SGD(_ref.SGD, Optimizer):
     """SGD with momentum, Nesterov and L2 weight decay (see reference.SGD)."""
 
     def update(self, w, g, state, group):
+        # As in the reference, the velocity exists only once a step with momentum has run
+        # (without momentum the kernel never touches its `buf`: w stands in for it).
         first = "momentum_buffer" not in state
-        if first:
+        if first and group["momentum"]:
             state["momentum_buffer"] = zeros_like(w)
         _update("sgd", w)(
             w,
             g,
-            state["momentum_buffer"],
+            state.get("momentum_buffer", w),
             float(group["lr"]),
             float(group["momentum"]),
             float(group["weight_decay"]),
@@ -133,18 +252,18 @@ class Adam(_ref.Adam, Optimizer):
 
     def update(self, w, g, state, group):
         b1, b2 = group["betas"]
-        if "m" not in state:
-            state["t"], state["m"], state["v"] = 0, zeros_like(w), zeros_like(w)
-        state["t"] += 1
-        t = state["t"]
+        if "exp_avg" not in state:
+            state["step"], state["exp_avg"], state["exp_avg_sq"] = 0, zeros_like(w), zeros_like(w)
+        state["step"] += 1
+        t = state["step"]
         lr = float(group["lr"])
         step_size = lr / (1.0 - b1**t)
         sqrt_bc2 = math.sqrt(1.0 - b2**t)
         _update("adam", w)(
             w,
             g,
-            state["m"],
-            state["v"],
+            state["exp_avg"],
+            state["exp_avg_sq"],
             lr,
             float(b1),
             float(b2),

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference.rng import MASK64, below, philox4x32
-from reference.rng import _check as _check_u64
+from reference.checks import MAX_NUMEL, check_count
+from reference.rng import _check, below, check_draws, philox4x32
 
 from .cpu.rng import permutation_kernel, random_u32s_kernel
 
@@ -18,10 +18,8 @@ __all__ = ["philox4x32", "random_u32", "random_u32s", "uniform", "uniforms", "pe
 
 def random_u32s(seed: int, stream: int, n: int, start: int = 0) -> np.ndarray:
     """Words `start` .. `start + n - 1` of (seed, stream) as a uint64 array of 32-bit values."""
-    for name, v in (("seed", seed), ("stream", stream), ("n", n), ("start", start)):
-        _check_u64(name, v)
-    if start + n > MASK64 + 1:
-        raise ValueError(f"start + n must be at most 2**64, got {start + n}")
+    check_draws(seed, stream, n, start)
+    n = int(n)
     out = np.empty(n, dtype=np.uint64)
     random_u32s_kernel(np.uint64(seed), np.uint64(stream), n, np.uint64(start), out)
     return out
@@ -29,6 +27,7 @@ def random_u32s(seed: int, stream: int, n: int, start: int = 0) -> np.ndarray:
 
 def random_u32(seed: int, stream: int, index: int) -> int:
     """The `index`-th random 32-bit word of (seed, stream)."""
+    _check("seed", seed), _check("stream", stream), _check("index", index)
     return int(random_u32s(seed, stream, 1, index)[0])
 
 
@@ -43,7 +42,7 @@ def uniform(seed: int, stream: int, index: int) -> float:
 
 def permutation(seed: int, stream: int, n: int) -> np.ndarray:
     """The reference's Fisher-Yates permutation of range(n), as an int64 array."""
-    _check_u64("n", n)
+    n = check_count("n", n, 0, MAX_NUMEL)
     words = random_u32s(seed, stream, max(n - 1, 0))
     order = np.empty(n, dtype=np.int64)
     permutation_kernel(words, n, order)

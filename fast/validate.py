@@ -15,7 +15,7 @@ def as_float_array(x, name: str, dtype=None) -> np.ndarray:
     except ValueError:
         raise ValueError(f"{name} must be rectangular (every row the same length)") from None
     if a.dtype == object:
-        raise ValueError(f"{name} must be a rectangular array of numbers")
+        a = _object_floats(a, name)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold numbers, got dtype {a.dtype}")
     if dtype is not None:
@@ -32,8 +32,12 @@ def as_index_array(x, name: str) -> np.ndarray:
         a = np.asarray(x)
     except ValueError:
         raise ValueError(f"{name} must be rectangular (every row the same length)") from None
+    if a.dtype == object or a.dtype.kind == "f":
+        refuse_ids_beyond_int64(x, name)  # numpy holds such ints as objects or floats
     if a.dtype == object:
-        raise ValueError(f"{name} must be a rectangular array of ints")
+        raise TypeError(f"{name} must hold ints, got {_first_odd_type(a)}")
+    if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
+        refuse_ids_beyond_int64(a.tolist(), name)
     if a.dtype.kind not in "iu":
         if a.size == 0:
             return a.astype(np.int64)
@@ -59,3 +63,35 @@ def check_ids(ids: np.ndarray, vocab_size: int, name: str = "idx") -> None:
             f"token id {int(ids[tuple(pos)])} out of range for vocab_size {vocab_size} "
             f"({name}{where})"
         )
+
+
+def refuse_ids_beyond_int64(x, name: str) -> None:
+    """ValueError naming the first Python int of nested lists `x` outside int64's range (an id
+    no table can have): numpy would store such a list as floats or objects, and the dtype in its
+    error would hide the real cause."""
+    stack = [(x, "")]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, (list, tuple)):
+            stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(node))))
+        elif isinstance(node, int) and not -(2**63) <= node < 2**63:
+            raise ValueError(
+                f"{name} value {node} out of range: ids must fit in int64 ({name}{where})"
+            )
+
+
+def _first_odd_type(a: np.ndarray) -> str:
+    """The type of the first element of object array `a` that is not an int or a float."""
+    for v in a.reshape(-1):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return f"{type(v).__name__} {v!r:.40}"
+    return "object"
+
+
+def _object_floats(a: np.ndarray, name: str) -> np.ndarray:
+    """An object array (ints beyond int64, or things that are not numbers at all) as float64,
+    or a TypeError naming `name` and the first element that is not a number."""
+    for v in a.reshape(-1):
+        if not isinstance(v, (int, float)):
+            raise TypeError(f"{name} must hold numbers, got {type(v).__name__} {v!r:.40}")
+    return a.astype(np.float64)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .checks import check_flag, check_numbers
 from .layers import check_dropout_p, dropout_keep
 from .nested import check_shape, shape_of
 
@@ -41,6 +42,7 @@ def split_heads(x: Tensor, n_head: int) -> Tensor:
 
     Its backward is `merge_heads` (and vice versa): both only move numbers.
     """
+    check_numbers("x", x)
     shape = shape_of(x)
     if len(shape) != 3:
         raise ValueError(f"x must have shape (B, T, C), got {shape}")
@@ -59,6 +61,7 @@ def split_heads(x: Tensor, n_head: int) -> Tensor:
 
 def merge_heads(x: Tensor) -> Tensor:
     """(B, H, T, hs) -> (B, T, C): the heads' outputs side by side again, C = H * hs."""
+    check_numbers("x", x)
     shape = shape_of(x)
     if len(shape) != 4:
         raise ValueError(f"x must have shape (B, H, T, hs), got {shape}")
@@ -72,6 +75,7 @@ def split_qkv(qkv: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
     Its backward is `concat_qkv`.
     """
+    check_numbers("qkv", qkv)
     shape = shape_of(qkv)
     if len(shape) != 3 or shape[2] % 3 != 0:
         raise ValueError(f"qkv must have shape (B, T, 3C), got {shape}")
@@ -85,6 +89,7 @@ def split_qkv(qkv: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 def concat_qkv(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """Three (B, T, C) -> (B, T, 3C), the inverse of `split_qkv` (so also its backward)."""
+    check_numbers("q", q), check_numbers("k", k), check_numbers("v", v)
     shape = shape_of(q)
     check_shape("q", q, shape)
     check_shape("k", k, shape)
@@ -125,6 +130,7 @@ def attention_forward(
     >>> out
     [[[[2.0], [2.0]]]]
     """
+    check_numbers("q", q), check_numbers("k", k), check_numbers("v", v)
     qshape, kshape = shape_of(q), shape_of(k)
     if len(qshape) != 4:
         raise ValueError(f"q must have shape (B, H, Tq, hs), got {qshape}")
@@ -135,8 +141,11 @@ def attention_forward(
     check_shape("q", q, qshape)
     check_shape("k", k, kshape)
     check_shape("v", v, kshape)
+    if hs == 0:
+        raise ValueError(f"q must have a head size hs >= 1, got shape {qshape}")
     _check_mask(key_padding_mask, B, Tk)
     dropout_p = check_dropout_p(dropout_p, "dropout_p")
+    check_flag("causal", causal)
     scale = 1.0 / math.sqrt(hs)
 
     out, weights, keeps = [], [], []  # (B, H, Tq, hs), (B, H, Tq, Tk), (B, H, Tq, Tk)
@@ -245,6 +254,7 @@ def multi_head_attention_forward(
     query/key/value, torch's in_proj) and the output projection belong to the model; pass
     q = k = v's source for self-attention. cache = the `attention_forward` cache.
     """
+    check_numbers("q", q), check_numbers("k", k), check_numbers("v", v)
     for name, t in (("q", q), ("k", k), ("v", v)):
         if len(shape_of(t)) != 3:
             raise ValueError(f"{name} must have shape (B, T, C), got {shape_of(t)}")

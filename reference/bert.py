@@ -33,7 +33,6 @@ Randomness that backends share (DESIGN section 4), from the Philox generator in 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -42,6 +41,7 @@ from typing import Any
 
 from .attention import multi_head_attention_backward, multi_head_attention_forward
 from .checkpoint import load_safetensors
+from .checks import MAX_NUMEL, check_count
 from .layers import (
     Activation,
     Dropout,
@@ -103,6 +103,7 @@ class BERTConfig:
                 raise TypeError(f"BERTConfig.{name} must be an int, got {type(v).__name__}")
             if v < 1:
                 raise ValueError(f"BERTConfig.{name} must be positive, got {v}")
+            check_count(f"BERTConfig.{name}", v, 1, MAX_NUMEL)  # refuse what cannot be built
         if self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"BERTConfig.n_embd (hidden_size) = {self.n_embd} must be divisible by "
@@ -636,17 +637,16 @@ class _BertBase(Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, **kwargs: Any) -> _BertBase:
-        """Read `config.json` + `model.safetensors` written by us or by Hugging Face."""
+        """Read `config.json` + `model.safetensors` written by us or by Hugging Face; the model
+        comes back in evaluation mode, as in `transformers` (`.train()` to train)."""
         directory = os.fspath(directory)
         for f in ("config.json", "model.safetensors"):
             if not os.path.isfile(os.path.join(directory, f)):
                 raise FileNotFoundError(f"{directory!r} has no {f}")
-        with open(os.path.join(directory, "config.json"), encoding="utf-8") as f:
-            config = json.load(f)
-        model = cls.from_config_dict(config, **kwargs)
+        model = cls._from_config_file(os.path.join(directory, "config.json"), **kwargs)
         state = load_safetensors(os.path.join(directory, "model.safetensors"))
         model._load_hf_state(cls._adapt_hf_state(state))
-        return model
+        return model.eval()
 
     def _load_hf_state(self, state: dict[str, Any]) -> None:
         self.load_state_dict(state)

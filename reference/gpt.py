@@ -33,7 +33,6 @@ Randomness shared with other backends (DESIGN section 4):
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -47,6 +46,7 @@ from .attention import (
     split_qkv,
 )
 from .checkpoint import load_safetensors
+from .checks import MAX_NUMEL, check_count, check_eps
 from .layers import (
     Activation,
     Conv1D,
@@ -116,15 +116,15 @@ class GPTConfig:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             _check_int(name, getattr(self, name))
+            check_count(name, getattr(self, name), 1, MAX_NUMEL)  # refuse what cannot be built
         if self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"n_embd must be divisible by n_head (each head takes n_embd / n_head channels), "
                 f"got n_embd={self.n_embd} and n_head={self.n_head}"
             )
         self.dropout = _check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
-        self.layer_norm_epsilon = _check_float(
-            "layer_norm_epsilon", self.layer_norm_epsilon, 0.0, math.inf, high_open=True
-        )
+        # > 0: with eps = 0 a constant row (variance 0) would divide by zero in layer norm
+        self.layer_norm_epsilon = check_eps(self.layer_norm_epsilon, "layer_norm_epsilon")
         _check_int("seed", self.seed, low=0)
         if self.seed > MASK64:
             raise ValueError(f"seed must be in [0, 2**64), got {self.seed}")
@@ -565,7 +565,8 @@ class GPT(Module):
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> GPT:
         """Load `config.json` + `model.safetensors` written by `save_pretrained`, or a Hugging
-        Face GPT-2 directory (with or without the `transformer.` prefix; buffers are skipped)."""
+        Face GPT-2 directory (with or without the `transformer.` prefix; buffers are skipped).
+        The model comes back in evaluation mode, as in `transformers` (`.train()` to train)."""
         directory = os.fspath(directory)
         weights = os.path.join(directory, "model.safetensors")
         config_path = os.path.join(directory, "config.json")
@@ -578,10 +579,9 @@ class GPT(Module):
             elif os.path.isfile(weights + ".index.json"):
                 hint = " (sharded checkpoints are not supported)"
             raise FileNotFoundError(f"{directory!r} has no model.safetensors{hint}")
-        with open(config_path, encoding="utf-8") as f:
-            model = cls.from_config_dict(json.load(f))
+        model = cls._from_config_file(config_path)
         model.load_state_dict(convert_hf_gpt2_state_dict(load_safetensors(weights)))
-        return model
+        return model.eval()
 
 
 _BUFFER = re.compile(r"transformer\.h\.\d+\.attn\.(bias|masked_bias)")

@@ -33,10 +33,20 @@ import operator
 from typing import Any
 
 from .activations import get_activation
+from .checks import (
+    check_count,
+    check_eps,
+    check_flag,
+    check_ints,
+    check_number,
+    check_numbers,
+    check_numel,
+    check_shape_arg,
+)
 from .losses import softmax_cross_entropy
 from .module import Module, Parameter
 from .nested import check_shape, flatten, numel, shape_of, unflatten
-from .rng import uniforms
+from .rng import check_seed_stream, uniforms
 
 Tensor = Any  # a nested list of floats
 STREAM_SITE_BITS = 16  # dropout_stream(step, site) = step * 2**16 + site
@@ -46,6 +56,7 @@ WEIGHT_LAYOUTS = ("out_in", "in_out")  # torch nn.Linear, GPT-2 Conv1D
 # -- helpers ---------------------------------------------------------------------------------------
 def _rows(name: str, x: Tensor, C: int) -> tuple[list[list[float]], tuple[int, ...]]:
     """The length-C rows of a (..., C) tensor (the same list objects) and its leading shape."""
+    check_numbers(name, x)
     shape = shape_of(x)
     if not shape or shape[-1] != C:
         raise ValueError(f"{name} must have shape (..., {C}), got {shape}")
@@ -91,6 +102,10 @@ def normal_tensor(shape: tuple[int, ...], std: float, seed: int, stream: int) ->
 
     z_k = sqrt(-2 ln(1 - u_2k)) cos(2 pi u_2k+1); 1 - u lies in (0, 1], so the log is finite.
     """
+    shape = check_shape_arg("shape", shape)
+    std = check_number("std", std)
+    if std < 0.0:
+        raise ValueError(f"std must be >= 0, got {std}")
     n = numel(shape)
     u = uniforms(seed, stream, 2 * n)
     z = [
@@ -106,6 +121,7 @@ def embedding_forward(weight: Tensor, idx: Tensor) -> tuple[Tensor, tuple]:
 
     cache = (idx ids flattened, idx shape, weight shape).
     """
+    check_numbers("weight", weight)
     if len(shape_of(weight)) != 2:
         raise ValueError(f"weight must have shape (num_embeddings, C), got {shape_of(weight)}")
     num, C = shape_of(weight)
@@ -127,8 +143,8 @@ def embedding_forward(weight: Tensor, idx: Tensor) -> tuple[Tensor, tuple]:
 def embedding_backward(dout: Tensor, cache: tuple) -> Tensor:
     """dL/dweight: each output row's gradient scatter-added into the row it was read from."""
     ids, lead, (num, C) = cache
-    drows, _ = _rows("dout", dout, C)  # (B*T, C)
-    if len(drows) != len(ids):
+    drows, dlead = _rows("dout", dout, C)  # (B*T, C)
+    if dlead != lead:
         raise ValueError(f"dout must have shape {lead + (C,)}, got {shape_of(dout)}")
     dweight = [[0.0] * C for _ in range(num)]  # (num, C)
     for i, drow in zip(ids, drows):
@@ -138,8 +154,16 @@ def embedding_backward(dout: Tensor, cache: tuple) -> Tensor:
     return dweight
 
 
+def check_positions(B: int, T: int, start: int) -> tuple[int, int, int]:
+    """B, T and start as ints >= 0, with B * T at most MAX_NUMEL (see `checks.py`)."""
+    B, T, start = check_count("B", B), check_count("T", T), check_count("start", start)
+    check_numel("positions (B, T)", (B, T))
+    return B, T, start
+
+
 def position_ids(B: int, T: int, start: int = 0) -> list[list[int]]:
     """Positions start .. start+T-1 for each of B sequences: position_ids(2, 3) -> [[0,1,2]]*2."""
+    B, T, start = check_positions(B, T, start)
     return [list(range(start, start + T)) for _ in range(B)]
 
 
@@ -150,11 +174,15 @@ def position_embedding_forward(
 
     The backward is `position_embedding_backward`; cache as for `embedding_forward`.
     """
+    B, T, start = check_positions(B, T, start)
+    check_numbers("weight", weight)
+    if len(shape_of(weight)) != 2:
+        raise ValueError(f"weight must have shape (n_positions, C), got {shape_of(weight)}")
     n_positions = len(weight)
-    if start < 0 or start + T > n_positions:
+    if start + T > n_positions:
         raise ValueError(
             f"positions {start}..{start + T - 1} need {start + T} rows but the position table "
-            f"has n_positions={n_positions} (sequence length T={T})"
+            f"weight has n_positions={n_positions} (sequence length T={T})"
         )
     return embedding_forward(weight, position_ids(B, T, start))
 
@@ -171,8 +199,9 @@ def sinusoidal_position_encoding(B: int, T: int, C: int, start: int = 0) -> Tens
     >>> sinusoidal_position_encoding(1, 2, 2)
     [[[0.0, 1.0], [0.8414709848078965, 0.5403023058681398]]]
     """
-    if C < 1:
-        raise ValueError(f"C must be a positive number of channels, got {C}")
+    B, T, start = check_positions(B, T, start)
+    C = check_count("C", C, low=1)
+    check_numel("the encoding (B, T, C)", (B, T, C))
     table = []  # (T, C)
     for pos in range(start, start + T):
         row = []
@@ -196,6 +225,8 @@ def linear_forward(
     """
     if weight_layout not in WEIGHT_LAYOUTS:
         raise ValueError(f"weight_layout must be one of {WEIGHT_LAYOUTS}, got {weight_layout!r}")
+    check_numbers("x", x), check_numbers("weight", weight)
+    check_numbers("bias", [] if bias is None else bias)
     wshape = shape_of(weight)
     if len(wshape) != 2:
         raise ValueError(f"weight must be a matrix, got shape {wshape}")
@@ -239,20 +270,26 @@ def layer_norm_forward(
     E[x]^2 loses every digit when |mean| >> std). GPT-2 uses eps 1e-5, BERT 1e-12.
     cache = (x rows, leading shape, weight, mean per row, rstd per row).
 
-    >>> out, _ = layer_norm_forward([1.0, 2.0, 3.0], [1.0] * 3, [0.0] * 3, eps=0.0)
+    eps must be a finite number > 0: with it a constant row normalises to 0 instead of 0/0.
+
+    >>> out, _ = layer_norm_forward([1.0, 2.0, 3.0], [1.0] * 3, [0.0] * 3, eps=1e-12)
     >>> [round(v, 4) for v in out]
     [-1.2247, 0.0, 1.2247]
     """
+    check_numbers("weight", weight), check_numbers("bias", bias)
+    if len(shape_of(weight)) != 1:
+        raise ValueError(f"weight must have shape (C,), got {shape_of(weight)}")
     C = len(weight)
     check_shape("weight", weight, (C,))
+    if C == 0:
+        raise ValueError("weight must have shape (C,) with C >= 1 channels, got shape (0,)")
     check_shape("bias", bias, (C,))
-    if not eps >= 0.0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
+    eps = check_eps(eps)
     xrows, lead = _rows("x", x, C)  # (N, C)
     out, means, rstds = [], [], []
     for xr in xrows:
         mean = sum(xr) / C
-        var = sum((v - mean) ** 2 for v in xr) / C  # biased variance, as torch
+        var = sum((v - mean) * (v - mean) for v in xr) / C  # biased variance, as torch
         rstd = 1.0 / math.sqrt(var + eps)
         out.append([(v - mean) * rstd * w + b for v, w, b in zip(xr, weight, bias)])
         means.append(mean)
@@ -289,6 +326,7 @@ def activation_forward(x: Tensor, activation: str = "gelu") -> tuple[Tensor, tup
     cache = (x flat, shape, name).
     """
     f, _ = get_activation(activation)
+    check_numbers("x", x)
     flat, shape = flatten(x), shape_of(x)
     check_shape("x", x, shape)
     return unflatten([f(v) for v in flat], shape), (flat, shape, activation)
@@ -298,6 +336,7 @@ def activation_backward(dout: Tensor, cache: tuple) -> Tensor:
     """dx = dout * f'(x), elementwise."""
     flat, shape, activation = cache
     _, df = get_activation(activation)
+    check_numbers("dout", dout)
     if shape_of(dout) != shape:
         raise ValueError(f"dout must have shape {shape}, got {shape_of(dout)}")
     return unflatten([d * df(v) for d, v in zip(flatten(dout), flat)], shape)
@@ -319,6 +358,7 @@ def dropout_keep(n: int, p: float, seed: int, stream: int, start: int = 0) -> li
 
     Element i is kept iff uniform(seed, stream, i) >= p (so p = 1 drops everything).
     """
+    p = check_dropout_p(p)
     scale = 1.0 / (1.0 - p) if p < 1.0 else 0.0
     return [scale if u >= p else 0.0 for u in uniforms(seed, stream, n, start)]
 
@@ -329,6 +369,8 @@ def dropout_forward(x: Tensor, p: float, seed: int = 0, stream: int = 0) -> tupl
     p = 0). cache = (multipliers flat or None, shape).
     """
     p = check_dropout_p(p)
+    check_seed_stream(seed, stream)
+    check_numbers("x", x)
     shape = shape_of(x)
     check_shape("x", x, shape)
     if p == 0.0:
@@ -340,6 +382,7 @@ def dropout_forward(x: Tensor, p: float, seed: int = 0, stream: int = 0) -> tupl
 def dropout_backward(dout: Tensor, cache: tuple) -> Tensor:
     """dx = dout * multiplier: the gradient flows only through kept elements."""
     keep, shape = cache
+    check_numbers("dout", dout)
     if shape_of(dout) != shape:
         raise ValueError(f"dout must have shape {shape}, got {shape_of(dout)}")
     if keep is None:
@@ -350,8 +393,11 @@ def dropout_backward(dout: Tensor, cache: tuple) -> Tensor:
 # -- residual and loss -----------------------------------------------------------------------------
 def residual_forward(x: Tensor, y: Tensor) -> tuple[Tensor, tuple]:
     """x + y elementwise (the residual stream). cache = (shape,)."""
+    check_numbers("x", x), check_numbers("y", y)
     shape = shape_of(x)
     check_shape("x", x, shape)
+    if shape_of(y) != shape:
+        raise ValueError(f"y must have the shape of x {shape}, got {shape_of(y)}")
     check_shape("y", y, shape)
     return unflatten([a + b for a, b in zip(flatten(x), flatten(y))], shape), (shape,)
 
@@ -359,6 +405,7 @@ def residual_forward(x: Tensor, y: Tensor) -> tuple[Tensor, tuple]:
 def residual_backward(dout: Tensor, cache: tuple) -> tuple[Tensor, Tensor]:
     """(dx, dy) = (dout, dout): an add passes its gradient to both branches unchanged."""
     (shape,) = cache
+    check_numbers("dout", dout)
     check_shape("dout", dout, shape)
     flat = flatten(dout)
     return unflatten(flat, shape), unflatten(flat, shape)  # two fresh copies
@@ -373,6 +420,7 @@ def cross_entropy_forward(
     nothing. The rows are flattened to (B*T, V) and handed to `losses.softmax_cross_entropy`.
     cache = (dlogits for dloss = 1, shape).
     """
+    check_numbers("logits", logits), check_ints("targets", targets)
     shape = shape_of(logits)
     if len(shape) != 3:
         raise ValueError(f"logits must have shape (B, T, V), got {shape}")
@@ -413,6 +461,8 @@ class Embedding(_Layer):
         self, num_embeddings: int, embedding_dim: int, *, std: float = 0.02, seed=0, stream=0
     ):
         super().__init__()
+        num_embeddings = check_count("num_embeddings", num_embeddings, low=1)
+        embedding_dim = check_count("embedding_dim", embedding_dim, low=1)
         self.weight = Parameter(normal_tensor((num_embeddings, embedding_dim), std, seed, stream))
 
     def forward(self, idx: Tensor) -> Tensor:
@@ -433,6 +483,9 @@ class Linear(_Layer):
         self, in_features: int, out_features: int, bias: bool = True, *, std=0.02, seed=0, stream=0
     ):
         super().__init__()
+        in_features = check_count("in_features", in_features, low=1)
+        out_features = check_count("out_features", out_features, low=1)
+        check_flag("bias", bias)
         if self.weight_layout == "out_in":
             shape = (out_features, in_features)
         else:
@@ -470,7 +523,8 @@ class LayerNorm(_Layer):
 
     def __init__(self, dim: int, eps: float = 1e-5):
         super().__init__()
-        self.eps = eps
+        dim = check_count("dim", dim, low=1)
+        self.eps = check_eps(eps)
         self.weight = Parameter([1.0] * dim)
         self.bias = Parameter([0.0] * dim)
 

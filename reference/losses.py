@@ -13,13 +13,29 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from .checks import check_ints, check_numbers
+from .nested import check_shape, shape_of
+
+
+def _row(name: str, row: Sequence[float]) -> None:
+    """A non-empty list of numbers, or a clear error."""
+    check_numbers(name, row)
+    if not isinstance(row, (list, tuple)) or not row:
+        raise ValueError(f"{name} must be a non-empty list of numbers, got {row!r:.40}")
+
 
 def softmax(row: Sequence[float]) -> list[float]:
     """exp(z_i) / sum_j exp(z_j), computed after subtracting the max so exp never overflows.
 
     >>> softmax([1000.0, 1000.0])
     [0.5, 0.5]
+
+    A list of rows (any depth) gets the softmax of each row.
     """
+    _row("row", row)
+    if isinstance(row[0], (list, tuple)):
+        check_shape("row", row, shape_of(row))
+        return [softmax(r) for r in row]
     m = max(row)
     exps = [math.exp(z - m) for z in row]
     total = sum(exps)
@@ -27,7 +43,12 @@ def softmax(row: Sequence[float]) -> list[float]:
 
 
 def log_softmax(row: Sequence[float]) -> list[float]:
-    """z_i - logsumexp(z), stable for any finite logits (log never sees 0)."""
+    """z_i - logsumexp(z), stable for any finite logits (log never sees 0); row by row for a
+    list of rows."""
+    _row("row", row)
+    if isinstance(row[0], (list, tuple)):
+        check_shape("row", row, shape_of(row))
+        return [log_softmax(r) for r in row]
     m = max(row)
     lse = m + math.log(sum(math.exp(z - m) for z in row))
     return [z - lse for z in row]
@@ -38,8 +59,13 @@ def mse_loss(outputs: Sequence[Sequence[float]], targets: Sequence[Sequence[floa
 
     `outputs` and `targets` are (B, K) nested lists. Returns (loss, dE/dy) with dE/dy (B, K).
     """
-    if len(outputs) != len(targets):
-        raise ValueError(f"targets must have {len(outputs)} rows like outputs, got {len(targets)}")
+    check_numbers("outputs", outputs), check_numbers("targets", targets)
+    shape = shape_of(outputs)
+    if len(shape) != 2:
+        raise ValueError(f"outputs must have shape (B, K), got {shape}")
+    check_shape("outputs", outputs, shape)
+    if shape_of(targets) != shape:
+        raise ValueError(f"targets must have shape {shape} like outputs, got {shape_of(targets)}")
     n = 0
     for b, (y, t) in enumerate(zip(outputs, targets)):
         if len(y) != len(t):
@@ -47,7 +73,7 @@ def mse_loss(outputs: Sequence[Sequence[float]], targets: Sequence[Sequence[floa
         n += len(y)
     if n == 0:
         raise ValueError("mse_loss needs at least one element")
-    loss = sum((yi - ti) ** 2 for y, t in zip(outputs, targets) for yi, ti in zip(y, t)) / n
+    loss = sum((yi - ti) * (yi - ti) for y, t in zip(outputs, targets) for yi, ti in zip(y, t)) / n
     grad = [[2.0 * (yi - ti) / n for yi, ti in zip(y, t)] for y, t in zip(outputs, targets)]
     return loss, grad
 
@@ -70,10 +96,19 @@ def softmax_cross_entropy(
     >>> round(loss, 6), grad
     (0.693147, [[0.5, -0.5]])
     """
+    check_numbers("logits", logits), check_ints("targets", targets)
+    shape = shape_of(logits)
+    if len(shape) != 2:
+        raise ValueError(f"logits must have shape (N, V), got {shape}")
+    check_shape("logits", logits, shape)
+    if not isinstance(targets, (list, tuple)):
+        raise TypeError(f"targets must be a list of ints, got {type(targets).__name__}")
     if len(logits) != len(targets):
         raise ValueError(f"targets must have {len(logits)} entries like logits, got {len(targets)}")
     counted = 0
     for i, (row, t) in enumerate(zip(logits, targets)):
+        if isinstance(t, (list, tuple)):
+            raise ValueError(f"targets must have shape ({len(logits)},), got nested lists")
         if isinstance(t, bool) or not isinstance(t, int):
             raise TypeError(f"targets[{i}] must be an int class index, got {type(t).__name__}")
         if t == ignore_index:

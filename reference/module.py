@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from .checkpoint import load_safetensors, save_safetensors
+from .checkpoint import CheckpointError, load_safetensors, save_safetensors
 from .fileio import atomic_write
 from .nested import numel, shape_of, zeros
 
@@ -121,11 +121,7 @@ class Module:
         """Set p's data from `value` (nested lists, or anything with `tolist()`), checking shape."""
         if hasattr(value, "tolist"):
             value = value.tolist()
-        if shape_of(value) != p.shape:
-            raise ValueError(
-                f"state_dict[{name!r}] has shape {shape_of(value)}, expected {p.shape}"
-            )
-        p.data = _to_floats(value)
+        p.data = tensor_of_floats(f"state_dict[{name!r}]", value, p.shape)
 
     def state_dict(self) -> dict[str, Any]:
         """{name: a copy of the parameter's data}, in `named_parameters` order."""
@@ -175,20 +171,35 @@ class Module:
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> Module:
-        """Build the model from `config.json` and load `model.safetensors` from `directory`."""
+        """Build the model from `config.json` and load `model.safetensors` from `directory`.
+
+        The model comes back in evaluation mode, as in `transformers`: call `.train()` to
+        train it (dropout on)."""
         return cls._from_directory(directory, {})
 
     @classmethod
     def _from_directory(cls, directory: str | os.PathLike, options: dict[str, Any]) -> Module:
+        """The model of `directory`'s config, its weights loaded, in evaluation mode."""
         directory = os.fspath(directory)
         for f in ("config.json", "model.safetensors"):
             if not os.path.isfile(os.path.join(directory, f)):
                 raise FileNotFoundError(f"{directory!r} has no {f}")
-        with open(os.path.join(directory, "config.json"), encoding="utf-8") as f:
-            config = json.load(f)
-        model = cls.from_config_dict(config, **options)
+        model = cls._from_config_file(os.path.join(directory, "config.json"), **options)
         model.load_state_dict(cls._load_tensors(os.path.join(directory, "model.safetensors")))
-        return model
+        return model.eval()  # as in transformers: no dropout until the caller asks for .train()
+
+    @classmethod
+    def _from_config_file(cls, path: str, **options: Any) -> Module:
+        """`cls.from_config_dict` of the JSON object in the file `path` (a fresh model).
+
+        A file that is not a JSON object raises `CheckpointError` naming it; an error the config
+        classes raise keeps its type and gains the file's name."""
+        config = read_config_json(path)
+        try:
+            return cls.from_config_dict(config, **options)
+        except (ValueError, TypeError) as e:
+            e.args = (f"while building {cls.__name__} from {path}: {e}",)
+            raise
 
 
 class ModuleList(Module):
@@ -212,8 +223,45 @@ class ModuleList(Module):
         return iter(list(self._modules.values()))
 
 
-def _to_floats(x: Any) -> Any:
-    """Deep-copy a nested list, turning every number into a Python float."""
-    if isinstance(x, (list, tuple)):
-        return [_to_floats(v) for v in x]
-    return float(x)
+def read_config_json(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object in the file `path`; a `CheckpointError` naming the file otherwise."""
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        config = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"{path} is not UTF-8 text (byte {e.start}): corrupt?") from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} is not valid JSON: {json_error_text(e)}") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(
+            f"{path} must hold a JSON object (a model config), got a {type(config).__name__}"
+        )
+    return config
+
+
+def json_error_text(e: json.JSONDecodeError) -> str:
+    """Where and why JSON text failed to parse: "expecting ',' delimiter at line 3 column 5"."""
+    return f"{e.msg[:1].lower()}{e.msg[1:]} at line {e.lineno} column {e.colno} (char {e.pos})"
+
+
+def tensor_of_floats(name: str, x: Any, shape: tuple[int, ...], at: str = "") -> Any:
+    """A fresh nested list of Python floats from `x`, which must have exactly `shape`.
+
+    Every row is checked, not only the first, so a ragged list such as [[1.0, 2.0], [3.0]] is
+    refused with a ValueError naming `name` and the row, as is anything that is not a number.
+    """
+    if not shape:
+        if isinstance(x, (int, float)):  # bool is an int, as in numpy
+            return float(x)
+        raise ValueError(f"{name}{at} must be a number, got {type(x).__name__}")
+    if not isinstance(x, (list, tuple)) or len(x) != shape[0]:
+        if not at:
+            raise ValueError(f"{name} has shape {shape_of(x)}, expected {shape}")
+        got = f"length {len(x)}" if isinstance(x, (list, tuple)) else f"a {type(x).__name__}"
+        raise ValueError(
+            f"{name} is ragged: {name}{at} has {got}, expected a row of length {shape[0]} "
+            f"(shape {shape} overall)"
+        )
+    return [tensor_of_floats(name, v, shape[1:], f"{at}[{i}]") for i, v in enumerate(x)]

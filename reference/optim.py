@@ -15,15 +15,40 @@ too: they are part of "how big a step".
 
 Parameters may be a list of `Parameter`s or of groups `{"params": [...], "weight_decay": 0.0}`
 whose keys override the optimizer's defaults for those parameters (GPT-2 decays only matrices).
+
+Training that survives interruption needs more than the weights: Adam's running averages and step
+count, SGD's velocity, and the hyperparameters of every group. `state_dict()` hands them out in
+PyTorch's layout, so a checkpoint moves between backends (and to and from `torch.optim`):
+
+    {"state": {0: {"step": 3, "exp_avg": T, "exp_avg_sq": T}, ...},      # only stepped params
+     "param_groups": [{"lr": 0.001, "betas": (0.9, 0.95), "eps": 1e-08,
+                       "weight_decay": 0.1, "params": [0, 1, 2]}, ...]}
+
+Parameters are numbered 0, 1, 2, ... across the groups in order; T is a tensor shaped like its
+parameter (nested lists here). `load_state_dict` checks all of it before changing anything, then
+restores it into the optimizer's own parameters by position: a run resumed from it takes exactly
+the steps the uninterrupted run would have taken. Schedules have a `state_dict` too (their
+hyperparameters, plus their class name under "type").
 """
 
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable
 from typing import Any
 
 from .nested import flatten, unflatten
+
+# Group keys that PyTorch's optimizers write and ours do not use: accepted on load when the value
+# asks for nothing we do not do (`_refused` says what would be wrong), then dropped.
+_TORCH_KEYS = {
+    "maximize": lambda opt, v: v is not False and "only maximize=False (we minimise)",
+    "foreach": lambda opt, v: False,
+    "fused": lambda opt, v: False,
+    "capturable": lambda opt, v: False,
+    "differentiable": lambda opt, v: False,
+}
 
 
 def _check_nonneg(name: str, value: Any) -> float:
@@ -34,8 +59,74 @@ def _check_nonneg(name: str, value: Any) -> float:
     return float(value)
 
 
+def _check_step(value: Any, where: str) -> int:
+    """A step count: a non-negative integer that fits in int64 (an integral float, or a scalar
+    with `.item()`, as PyTorch stores it, is accepted)."""
+    if not isinstance(value, (int, float)) and hasattr(value, "item"):
+        try:
+            value = value.item()
+        except (TypeError, ValueError, RuntimeError):  # several numbers (numpy, torch)
+            raise TypeError(f"{where} must be a single number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{where} must be a non-negative integer, got {type(value).__name__}")
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise ValueError(f"{where} must be a non-negative integer, got {value}")
+    if not 0 <= value < 2**63:
+        raise ValueError(f"{where} must be a non-negative integer below 2**63, got {value}")
+    return int(value)
+
+
+def _flat_numbers(value: Any, where: str) -> tuple[tuple[int, ...], list[float]]:
+    """(shape, row-major floats) of a rectangular nested list of numbers; anything with `tolist()`
+    (a numpy array, a torch tensor) is read through it. Ragged -> ValueError, not numbers ->
+    TypeError."""
+    if not isinstance(value, (list, tuple, int, float)) and hasattr(value, "tolist"):
+        value = value.tolist()
+    shape = []
+    x = value
+    while isinstance(x, (list, tuple)):
+        shape.append(len(x))
+        if not x:
+            break
+        x = x[0]
+    out: list[float] = []
+    stack = [(value, 0)]  # depth first, left to right: row-major order, and no recursion limit
+    while stack:
+        x, depth = stack.pop()
+        if isinstance(x, (list, tuple)):
+            if depth == len(shape) or len(x) != shape[depth]:
+                raise ValueError(f"{where} is not a rectangular tensor (ragged nested lists)")
+            stack.extend((y, depth + 1) for y in reversed(x))
+        elif depth != len(shape):
+            raise ValueError(f"{where} is not a rectangular tensor (ragged nested lists)")
+        elif isinstance(x, bool) or not isinstance(x, (int, float)):
+            raise TypeError(f"{where} must hold numbers, found {type(x).__name__}")
+        else:
+            out.append(float(x))
+    return tuple(shape), out
+
+
+def _check_tensor(value: Any, where: str, shape: tuple, nonneg: bool = False) -> list[float]:
+    """The flat floats of a state tensor, after checking it is numbers of the parameter's shape,
+    finite (and >= 0 where `nonneg`: a running mean of squares)."""
+    got, flat = _flat_numbers(value, where)
+    if got != tuple(shape):
+        raise ValueError(f"{where} has shape {got}, expected {tuple(shape)}")
+    for i, v in enumerate(flat):
+        if not math.isfinite(v) or (nonneg and v < 0):
+            need = "finite and >= 0" if nonneg else "finite"
+            raise ValueError(f"{where} must be {need}, found {v} at flat position {i}")
+    return flat
+
+
 class Optimizer:
-    """Holds parameter groups and per-parameter state; subclasses implement `update`."""
+    """Holds parameter groups and per-parameter state; subclasses implement `update`.
+
+    Subclasses name the entries of a parameter's state (`state_keys`: the tensors, plus "step"
+    where there is one) and the PyTorch group keys they accept on load (`torch_keys`)."""
+
+    state_keys: tuple[str, ...] = ()
+    torch_keys = _TORCH_KEYS
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
         params = list(params)
@@ -94,6 +185,165 @@ class Optimizer:
     def update(self, w: list, g: list, state: dict, group: dict) -> None:  # pragma: no cover
         raise NotImplementedError
 
+    # -- saving and restoring ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """{"state": {index: {name: value}}, "param_groups": [{hyperparameters, "params"}]}:
+        copies, in PyTorch's layout (see the module docstring)."""
+        state: dict[int, dict[str, Any]] = {}
+        groups = []
+        index = 0
+        for group in self.param_groups:
+            numbers = []
+            for entry in self._export_group(group):
+                if entry:
+                    state[index] = entry
+                numbers.append(index)
+                index += 1
+            hyper = {k: group[k] for k in self.defaults}
+            groups.append({**hyper, "params": numbers})
+        return {"state": state, "param_groups": groups}
+
+    def _export_group(self, group: dict) -> list[dict[str, Any]]:
+        """The state of each parameter of `group`, in order ({} for one not stepped yet)."""
+        out = []
+        for p in group["params"]:
+            s = self.state.get(id(p), {})
+            entry: dict[str, Any] = {}
+            for k in self.state_keys:
+                if k in s:
+                    entry[k] = s[k] if k == "step" else unflatten(list(s[k]), p.shape)
+            out.append(entry)
+        return out
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore hyperparameters and state from `state_dict()`'s layout (ours, the other
+        backend's or PyTorch's), matched to this optimizer's parameters by position. Everything
+        is checked first: a refused state dict leaves the optimizer as it was."""
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        for key in ("state", "param_groups"):
+            if key not in state_dict:
+                raise ValueError(f"state_dict is missing {key!r}")
+        extra = sorted(map(repr, set(state_dict) - {"state", "param_groups"}))
+        if extra:
+            raise ValueError(
+                f"state_dict has unknown keys {', '.join(extra)}; expected 'state', 'param_groups'"
+            )
+        hyper = self._checked_groups(state_dict["param_groups"])
+        state = self._checked_state(state_dict["state"])
+        self._restore(hyper, state)
+
+    def _checked_groups(self, groups: Any) -> list[dict[str, Any]]:
+        """Each saved group's hyperparameters, checked by this optimizer's rules."""
+        if not isinstance(groups, (list, tuple)):
+            raise TypeError(
+                f"state_dict['param_groups'] must be a list, got {type(groups).__name__}"
+            )
+        if len(groups) != len(self.param_groups):
+            raise ValueError(
+                f"state_dict['param_groups'] has {len(groups)} groups, this optimizer has "
+                f"{len(self.param_groups)}"
+            )
+        out = []
+        first = 0
+        for i, (saved, group) in enumerate(zip(groups, self.param_groups)):
+            where = f"state_dict['param_groups'][{i}]"
+            if not isinstance(saved, dict):
+                raise TypeError(f"{where} must be a dict, got {type(saved).__name__}")
+            expected = list(range(first, first + len(group["params"])))
+            first += len(group["params"])
+            numbers = saved.get("params")
+            if not isinstance(numbers, (list, tuple)):
+                raise TypeError(
+                    f"{where}['params'] must be a list of parameter numbers, got "
+                    f"{type(numbers).__name__}"
+                )
+            if len(numbers) != len(expected):
+                raise ValueError(
+                    f"{where}['params'] lists {len(numbers)} parameters, this optimizer's group "
+                    f"{i} has {len(expected)}"
+                )
+            if list(numbers) != expected:
+                raise ValueError(
+                    f"{where}['params'] is {list(numbers)}, expected {expected} (parameters are "
+                    "numbered 0, 1, 2, ... across the groups in order)"
+                )
+            for k in saved:
+                if k == "params" or k in self.defaults:
+                    continue
+                if k not in self.torch_keys:
+                    raise ValueError(f"{where} has an unknown option {k!r}")
+                wrong = self.torch_keys[k](self, saved[k])
+                if wrong:
+                    raise ValueError(f"{where}[{k!r}] is {saved[k]!r}: {wrong}")
+            hyper = {}
+            for k in self.defaults:
+                if k not in saved:
+                    raise ValueError(f"{where} is missing the option {k!r}")
+                hyper[k] = saved[k]
+            if "betas" in hyper:
+                betas = hyper["betas"]
+                if not isinstance(betas, (list, tuple)) or len(betas) != 2:
+                    raise TypeError(f"{where}['betas'] must be a pair of numbers, got {betas!r}")
+                hyper["betas"] = tuple(betas)
+            try:
+                self._validate(hyper)
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"{where}: {e}") from None
+            out.append(hyper)
+        return out
+
+    def _checked_state(self, state: Any) -> dict[int, dict[str, Any]]:
+        """{parameter number: its state, checked and converted (`_tensor`)}."""
+        if not isinstance(state, dict):
+            raise TypeError(f"state_dict['state'] must be a dict, got {type(state).__name__}")
+        params = [p for group in self.param_groups for p in group["params"]]
+        out = {}
+        for i, entry in state.items():
+            if isinstance(i, bool) or not hasattr(i, "__index__"):
+                raise TypeError(
+                    f"state_dict['state'] keys must be parameter numbers (ints), got {i!r}"
+                )
+            i = operator.index(i)
+            if not 0 <= i < len(params):
+                raise ValueError(
+                    f"state_dict['state'] has parameter number {i}; this optimizer has "
+                    f"{len(params)} parameters (0 to {len(params) - 1})"
+                )
+            where = f"state_dict['state'][{i}]"
+            if not isinstance(entry, dict):
+                raise TypeError(f"{where} must be a dict, got {type(entry).__name__}")
+            entry = {k: v for k, v in entry.items() if v is not None}  # PyTorch's empty slots
+            unknown = sorted(map(repr, set(entry) - set(self.state_keys)))
+            if unknown:
+                raise ValueError(
+                    f"{where} has unknown keys {', '.join(unknown)}; expected "
+                    f"{', '.join(map(repr, self.state_keys))}"
+                )
+            if not entry:
+                continue
+            missing = [k for k in self.state_keys if k not in entry]
+            if missing:
+                raise ValueError(f"{where} is missing {', '.join(map(repr, missing))}")
+            out[i] = {
+                k: _check_step(v, f"{where}['step']")
+                if k == "step"
+                else self._tensor(v, f"{where}[{k!r}]", params[i], nonneg=k == "exp_avg_sq")
+                for k, v in entry.items()
+            }
+        return out
+
+    def _tensor(self, value: Any, where: str, p: Any, nonneg: bool = False) -> Any:
+        """A saved state tensor as this backend keeps it: here a flat list of floats."""
+        return _check_tensor(value, where, p.shape, nonneg)
+
+    def _restore(self, hyper: list[dict[str, Any]], state: dict[int, dict[str, Any]]) -> None:
+        """Install checked hyperparameters and state (nothing here can fail)."""
+        params = [p for group in self.param_groups for p in group["params"]]
+        for group, h in zip(self.param_groups, hyper):
+            group.update(h)
+        self.state = {id(params[i]): s for i, s in state.items()}
+
 
 class SGD(Optimizer):
     """Stochastic gradient descent: w <- w - lr * g, with optional momentum, Nesterov, L2 decay.
@@ -102,15 +352,20 @@ class SGD(Optimizer):
     """
 
     def __init__(self, params, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
-        if nesterov and momentum <= 0:
-            raise ValueError(f"nesterov needs momentum > 0, got momentum={momentum}")
         super().__init__(
             params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
         )
 
+    state_keys = ("momentum_buffer",)
+    torch_keys = {**_TORCH_KEYS, "dampening": lambda opt, v: v != 0 and "only dampening=0"}
+
     def _validate(self, group):
         super()._validate(group)
         _check_nonneg("momentum", group["momentum"])
+        if not isinstance(group["nesterov"], bool):
+            raise TypeError(f"nesterov must be True or False, got {group['nesterov']!r}")
+        if group["nesterov"] and group["momentum"] <= 0:
+            raise ValueError(f"nesterov needs momentum > 0, got momentum={group['momentum']}")
 
     def update(self, w, g, state, group):
         lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
@@ -132,6 +387,15 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015); `weight_decay` is the coupled L2 form (added to the gradient)."""
 
     decoupled = False
+    state_keys = ("step", "exp_avg", "exp_avg_sq")
+    torch_keys = {
+        **_TORCH_KEYS,
+        "amsgrad": lambda opt, v: v is not False and "only amsgrad=False",
+        "decoupled_weight_decay": lambda opt, v: (
+            v is not opt.decoupled
+            and f"{type(opt).__name__} has decoupled_weight_decay={opt.decoupled}"
+        ),
+    }
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(
@@ -148,10 +412,10 @@ class Adam(Optimizer):
 
     def update(self, w, g, state, group):
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        if "m" not in state:
-            state["t"], state["m"], state["v"] = 0, [0.0] * len(w), [0.0] * len(w)
-        state["t"] += 1
-        t, m, v = state["t"], state["m"], state["v"]
+        if "exp_avg" not in state:
+            state["step"], state["exp_avg"], state["exp_avg_sq"] = 0, [0.0] * len(w), [0.0] * len(w)
+        state["step"] += 1
+        t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
         bias_correction1 = 1.0 - b1**t
         bias_correction2 = 1.0 - b2**t
         step_size = lr / bias_correction1
@@ -192,8 +456,41 @@ def clip_grad_norm(parameters: Iterable[Any], max_norm: float) -> float:
     return total
 
 
-class ConstantLR:
+class _Schedule:
+    """What the schedules share: saving and restoring their hyperparameters (`fields`)."""
+
+    fields: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict[str, Any]:
+        """{"type": the class name, and each hyperparameter}: plain numbers, JSON-able."""
+        return {"type": type(self).__name__, **{k: getattr(self, k) for k in self.fields}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Take the hyperparameters of a `state_dict()` of this same schedule, checked by the
+        constructor's rules; a refused one changes nothing."""
+        name = type(self).__name__
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        if state_dict.get("type") != name:
+            raise ValueError(f"state_dict['type'] must be {name!r}, got {state_dict.get('type')!r}")
+        missing = [k for k in self.fields if k not in state_dict]
+        if missing:
+            raise ValueError(f"state_dict is missing {', '.join(map(repr, missing))}")
+        unknown = sorted(map(repr, set(state_dict) - {"type", *self.fields}))
+        if unknown:
+            raise ValueError(f"state_dict has unknown keys {', '.join(unknown)}")
+        try:
+            checked = type(self)(**{k: state_dict[k] for k in self.fields})
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"state_dict: {e}") from None
+        for k in self.fields:
+            setattr(self, k, getattr(checked, k))
+
+
+class ConstantLR(_Schedule):
     """The same learning rate at every step."""
+
+    fields = ("lr",)
 
     def __init__(self, lr: float):
         self.lr = _check_nonneg("lr", lr)
@@ -202,11 +499,13 @@ class ConstantLR:
         return self.lr
 
 
-class StepDecayLR:
+class StepDecayLR(_Schedule):
     """lr * gamma ** (step // step_size): drop by `gamma` every `step_size` steps.
 
     StepDecayLR(0.1, step_size=10, gamma=0.5): steps 0-9 -> 0.1, 10-19 -> 0.05, ...
     """
+
+    fields = ("lr", "step_size", "gamma")
 
     def __init__(self, lr: float, step_size: int, gamma: float = 0.1):
         self.lr = _check_nonneg("lr", lr)
@@ -218,12 +517,14 @@ class StepDecayLR:
         return self.lr * self.gamma ** (step // self.step_size)
 
 
-class CosineWarmupLR:
+class CosineWarmupLR(_Schedule):
     """Linear warm-up to `lr` over `warmup_steps`, then cosine decay to `min_lr` at `total_steps`.
 
     Warm-up: lr * (step + 1) / warmup_steps (the first step is not wasted at 0). After
     `total_steps` the rate stays at `min_lr`.
     """
+
+    fields = ("lr", "warmup_steps", "total_steps", "min_lr")
 
     def __init__(self, lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0):
         self.lr, self.min_lr = _check_nonneg("lr", lr), _check_nonneg("min_lr", min_lr)

@@ -20,6 +20,8 @@ and the number is output word `index % 4` divided by 2**32.
 
 from __future__ import annotations
 
+from .checks import MAX_NUMEL, check_count
+
 MASK32 = 0xFFFFFFFF
 MASK64 = 0xFFFFFFFFFFFFFFFF
 PHILOX_M0 = 0xD2511F53
@@ -55,6 +57,21 @@ def _check(name: str, v: int) -> int:
     return v
 
 
+def check_seed_stream(seed: int, stream: int) -> None:
+    """seed and stream as ints in [0, 2**64), or the error `uniforms` would raise."""
+    _check("seed", seed), _check("stream", stream)
+
+
+def check_draws(seed: int, stream: int, n: int, start: int) -> None:
+    """The arguments of a call that draws `n` numbers from index `start`: seed, stream and start
+    in [0, 2**64), n in [0, MAX_NUMEL] (a bigger request is refused, never run for hours), and
+    the last index start + n - 1 still below 2**64."""
+    _check("seed", seed), _check("stream", stream), _check("start", start)
+    check_count("n", n, 0, MAX_NUMEL)
+    if start + n > MASK64 + 1:
+        raise ValueError(f"start + n must be at most 2**64 (the last index), got {start + n}")
+
+
 def random_u32(seed: int, stream: int, index: int) -> int:
     """The `index`-th random 32-bit word of (`seed`, `stream`)."""
     _check("seed", seed), _check("stream", stream), _check("index", index)
@@ -68,7 +85,7 @@ def random_u32(seed: int, stream: int, index: int) -> int:
 
 def random_u32s(seed: int, stream: int, n: int, start: int = 0) -> list[int]:
     """Words `start` .. `start + n - 1` of (`seed`, `stream`), one Philox call per four."""
-    _check("seed", seed), _check("stream", stream), _check("start", start), _check("n", n)
+    check_draws(seed, stream, n, start)
     key = (seed & MASK32, seed >> 32)
     s0, s1 = stream & MASK32, stream >> 32
     out: list[int] = []
@@ -107,6 +124,7 @@ def permutation(seed: int, stream: int, n: int) -> list[int]:
     >>> sorted(permutation(0, 0, 5))
     [0, 1, 2, 3, 4]
     """
+    check_count("n", n, 0, MAX_NUMEL)
     order = list(range(n))
     words = random_u32s(seed, stream, max(n - 1, 0))
     for k, i in enumerate(range(n - 1, 0, -1)):

@@ -50,6 +50,7 @@ from .attention import (
     multi_head_attention_forward,
     split_qkv,
 )
+from .checks import MAX_NUMEL, check_count
 from .layers import (
     Activation,
     Dropout,
@@ -110,6 +111,7 @@ class TransformerConfig:
                 raise TypeError(f"{name} must be a positive int, got {type(value).__name__}")
             if value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value}")
+            check_count(name, value, 1, MAX_NUMEL)  # refuse what cannot be built
         if self.d_model % self.nhead != 0:
             raise ValueError(
                 f"d_model ({self.d_model}) must be divisible by nhead ({self.nhead}): each head "

@@ -149,8 +149,10 @@ def masked_softmax_dropout(
 
 @njit(cache=True)
 def _dropout_row(att, dropped, r, lim, threshold, keep_scale, s_lo, s_hi, t_lo, t_hi):
-    """dropped[r, j] = att[r, j] * keep_scale where word r*Tk + j >= threshold (j < lim), else 0."""
+    """dropped[r, j] = att[r, j] * keep_scale where word r*Tk + j >= threshold (j < lim), else
+    att[r, j] * 0: a multiplication, as the reference's, so a NaN weight stays NaN when dropped."""
     Tk = att.shape[1]
+    zero = keep_scale - keep_scale
     for j in range(lim, Tk):
         dropped[r, j] = 0.0
     start = r * Tk  # the flat index of (r, 0)
@@ -158,10 +160,10 @@ def _dropout_row(att, dropped, r, lim, threshold, keep_scale, s_lo, s_hi, t_lo, 
         w0, w1, w2, w3 = _philox_block(s_lo, s_hi, t_lo, t_hi, np.uint64(blk))
         j = blk * 4 - start
         if j >= 0 and j + 4 <= lim:  # a block inside the row: four stores, no checks
-            dropped[r, j] = att[r, j] * keep_scale if w0 >= threshold else 0.0
-            dropped[r, j + 1] = att[r, j + 1] * keep_scale if w1 >= threshold else 0.0
-            dropped[r, j + 2] = att[r, j + 2] * keep_scale if w2 >= threshold else 0.0
-            dropped[r, j + 3] = att[r, j + 3] * keep_scale if w3 >= threshold else 0.0
+            dropped[r, j] = att[r, j] * (keep_scale if w0 >= threshold else zero)
+            dropped[r, j + 1] = att[r, j + 1] * (keep_scale if w1 >= threshold else zero)
+            dropped[r, j + 2] = att[r, j + 2] * (keep_scale if w2 >= threshold else zero)
+            dropped[r, j + 3] = att[r, j + 3] * (keep_scale if w3 >= threshold else zero)
         else:  # the row's first or last block, which it shares with a neighbour
             _drop_one(att, dropped, r, j, lim, threshold, keep_scale, w0)
             _drop_one(att, dropped, r, j + 1, lim, threshold, keep_scale, w1)
@@ -189,7 +191,7 @@ def _philox_block(s_lo, s_hi, t_lo, t_hi, block):
 @njit(cache=True, inline="always")
 def _drop_one(att, dropped, r, j, lim, threshold, keep_scale, word):
     if j >= 0 and j < lim:
-        dropped[r, j] = att[r, j] * keep_scale if word >= threshold else 0.0
+        dropped[r, j] = att[r, j] * (keep_scale if word >= threshold else keep_scale - keep_scale)
 
 
 @njit(cache=True, parallel=True)

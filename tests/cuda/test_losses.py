@@ -214,7 +214,7 @@ def test_mse_takes_list_targets_device_targets_and_views():
 def test_mse_errors_match_cpu(no_kernels):
     cases = [
         (np.zeros(3), np.zeros(3), r"outputs must have shape \(B, K\)"),
-        (np.zeros((2, 3)), np.zeros((3, 3)), "targets must have 2 rows like outputs"),
+        (np.zeros((2, 3)), np.zeros((3, 3)), r"targets must have shape \(2, 3\) like outputs"),
         (np.zeros((2, 3)), np.zeros((2, 4)), r"targets must have shape \(2, 3\)"),
         (np.zeros((0, 3)), np.zeros((0, 3)), "mse_loss needs at least one element"),
     ]

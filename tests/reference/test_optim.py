@@ -1,9 +1,11 @@
 """Optimizer steps and schedules against numbers worked out by hand."""
 
+import json
 import math
 
 import pytest
 
+from conformance.optim_cases import bad_state_dicts
 from reference import (
     SGD,
     Adam,
@@ -14,6 +16,7 @@ from reference import (
     StepDecayLR,
     clip_grad_norm,
 )
+from reference.nested import flatten, shape_of, unflatten, zeros
 
 
 def param(values, grad):
@@ -175,3 +178,175 @@ def test_bad_types():
         StepDecayLR(0.1, step_size=0)
     with pytest.raises(ValueError, match="warmup_steps < total_steps"):
         CosineWarmupLR(0.1, warmup_steps=10, total_steps=10)
+
+
+# -- saving and restoring -------------------------------------------------------------------
+RESUMABLE = [
+    ("SGD", dict(lr=0.1, momentum=0.9)),
+    ("SGD", dict(lr=0.1, momentum=0.8, nesterov=True, weight_decay=0.01)),
+    ("Adam", dict(lr=0.01, weight_decay=0.1)),
+    ("AdamW", dict(lr=0.01, betas=(0.9, 0.95), weight_decay=0.1)),
+]
+OPTIMIZERS = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}
+INIT = [[[0.5, -1.0, 2.0], [0.25, 1.5, -0.75]], [1.0, -2.0], [[3.0], [-0.5]]]
+
+
+def build(name, options, init=INIT):
+    ps = [Parameter([list(r) if isinstance(r, list) else r for r in x]) for x in init]
+    groups = [{"params": ps[:2]}, {"params": ps[2:], "weight_decay": 0.0}]
+    return ps, OPTIMIZERS[name](groups, **options)
+
+
+def train(ps, opt, first, last):
+    for s in range(first, last):
+        for i, p in enumerate(ps):
+            flat = [math.sin(1.3 * j + s + i) for j in range(len(flatten(p.data)))]
+            p.grad = unflatten(flat, p.shape)
+        opt.step()
+
+
+@pytest.mark.parametrize("name, options", RESUMABLE)
+def test_resume_is_bit_identical(name, options):
+    ps, opt = build(name, options)
+    train(ps, opt, 0, 6)
+    straight = [p.data for p in ps]
+
+    ps, opt = build(name, options)
+    train(ps, opt, 0, 3)
+    saved, weights = opt.state_dict(), [p.data for p in ps]
+    ps, opt = build(name, options, init=weights)  # a fresh run from the saved weights
+    opt.load_state_dict(saved)
+    train(ps, opt, 3, 6)
+    assert [p.data for p in ps] == straight
+
+
+def test_state_dict_layout():
+    ps, opt = build("AdamW", dict(lr=0.01, betas=(0.9, 0.95), weight_decay=0.1))
+    assert opt.state_dict() == {
+        "state": {},
+        "param_groups": [
+            {"lr": 0.01, "betas": (0.9, 0.95), "eps": 1e-8, "weight_decay": 0.1, "params": [0, 1]},
+            {"lr": 0.01, "betas": (0.9, 0.95), "eps": 1e-8, "weight_decay": 0.0, "params": [2]},
+        ],
+    }
+    train(ps, opt, 0, 2)
+    sd = opt.state_dict()
+    assert sorted(sd["state"]) == [0, 1, 2]
+    assert sd["state"][1]["step"] == 2 and isinstance(sd["state"][1]["step"], int)
+    for i, p in enumerate(ps):
+        assert set(sd["state"][i]) == {"step", "exp_avg", "exp_avg_sq"}
+        assert shape_of(sd["state"][i]["exp_avg"]) == p.shape
+    sd["state"][0]["exp_avg"][0][0] = 123.0  # a copy: the optimizer's state is untouched
+    assert opt.state_dict()["state"][0]["exp_avg"][0][0] != 123.0
+
+
+def test_sgd_state_only_with_momentum():
+    ps, opt = build("SGD", dict(lr=0.1))
+    train(ps, opt, 0, 1)
+    sd = opt.state_dict()
+    assert sd["state"] == {}
+    assert sd["param_groups"][0] == {
+        "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "params": [0, 1]
+    }  # fmt: skip
+    ps, opt = build("SGD", dict(lr=0.1, momentum=0.9))
+    assert opt.state_dict()["state"] == {}
+    train(ps, opt, 0, 1)
+    assert set(opt.state_dict()["state"][2]) == {"momentum_buffer"}
+
+
+def test_load_restores_hyperparameters_and_takes_torch_keys():
+    ps, opt = build("AdamW", dict(lr=0.01))
+    sd = opt.state_dict()
+    sd["param_groups"][1].update(lr=0.5, betas=[0.8, 0.9], amsgrad=False, maximize=False,
+                                 foreach=None, fused=None, capturable=False,
+                                 differentiable=False, decoupled_weight_decay=True)  # fmt: skip
+    opt.load_state_dict(sd)
+    assert opt.param_groups[1]["lr"] == 0.5 and opt.param_groups[1]["betas"] == (0.8, 0.9)
+    assert opt.param_groups[0]["lr"] == 0.01
+    assert "amsgrad" not in opt.state_dict()["param_groups"][1]
+    ps, opt = build("SGD", dict(lr=0.1, momentum=0.9))
+    sd = opt.state_dict()
+    sd["param_groups"][0]["dampening"] = 0
+    sd["state"][0] = {"momentum_buffer": None}  # older PyTorch writes an empty slot like this
+    opt.load_state_dict(sd)
+    assert opt.state_dict()["state"] == {}
+
+
+def test_load_accepts_arrays_and_float_steps():
+    class Tensorish:  # anything with tolist() and item(), as a torch tensor has
+        def __init__(self, v):
+            self.v = v
+
+        def tolist(self):
+            return self.v
+
+        def item(self):
+            return self.v
+
+    ps, opt = build("Adam", dict(lr=0.01))
+    train(ps, opt, 0, 2)
+    sd = opt.state_dict()
+    for entry in sd["state"].values():
+        entry["step"] = Tensorish(2.0)
+        entry["exp_avg"] = Tensorish(entry["exp_avg"])
+    opt.load_state_dict(sd)
+    assert opt.state_dict()["state"][0]["step"] == 2
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+def test_bad_state_dicts_are_refused_and_change_nothing(name):
+    options = dict(lr=0.01, momentum=0.9) if name == "SGD" else dict(lr=0.01)
+    for edit, error, match in bad_state_dicts(name):
+        ps, opt = build(name, options)
+        train(ps, opt, 0, 1)
+        before = opt.state_dict()
+        sd = opt.state_dict()
+        sd["param_groups"][0]["lr"] = 0.5  # valid changes, which a refused load must not make
+        key = "momentum_buffer" if name == "SGD" else "exp_avg"
+        sd["state"][0][key] = zeros(ps[0].shape)
+        edit(sd)
+        with pytest.raises(error, match=match):
+            opt.load_state_dict(sd)
+        assert opt.state_dict() == before
+    with pytest.raises(TypeError, match="state_dict must be a dict, got list"):
+        opt.load_state_dict([])
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [ConstantLR(0.3), StepDecayLR(0.1, step_size=10, gamma=0.5), CosineWarmupLR(1.0, 4, 14, 0.1)],
+)
+def test_schedule_state_round_trip(schedule):
+    sd = schedule.state_dict()
+    assert sd["type"] == type(schedule).__name__
+    assert json.loads(json.dumps(sd)) == sd
+    other = {
+        "ConstantLR": ConstantLR(0.9),
+        "StepDecayLR": StepDecayLR(0.9, step_size=1),
+        "CosineWarmupLR": CosineWarmupLR(0.9, 0, 1),
+    }[sd["type"]]
+    other.load_state_dict(sd)
+    assert [other(s) for s in range(20)] == [schedule(s) for s in range(20)]
+
+
+def test_schedule_bad_state():
+    s = CosineWarmupLR(1.0, 4, 14)
+    with pytest.raises(TypeError, match="must be a dict"):
+        s.load_state_dict([])
+    with pytest.raises(ValueError, match=r"\['type'\] must be 'CosineWarmupLR', got 'ConstantLR'"):
+        s.load_state_dict(ConstantLR(0.1).state_dict())
+    bad = [
+        ({"warmup_steps": 20}, ValueError, "warmup_steps < total_steps"),
+        ({"lr": -1.0}, ValueError, "lr must be"),
+        ({"total_steps": 1.5}, TypeError, "must be ints"),
+        ({"extra": 1}, ValueError, "unknown keys 'extra'"),
+    ]
+    for edit, error, match in bad:
+        sd = {**s.state_dict(), **edit}
+        with pytest.raises(error, match=match):
+            s.load_state_dict(sd)
+        assert s.state_dict() == CosineWarmupLR(1.0, 4, 14).state_dict()
+    sd = s.state_dict()
+    del sd["min_lr"]
+    with pytest.raises(ValueError, match="missing 'min_lr'"):
+        s.load_state_dict(sd)
