@@ -112,7 +112,7 @@ from .optim import (
 from .pretokenize import SPLIT_PATTERNS, get_splitter
 from .rng import permutation, philox4x32, random_u32, random_u32s, uniform, uniforms
 from .seq2seq import Transformer, TransformerConfig
-from .training import FitResult, NonFiniteLossError, fit
+from .training import FitResult, FitState, NonFiniteLossError, fit
 from .training_checkpoint import (
     checkpoint_info,
     latest_checkpoint,
@@ -144,7 +144,7 @@ __all__ = [
     "BERTForSequenceClassification", "mask_tokens", "Transformer", "TransformerConfig",
     # optimization and training
     "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm", "ConstantLR", "StepDecayLR",
-    "CosineWarmupLR", "fit", "FitResult", "NonFiniteLossError",
+    "CosineWarmupLR", "fit", "FitResult", "FitState", "NonFiniteLossError",
     # randomness shared across backends
     "philox4x32", "random_u32", "random_u32s", "uniform", "uniforms", "permutation",
     # byte-level BPE tokenizer

@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from reference.training import STOP_RULES, FitResult, NonFiniteLossError, run_fit
+from reference.training import STOP_RULES, FitResult, FitState, NonFiniteLossError, run_fit
 
 from . import rng
 from .device import to_host
 from .optim import clip_grad_norm
 
-__all__ = ["fit", "FitResult", "NonFiniteLossError", "STOP_RULES"]
+__all__ = ["fit", "FitResult", "FitState", "NonFiniteLossError", "STOP_RULES"]
 
 
 class ArrayOps:
@@ -43,6 +43,14 @@ class ArrayOps:
     def norm(v) -> float:
         return math.sqrt(float(np.dot(v, v)))
 
+    @staticmethod
+    def to_floats(acc) -> list[float]:
+        return [float(x) for x in acc]
+
+    @staticmethod
+    def from_floats(values) -> np.ndarray:
+        return np.asarray(values, dtype=np.float64)
+
 
 def fit(
     model,
@@ -61,8 +69,12 @@ def fit(
     max_grad_norm=None,
     on_step=None,
     on_epoch=None,
+    resume_from=None,
+    should_stop=None,
+    on_checkpoint=None,
 ) -> FitResult:
-    """Train until a stopping rule fires; see `reference.fit` (same rules, same batches)."""
+    """Train until a stopping rule fires; see `reference.fit` (same rules, same batches, and the
+    same `resume_from` / `should_stop` / `on_checkpoint` for stopping and continuing)."""
     return run_fit(
         ArrayOps,
         model,
@@ -80,4 +92,7 @@ def fit(
         max_grad_norm=max_grad_norm,
         on_step=on_step,
         on_epoch=on_epoch,
+        resume_from=resume_from,
+        should_stop=should_stop,
+        on_checkpoint=on_checkpoint,
     )

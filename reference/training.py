@@ -12,11 +12,17 @@ is one pass over the (seeded, shuffled) data. Training stops at the first rule t
     max_steps / epochs        a fixed budget of updates or passes ("max_steps", "max_epochs")
     loss_change_threshold     the epoch loss changed by less than this since the last epoch
     grad_norm_threshold       the gradient's norm fell below this (a flat spot: a minimum)
+    should_stop               asked after every step; True ends training early ("interrupted")
 
 Both thresholds are checked at the end of each epoch on epoch-level quantities: the loss is the mean
 training loss over the epoch's samples, and the gradient is the sample-weighted mean of the epoch's
 batch gradients. For batch gradient descent an epoch is one step, so these are exactly the
 textbook's per-iteration loss and full gradient.
+
+Training can stop and continue. `FitResult.state` is where it stopped (a `FitState`: the epoch,
+how far into that epoch's order, the epoch's running sums, the histories); `fit(...,
+resume_from=state)` with the same model weights and optimizer state picks up from there and takes
+exactly the steps, with exactly the losses, an uninterrupted run would have taken.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from .nested import flatten
 from .optim import clip_grad_norm
 from .rng import permutation
 
-STOP_RULES = ("max_epochs", "max_steps", "loss_change", "grad_norm")
+STOP_RULES = ("max_epochs", "max_steps", "loss_change", "grad_norm", "interrupted")
 
 
 class NonFiniteLossError(ValueError):
@@ -45,6 +51,59 @@ class NonFiniteLossError(ValueError):
 
 
 @dataclass
+class FitState:
+    """A position in training, enough (with the weights and optimizer state) to continue it.
+
+    `epoch` epochs are complete; the next step takes samples from `position` on in epoch
+    `epoch`'s order. `loss_sum`, `grad_sum` (a plain list of floats, or None) and `seen` are that
+    epoch's running sums so far. `to_dict` / `from_dict` round-trip it through JSON exactly.
+    """
+
+    epoch: int = 0
+    position: int = 0
+    steps: int = 0
+    loss_sum: float = 0.0
+    grad_sum: list[float] | None = None
+    seen: int = 0
+    loss_history: list[float] = field(default_factory=list)
+    grad_norm_history: list[float] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "position": self.position,
+            "steps": self.steps,
+            "loss_sum": self.loss_sum,
+            "grad_sum": None if self.grad_sum is None else list(self.grad_sum),
+            "seen": self.seen,
+            "loss_history": list(self.loss_history),
+            "grad_norm_history": list(self.grad_norm_history),
+            "step_losses": list(self.step_losses),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FitState:
+        if not isinstance(d, dict):
+            raise TypeError(f"a fit state must be a dict, got {type(d).__name__}")
+        names = set(cls().to_dict())
+        if set(d) != names:
+            raise ValueError(f"a fit state has the keys {sorted(names)}, got {sorted(d)}")
+        grad_sum = d["grad_sum"]
+        return cls(
+            epoch=d["epoch"],
+            position=d["position"],
+            steps=d["steps"],
+            loss_sum=float(d["loss_sum"]),
+            grad_sum=None if grad_sum is None else [float(x) for x in grad_sum],
+            seen=d["seen"],
+            loss_history=[float(x) for x in d["loss_history"]],
+            grad_norm_history=[float(x) for x in d["grad_norm_history"]],
+            step_losses=[float(x) for x in d["step_losses"]],
+        )
+
+
+@dataclass
 class FitResult:
     """What `fit` did: which rule stopped it, how far it got, and the loss along the way."""
 
@@ -54,6 +113,7 @@ class FitResult:
     loss_history: list[float] = field(default_factory=list)  # mean loss of each epoch
     grad_norm_history: list[float] = field(default_factory=list)  # epoch gradient norms
     step_losses: list[float] = field(default_factory=list)  # loss of every step
+    state: FitState | None = None  # where training stopped: pass as resume_from to continue
 
     @property
     def final_loss(self) -> float:
@@ -74,8 +134,8 @@ def _check_threshold(name: str, value: Any) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number or None, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    if not math.isfinite(value) or value <= 0:  # a threshold of 0 could never fire
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
 
 
 class ListOps:
@@ -98,6 +158,14 @@ class ListOps:
     def norm(v: list[float]) -> float:
         return math.sqrt(sum(x * x for x in v))
 
+    @staticmethod
+    def to_floats(acc: list[float]) -> list[float]:
+        return list(acc)
+
+    @staticmethod
+    def from_floats(values: list[float]) -> list[float]:
+        return list(values)
+
 
 def fit(
     model: Any,
@@ -116,6 +184,9 @@ def fit(
     max_grad_norm: float | None = None,
     on_step: Callable[[int, float], None] | None = None,
     on_epoch: Callable[[int, float, float], None] | None = None,
+    resume_from: FitState | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_checkpoint: Callable[[FitState], None] | None = None,
 ) -> FitResult:
     """Train `model` on (inputs, targets) with `optimizer` until a stopping rule fires.
 
@@ -124,6 +195,11 @@ def fit(
     `schedule(step) -> lr` sets the learning rate before each step; `max_grad_norm` clips.
     Shuffling draws epoch e's order from the shared generator (seed, stream=e), so every backend
     visits the samples in the same order.
+
+    `should_stop()` is asked before every step; when it says True, `fit` returns at once with
+    `stopped_by="interrupted"`. `result.state` is always where training stopped, and
+    `resume_from=state` continues from there. `on_checkpoint(state)` is called at the end of every
+    epoch that training goes on past, with the state to save.
     """
     return run_fit(
         ListOps,
@@ -142,6 +218,9 @@ def fit(
         max_grad_norm=max_grad_norm,
         on_step=on_step,
         on_epoch=on_epoch,
+        resume_from=resume_from,
+        should_stop=should_stop,
+        on_checkpoint=on_checkpoint,
     )
 
 
@@ -163,6 +242,9 @@ def run_fit(
     max_grad_norm,
     on_step,
     on_epoch,
+    resume_from=None,
+    should_stop=None,
+    on_checkpoint=None,
 ) -> FitResult:
     """The body of `fit`, with tensor handling delegated to `ops` (see `ListOps`)."""
     n = len(inputs)
@@ -190,16 +272,49 @@ def run_fit(
             "loss_change_threshold or grad_norm_threshold"
         )
     size = n if batch_size is None else batch_size
+    for name, hook in (
+        ("should_stop", should_stop),
+        ("on_checkpoint", on_checkpoint),
+        ("on_step", on_step),
+        ("on_epoch", on_epoch),
+    ):
+        if hook is not None and not callable(hook):
+            raise TypeError(f"{name} must be callable or None, got {type(hook).__name__}")
+    start = _check_resume(resume_from, n, size)
     params = list(model.parameters())
-    result = FitResult(stopped_by="", steps=0, epochs=0)
-    epoch = 0
+    result = FitResult(
+        stopped_by="",
+        steps=start.steps,
+        epochs=start.epoch,
+        loss_history=list(start.loss_history),
+        grad_norm_history=list(start.grad_norm_history),
+        step_losses=list(start.step_losses),
+    )
+    epoch, position = start.epoch, start.position
+    loss_sum, seen = start.loss_sum, start.seen  # sum over batches of (batch size) x (batch loss)
+    # sum over batches of (batch size) x (batch gradient)
+    grad_sum = None if start.grad_sum is None else ops.from_floats(start.grad_sum)
+
+    def state_here() -> FitState:
+        return FitState(
+            epoch=epoch,
+            position=position,
+            steps=result.steps,
+            loss_sum=loss_sum,
+            grad_sum=None if grad_sum is None else ops.to_floats(grad_sum),
+            seen=seen,
+            loss_history=list(result.loss_history),
+            grad_norm_history=list(result.grad_norm_history),
+            step_losses=list(result.step_losses),
+        )
+
     while True:
         order = ops.permutation(seed, epoch, n) if shuffle else list(range(n))
-        loss_sum = 0.0  # sum over batches of (batch size) x (batch loss)
-        grad_sum = None  # sum over batches of (batch size) x (batch gradient)
-        seen = 0
-        for start in range(0, n, size):
-            idx = order[start : start + size]
+        while position < n:
+            if should_stop is not None and should_stop():
+                result.stopped_by, result.state = "interrupted", state_here()
+                return result
+            idx = order[position : position + size]
             if schedule is not None:
                 optimizer.lr = schedule(result.steps)
             # 1. compute the loss
@@ -221,6 +336,7 @@ def run_fit(
             result.step_losses.append(loss)
             loss_sum += len(idx) * loss
             seen += len(idx)
+            position += len(idx)
             if on_step is not None:
                 on_step(result.steps, loss)
             if max_steps is not None and result.steps >= max_steps:
@@ -231,6 +347,7 @@ def run_fit(
         grad_norm = ops.norm(grad_sum) / seen
         result.loss_history.append(epoch_loss)
         result.grad_norm_history.append(grad_norm)
+        position, loss_sum, grad_sum, seen = 0, 0.0, None, 0
         if on_epoch is not None:
             on_epoch(epoch, epoch_loss, grad_norm)
         # the stopping rules, in a fixed order so a tie is reported the same way every time
@@ -246,5 +363,35 @@ def run_fit(
             result.stopped_by = "max_steps"
         elif epochs is not None and epoch >= epochs:
             result.stopped_by = "max_epochs"
+        result.state = state_here()
         if result.stopped_by:
             return result
+        if on_checkpoint is not None:
+            on_checkpoint(result.state)
+
+
+def _check_resume(state: Any, n: int, size: int) -> FitState:
+    """`state` (or a fresh start when None), after checking it fits these data and batches."""
+    if state is None:
+        return FitState()
+    if not isinstance(state, FitState):
+        raise TypeError(f"resume_from must be a FitState or None, got {type(state).__name__}")
+    for name in ("epoch", "position", "steps", "seen"):
+        value = getattr(state, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"resume_from.{name} must be an int >= 0, got {value!r}")
+    if state.position >= n or state.position % size != 0:
+        raise ValueError(
+            f"resume_from.position must be a multiple of the batch size ({size}) below the "
+            f"number of samples ({n}), got {state.position}"
+        )
+    if len(state.loss_history) != state.epoch or len(state.grad_norm_history) != state.epoch:
+        raise ValueError(
+            f"resume_from has {len(state.loss_history)} epoch losses and "
+            f"{len(state.grad_norm_history)} gradient norms for {state.epoch} epochs"
+        )
+    if len(state.step_losses) != state.steps:
+        raise ValueError(
+            f"resume_from has {len(state.step_losses)} step losses for {state.steps} steps"
+        )
+    return state

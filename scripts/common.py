@@ -1,4 +1,5 @@
-"""Pieces the training scripts share: backend choice, corpus + tokenizer, batches, progress.
+"""Pieces the training scripts share: backend choice, corpus + tokenizer, batches, progress,
+one-line errors, stopping on a signal, metrics.jsonl and resuming.
 
 Scripts import this as `common` (they put their own folder on sys.path). Nothing under
 `reference/` or `fast/` imports it.
@@ -7,10 +8,15 @@ Scripts import this as `common` (they put their own folder on sys.path). Nothing
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import json
 import math
 import os
+import shutil
+import signal
 import sys
+import tempfile
 import time
 from collections import Counter
 
@@ -20,6 +26,100 @@ if ROOT not in sys.path:
 
 import reference  # noqa: E402
 from reference.rng import below, random_u32s  # noqa: E402
+
+
+class CommandError(Exception):
+    """A bad argument or file: the script prints `error: <message>` and exits with status 2."""
+
+
+def fail(message: str):
+    raise CommandError(message)
+
+
+def cli(main, argv=None) -> int:
+    """Run `main(argv)`; a CommandError becomes one `error:` line on stderr and status 2."""
+    try:
+        return main(argv)
+    except CommandError as e:
+        sys.stdout.flush()
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+
+
+@contextlib.contextmanager
+def user_errors(what: str = ""):
+    """Turn the library's complaints about arguments and files (ValueError, TypeError, OSError)
+    into a CommandError while setting a run up. The library's own types stay as they are;
+    only the script reports them as one line."""
+    try:
+        yield
+    except (CommandError, KeyboardInterrupt):
+        raise
+    except UnicodeDecodeError as e:
+        fail(f"{what}not UTF-8 text ({e.reason} at byte {e.start})")
+    except FileNotFoundError as e:
+        fail(f"{what}{e.strerror or e}: {e.filename}" if e.filename else f"{what}{e}")
+    except (ValueError, TypeError, OSError) as e:
+        fail(f"{what}{e}")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one `error:` line on stderr (status 2), no usage dump."""
+
+    def error(self, message: str):
+        sys.stdout.flush()
+        print(f"error: {message} (see --help)", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+
+
+def _number(kind, minimum, inclusive: bool):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a{'n int' if kind is int else ' number'}, got {text!r}"
+            ) from None
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            bound = f">= {minimum}" if inclusive else f"> {minimum}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+positive_int = _number(int, 1, True)
+non_negative_int = _number(int, 0, True)
+positive_float = _number(float, 0.0, False)
+non_negative_float = _number(float, 0.0, True)
+
+
+def parse_args(p: argparse.ArgumentParser, argv=None) -> tuple[argparse.Namespace, set[str]]:
+    """(arguments, the names of those given on the command line), so a resumed run can tell a
+    flag the user typed from a default."""
+    unset = object()
+    probe = argparse.Namespace(**{a.dest: unset for a in p._actions if a.dest != "help"})
+    given = {k for k, v in vars(p.parse_args(argv, probe)).items() if v is not unset}
+    return p.parse_args(argv), given
+
+
+def check_text_file(path: str | None, flag: str) -> None:
+    """Refuse a missing, unreadable or non-UTF-8 text file before any work is done."""
+    if path is None:
+        return
+    if not os.path.exists(path):
+        fail(f"{flag} {path}: no such file")
+    if os.path.isdir(path):
+        fail(f"{flag} {path}: is a folder, expected a UTF-8 text file")
+    try:
+        with open(path, encoding="utf-8") as f:
+            while f.read(1 << 20):
+                pass
+    except UnicodeDecodeError as e:
+        fail(f"{flag} {path}: not UTF-8 text: {e.reason} at byte {e.start}")
+    except OSError as e:
+        fail(f"{flag} {path}: {e.strerror or e}")
 
 
 def add_backend_args(p: argparse.ArgumentParser) -> None:
@@ -45,7 +145,7 @@ def finish_backend_args(args: argparse.Namespace) -> argparse.Namespace:
     if args.backend is None:
         args.backend = "fast" if args.device == "cuda" else "reference"
     if args.device == "cuda" and args.backend != "fast":
-        raise SystemExit(
+        fail(
             "--device cuda runs the fast backend's CUDA kernels: use --backend fast "
             "(or leave --backend out)"
         )
@@ -55,7 +155,7 @@ def finish_backend_args(args: argparse.Namespace) -> argparse.Namespace:
         try:
             resolve_device("cuda")  # no GPU (and no simulator): say so now, not after the data
         except RuntimeError as e:
-            raise SystemExit(str(e)) from None
+            fail(str(e))
     return args
 
 
@@ -65,28 +165,39 @@ def model_options(args: argparse.Namespace) -> dict:
 
 
 def load_backend(name: str, *required: str):
-    """Import the backend module, or exit with a clear message if it lacks what we need."""
-    m = importlib.import_module(name)
+    """Import the backend module, or stop with a clear message if it lacks what we need."""
+    try:
+        m = importlib.import_module(name)
+    except ImportError as e:
+        fail(f"cannot import the {name!r} backend: {e}")
     missing = [r for r in required if not hasattr(m, r)]
     if missing:
-        raise SystemExit(f"the {name!r} backend does not implement {', '.join(missing)} yet")
+        fail(f"the {name!r} backend does not implement {', '.join(missing)} yet")
     return m
 
 
 def corpus_ids(
-    text_bytes: int, vocab_size: int, path: str | None = None, cache_dir: str | None = None
+    text_bytes: int,
+    vocab_size: int,
+    path: str | None = None,
+    cache_dir: str | None = None,
+    backend=reference,
+    tokenizer_file: str | None = None,
 ):
-    """(tokenizer, ids) for a slice of the default corpus (or `path`), BPE-tokenized.
+    """(tokenizer, ids) for a slice of the default corpus (or `path`), BPE-tokenized by the
+    backend's BPETokenizer.
 
-    The tokenizer is trained on the same slice (cached in `cache_dir` when given, so a second run
-    does not train it again).
+    The tokenizer is read from `tokenizer_file` when given (a resumed run), else trained on the
+    same slice (cached in `cache_dir` when given, so a second run does not train it again).
     """
     text = reference.load_text_corpus(max_bytes=text_bytes, path=path)
     tok_path = os.path.join(cache_dir, f"tokenizer-{vocab_size}.bpe") if cache_dir else None
-    if tok_path and os.path.isfile(tok_path):
-        tok = reference.BPETokenizer.load(tok_path)
+    if tokenizer_file is not None:
+        tok = backend.BPETokenizer.load(tokenizer_file)
+    elif tok_path and os.path.isfile(tok_path):
+        tok = backend.BPETokenizer.load(tok_path)
     else:
-        tok = reference.BPETokenizer(pattern="gpt2")
+        tok = backend.BPETokenizer(pattern="gpt2")
         t0 = time.perf_counter()
         tok.train(text, vocab_size)
         print(
@@ -111,7 +222,7 @@ def lm_batch(ids: list[int], block_size: int, batch_size: int, seed: int, step: 
     """A batch of (inputs, next-token targets), B x T each, at random offsets drawn from the
     shared generator (seed, stream=step), so every backend sees the same batches."""
     if len(ids) <= block_size + 1:
-        raise SystemExit(f"corpus of {len(ids)} tokens is too short for block_size {block_size}")
+        fail(f"a corpus of {len(ids)} tokens is too short for --block-size {block_size}")
     starts = [below(w, len(ids) - block_size - 1) for w in random_u32s(seed, step, batch_size)]
     x = [ids[s : s + block_size] for s in starts]
     y = [ids[s + 1 : s + block_size + 1] for s in starts]
@@ -121,12 +232,13 @@ def lm_batch(ids: list[int], block_size: int, batch_size: int, seed: int, step: 
 class Progress:
     """One line per report: step, loss, tokens per second, elapsed time."""
 
-    def __init__(self, total_steps: int, tokens_per_step: int):
+    def __init__(self, total_steps: int, tokens_per_step: int, start: int = 0):
         self.total, self.tokens = total_steps, tokens_per_step
         self.t0 = self.last = time.perf_counter()
-        self.last_step = 0
+        self.last_step = start
 
-    def report(self, step: int, loss: float, extra: str = "") -> None:
+    def report(self, step: int, loss: float, extra: str = "") -> float:
+        """Print the line; return the tokens per second since the last report."""
         now = time.perf_counter()
         rate = (step - self.last_step) * self.tokens / max(now - self.last, 1e-9)
         self.last, self.last_step = now, step
@@ -135,3 +247,179 @@ class Progress:
             f"{now - self.t0:7.1f}s  {extra}",
             flush=True,
         )
+        return rate
+
+
+class StopSignals:
+    """SIGINT (Ctrl-C) and SIGTERM ask the run to stop after the current step: `requested`
+    turns True and the loop saves a checkpoint and exits with status 0. A second signal quits at
+    once (status 130); checkpoints are written atomically, so none is left half-written."""
+
+    def __init__(self):
+        self.requested = False
+        self.name = ""
+        self._old = {}
+
+    def _handle(self, signum, frame):
+        name = signal.Signals(signum).name
+        if self.requested:
+            os.write(2, f"\n{name} again: quitting at once\n".encode())
+            os._exit(130)
+        self.requested, self.name = True, name
+        os.write(
+            2,
+            f"\n{name}: finishing this step, then saving a checkpoint "
+            "(send it again to quit at once)\n".encode(),
+        )
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Write `text` to `path` so that the file is always either the old or the new content."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+class Metrics:
+    """`out_dir/metrics.jsonl`: one JSON object per logged step (floats at full precision).
+
+    A fresh run starts the file over; a resumed run drops the lines after the checkpoint's step
+    (that part of the run is redone) and appends."""
+
+    def __init__(self, out_dir: str, resume_step: int | None = None):
+        self.path = os.path.join(out_dir, "metrics.jsonl")
+        kept = []
+        if resume_step is not None and os.path.isfile(self.path):
+            with open(self.path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue  # a line cut short by a crash
+                    if isinstance(record, dict) and record.get("step", math.inf) <= resume_step:
+                        kept.append(json.dumps(record) + "\n")
+        write_atomically(self.path, "".join(kept))
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    def log(self, **fields) -> None:
+        record = {k: v for k, v in fields.items() if v is not None}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            os.fsync(self._file.fileno())
+            self._file.close()
+
+
+def read_metrics(out_dir: str) -> list[dict]:
+    with open(os.path.join(out_dir, "metrics.jsonl"), encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def prepare_out_dir(out_dir: str, resume: bool, overwrite: bool, backend) -> str | None:
+    """The checkpoint to resume from (None for a fresh run), after refusing what cannot work:
+    --resume with nothing to resume, or a fresh run over another run's checkpoints."""
+    checkpoints = os.path.join(out_dir, "checkpoints")
+    if resume:
+        if overwrite:
+            fail("--resume and --overwrite contradict each other: choose one")
+        latest = backend.latest_checkpoint(out_dir) if os.path.isdir(out_dir) else None
+        if latest is None:
+            fail(f"--resume: no checkpoint under {checkpoints} to resume from")
+        return latest
+    if os.path.isdir(checkpoints) and os.listdir(checkpoints):
+        if not overwrite:
+            fail(
+                f"{out_dir} already holds a run's checkpoints: add --resume to continue it, "
+                "--overwrite to start over, or choose another --out-dir"
+            )
+        shutil.rmtree(checkpoints)
+    os.makedirs(out_dir, exist_ok=True)
+    return None
+
+
+def saved_trainer_state(checkpoint: str) -> dict:
+    """The trainer state a checkpoint folder holds, read without loading the model."""
+    path = os.path.join(checkpoint, "trainer_state.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+    except (OSError, ValueError) as e:
+        fail(f"--resume: cannot read {path}: {e}")
+    if isinstance(state, dict) and "args" not in state and isinstance(state.get("trainer"), dict):
+        state = state["trainer"]
+    if not isinstance(state, dict) or not isinstance(state.get("args"), dict):
+        fail(f"--resume: {path} was not written by this script (no run arguments in it)")
+    return state
+
+
+def restore_args(
+    args, given: set[str], saved: dict, frozen: tuple[str, ...], kept: tuple[str, ...] = ()
+) -> None:
+    """Take the run's arguments from its checkpoint: the `frozen` ones always (refusing one typed
+    differently), the `kept` ones unless typed again."""
+    for name in kept:
+        if name in saved and name not in given:
+            setattr(args, name, saved[name])
+    for name in frozen:
+        if name not in saved:
+            continue
+        if name in given and getattr(args, name) != saved[name]:
+            flag = "--" + name.replace("_", "-")
+            fail(
+                f"--resume: the run was started with {flag} {saved[name]}, got "
+                f"{getattr(args, name)}; a run cannot change it (start a new --out-dir)"
+            )
+        setattr(args, name, saved[name])
+
+
+def add_run_args(p: argparse.ArgumentParser, out_dir: str) -> None:
+    """--out-dir, --resume, --overwrite, --keep: where a run keeps its checkpoints and metrics."""
+    p.add_argument(
+        "--out-dir", default=out_dir, help="the run's folder: model, metrics.jsonl, checkpoints/"
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest checkpoint in --out-dir (losses as if never stopped)",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="start over in an --out-dir that holds a run"
+    )
+    p.add_argument(
+        "--keep", type=positive_int, default=2, help="training checkpoints to keep (newest)"
+    )
+
+
+def stop_message(script: str, step: int, checkpoint: str, out_dir: str) -> None:
+    print(f"stopped at step {step}; checkpoint saved to {checkpoint}", flush=True)
+    print(f"resume with: python scripts/{script} --out-dir {out_dir} --resume", flush=True)

@@ -11,49 +11,51 @@ Hugging Face's `vocab.json` + `merges.txt`.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import common  # noqa: E402, F401  (puts the repository root on sys.path)
-
-from reference.bpe import BPETokenizer  # noqa: E402  (tokenizers are shared by every backend)
+import common  # noqa: E402  (puts the repository root on sys.path)
 
 
-def load_tokenizer(folder: str) -> BPETokenizer:
+def load_tokenizer(m, folder: str):
+    """The backend's BPETokenizer, read from the checkpoint folder."""
     path = os.path.join(folder, "tokenizer.bpe")
     if os.path.isfile(path):
-        return BPETokenizer.load(path)
+        return m.BPETokenizer.load(path)
     if os.path.isfile(os.path.join(folder, "vocab.json")):
-        return BPETokenizer.load_huggingface(folder)
-    raise SystemExit(f"{folder!r} has no tokenizer (tokenizer.bpe, or vocab.json + merges.txt)")
+        return m.BPETokenizer.load_huggingface(folder)
+    common.fail(f"{folder!r} has no tokenizer (tokenizer.bpe, or vocab.json + merges.txt)")
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = common.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", help="folder with config.json, model.safetensors, tokenizer")
     common.add_backend_args(p)
     p.add_argument("--prompt", default="\n")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--num-samples", type=int, default=1, help="rows sampled side by side")
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--max-new-tokens", type=common.positive_int, default=64)
+    p.add_argument(
+        "--num-samples", type=common.positive_int, default=1, help="rows sampled side by side"
+    )
+    p.add_argument("--temperature", type=common.non_negative_float, default=0.8)
+    p.add_argument("--top-k", type=common.positive_int, default=None)
+    p.add_argument("--top-p", type=common.positive_float, default=None)
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context per token")
     args = common.finish_backend_args(p.parse_args(argv))
 
-    try:
-        m = common.load_backend(args.backend, "GPT")
-    except ImportError as e:
-        raise SystemExit(f"cannot import the {args.backend!r} backend: {e}") from None
-    model = m.GPT.from_pretrained(args.checkpoint, **common.model_options(args))
-    tok = load_tokenizer(args.checkpoint)
+    m = common.load_backend(args.backend, "GPT", "BPETokenizer")
+    if not os.path.isdir(args.checkpoint):
+        common.fail(f"checkpoint {args.checkpoint}: no such folder")
+    if not os.path.isfile(os.path.join(args.checkpoint, "config.json")):
+        common.fail(f"checkpoint {args.checkpoint}: no config.json there (not a model folder)")
+    with common.user_errors(f"checkpoint {args.checkpoint}: "):
+        model = m.GPT.from_pretrained(args.checkpoint, **common.model_options(args))
+        tok = load_tokenizer(m, args.checkpoint)
     prompt = tok.encode_ordinary(args.prompt)
     if not prompt:
-        raise SystemExit("--prompt must encode to at least one token")
+        common.fail("--prompt must encode to at least one token")
     t0 = time.perf_counter()
     out = model.generate(
         [prompt] * args.num_samples,
@@ -74,4 +76,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(common.cli(main))

@@ -4,6 +4,7 @@
     python scripts/train_gpt.py                   # reference backend, bytes, a few minutes
     python scripts/train_gpt.py --vocab-size 384 --n-embd 32 --n-head 4 --steps 400
     python scripts/train_gpt.py --data my.txt --backend fast --max-minutes 10
+    python scripts/train_gpt.py --out-dir runs/gpt --resume   # continue a stopped run
 
 Each backend has a preset sized to what it can train in minutes on two cores (`--preset`; any
 flag given explicitly overrides the preset's value).
@@ -14,11 +15,16 @@ gradient clipping. Prints progress, evaluates the validation loss every --eval-i
 against the unigram entropy (the loss of the best model that ignores context), saves a Hugging
 Face-loadable checkpoint (save_pretrained plus the tokenizer) to --out-dir, and ends with a
 sample.
+
+Every run writes `metrics.jsonl` in --out-dir (one JSON object per logged step) and training
+checkpoints (weights, optimizer, position, tokenizer) under `--out-dir/checkpoints/` at every
+evaluation, at the end, and when stopped by Ctrl-C or SIGTERM (which finish the current step,
+save, and exit with status 0). `--resume` continues from the newest one with the losses the run
+would have had uninterrupted. Bad arguments or files give one `error:` line and status 2.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
@@ -29,9 +35,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  (puts the repository root on sys.path)
 
 
-def tokenized_corpus(args):
-    """(tokenizer, ids) for the slice, by common.corpus_ids."""
-    return common.corpus_ids(args.text_bytes, args.vocab_size, args.data, args.cache_dir)
+def tokenized_corpus(m, args, tokenizer_file=None):
+    """(tokenizer, ids) for the slice, by common.corpus_ids with the backend's tokenizer."""
+    return common.corpus_ids(
+        args.text_bytes, args.vocab_size, args.data, args.cache_dir, m, tokenizer_file
+    )
 
 
 def make_optimizer(m, model, args):
@@ -103,62 +111,123 @@ PRESETS = {
 DEFAULT_PRESET = {"reference": "tiny", "fast": "small"}
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+# What a run cannot change when it is resumed: the data, the model, the batches, the schedule.
+FROZEN = (
+    "backend",
+    "data",
+    "text_bytes",
+    "vocab_size",
+    "val_fraction",
+    "block_size",
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "dropout",
+    "batch_size",
+    "steps",
+    "lr",
+    "min_lr",
+    "warmup",
+    "weight_decay",
+    "grad_clip",
+    "eval_batches",
+    "seed",
+)
+# What a resumed run keeps unless given again: how often it reports and evaluates.
+KEPT = ("log_interval", "eval_interval", "max_minutes", "keep", "cache_dir")
+NEEDS = (
+    "GPT",
+    "GPTConfig",
+    "AdamW",
+    "CosineWarmupLR",
+    "clip_grad_norm",
+    "BPETokenizer",
+    "save_training_checkpoint",
+    "load_training_checkpoint",
+    "latest_checkpoint",
+)
+
+
+def parse_args(argv=None):
+    """(arguments, names typed on the command line), with the preset and, on --resume, the
+    run's own arguments filled in; the checkpoint to resume from (or None)."""
+    p = common.ArgumentParser(description=__doc__.splitlines()[0])
     common.add_backend_args(p)
+    pos_int, nonneg = common.positive_int, common.non_negative_float
     p.add_argument("--data", default=None, help="a UTF-8 text file (default: the stdlib corpus)")
-    p.add_argument("--text-bytes", type=int, default=None, help="size of the corpus slice")
-    p.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary (256 = bytes)")
+    p.add_argument("--text-bytes", type=pos_int, default=None, help="size of the corpus slice")
+    p.add_argument("--vocab-size", type=pos_int, default=None, help="BPE vocabulary (256 = bytes)")
     p.add_argument("--cache-dir", default=None, help="folder to cache the trained tokenizer in")
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--block-size", type=int, default=None)
-    p.add_argument("--n-layer", type=int, default=None)
-    p.add_argument("--n-head", type=int, default=None)
-    p.add_argument("--n-embd", type=int, default=None)
-    p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--val-fraction", type=common.positive_float, default=0.1)
+    p.add_argument("--block-size", type=pos_int, default=None)
+    p.add_argument("--n-layer", type=pos_int, default=None)
+    p.add_argument("--n-head", type=pos_int, default=None)
+    p.add_argument("--n-embd", type=pos_int, default=None)
+    p.add_argument("--dropout", type=nonneg, default=0.0)
+    p.add_argument("--batch-size", type=pos_int, default=None)
+    p.add_argument("--steps", type=pos_int, default=None)
     p.add_argument(
         "--max-minutes",
-        type=float,
+        type=common.positive_float,
         default=None,
         help="stopping rule: end training (then evaluate, save, sample) after this long",
     )
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--min-lr", type=float, default=None)
-    p.add_argument("--warmup", type=int, default=None)
-    p.add_argument("--weight-decay", type=float, default=0.1)
-    p.add_argument("--grad-clip", type=float, default=1.0, help="0 turns clipping off")
-    p.add_argument("--log-interval", type=int, default=None)
-    p.add_argument("--eval-interval", type=int, default=None)
-    p.add_argument("--eval-batches", type=int, default=8)
-    p.add_argument("--out-dir", default="runs/gpt", help="checkpoint folder ('' for none)")
+    p.add_argument("--lr", type=nonneg, default=None)
+    p.add_argument("--min-lr", type=nonneg, default=None)
+    p.add_argument("--warmup", type=common.non_negative_int, default=None)
+    p.add_argument("--weight-decay", type=nonneg, default=0.1)
+    p.add_argument("--grad-clip", type=nonneg, default=1.0, help="0 turns clipping off")
+    p.add_argument("--log-interval", type=pos_int, default=None)
+    p.add_argument("--eval-interval", type=pos_int, default=None)
+    p.add_argument("--eval-batches", type=pos_int, default=8)
+    common.add_run_args(p, "runs/gpt")
     p.add_argument("--prompt", default="def ")
-    p.add_argument("--sample-tokens", type=int, default=48)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--sample-tokens", type=common.non_negative_int, default=48)
+    p.add_argument("--temperature", type=nonneg, default=0.8)
+    p.add_argument("--top-k", type=pos_int, default=None)
+    p.add_argument("--top-p", type=common.positive_float, default=0.95)
     p.add_argument(
         "--preset",
         choices=sorted(PRESETS),
         default=None,
         help="model and run size (default: tiny for reference, small for fast)",
     )
-    args = common.finish_backend_args(p.parse_args(argv))
+    args, given = common.parse_args(p, argv)
+    resume_from = None
+    if args.resume or args.out_dir:
+        if args.resume and not args.out_dir:
+            common.fail("--resume needs the run's --out-dir")
+        import reference
+
+        resume_from = common.prepare_out_dir(args.out_dir, args.resume, args.overwrite, reference)
+    state = None
+    if resume_from is not None:
+        state = common.saved_trainer_state(resume_from)
+        common.restore_args(args, given, state["args"], FROZEN, KEPT)
+    args = common.finish_backend_args(args)
     for key, value in PRESETS[args.preset or DEFAULT_PRESET[args.backend]].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.n_embd % args.n_head:
+        common.fail(f"--n-embd ({args.n_embd}) must be divisible by --n-head ({args.n_head})")
+    common.check_text_file(args.data, "--data")
+    return args, resume_from
 
-    try:
-        m = common.load_backend(
-            args.backend, "GPT", "GPTConfig", "AdamW", "CosineWarmupLR", "clip_grad_norm"
-        )
-    except ImportError as e:
-        raise SystemExit(f"cannot import the {args.backend!r} backend: {e}") from None
+
+def main(argv=None) -> int:
+    args, resume_from = parse_args(argv)
+    m = common.load_backend(args.backend, *NEEDS)
     t_start = time.perf_counter()
-    tok, ids = tokenized_corpus(args)
+    tok_file = os.path.join(resume_from, "tokenizer.bpe") if resume_from else None
+    with common.user_errors("--data: " if args.data else ""):
+        tok, ids = tokenized_corpus(m, args, tok_file)
     n_val = max(args.block_size + 2, int(len(ids) * args.val_fraction))
     train_ids, val_ids = ids[:-n_val], ids[-n_val:]
+    if len(train_ids) <= args.block_size + 1:
+        common.fail(
+            f"the corpus ({len(ids)} tokens, {n_val} held out) is too short for --block-size "
+            f"{args.block_size}: give more --text-bytes"
+        )
     h_train, h_val = common.unigram_entropy(train_ids), common.unigram_entropy(val_ids)
     print(
         f"corpus: {args.text_bytes:,} bytes -> {len(ids):,} tokens ({len(train_ids):,} train, "
@@ -166,19 +235,24 @@ def main(argv=None) -> int:
         f"uniform over the vocabulary {math.log(tok.n_vocab):.3f}"
     )
 
-    config = m.GPTConfig(
-        vocab_size=tok.n_vocab,
-        block_size=args.block_size,
-        n_layer=args.n_layer,
-        n_head=args.n_head,
-        n_embd=args.n_embd,
-        dropout=args.dropout,
-        seed=args.seed,
-    )
-    model = m.GPT(config, **common.model_options(args))
-    opt = make_optimizer(m, model, args)
-    warmup = min(args.warmup, args.steps - 1)  # the schedule needs warmup < steps
-    schedule = m.CosineWarmupLR(args.lr, warmup, args.steps, min_lr=args.min_lr)
+    with common.user_errors():
+        config = m.GPTConfig(
+            vocab_size=tok.n_vocab,
+            block_size=args.block_size,
+            n_layer=args.n_layer,
+            n_head=args.n_head,
+            n_embd=args.n_embd,
+            dropout=args.dropout,
+            seed=args.seed,
+        )
+        model = m.GPT(config, **common.model_options(args))
+        opt = make_optimizer(m, model, args)
+        warmup = min(args.warmup, args.steps - 1)  # the schedule needs warmup < steps
+        schedule = m.CosineWarmupLR(args.lr, warmup, args.steps, min_lr=args.min_lr)
+        saved = {}
+        if resume_from is not None:
+            saved = m.load_training_checkpoint(resume_from, model, opt)
+    start = saved.get("step", 0)
     tokens_per_step = args.batch_size * args.block_size
     flops = model.flops_per_token() if hasattr(model, "flops_per_token") else None
     print(
@@ -187,6 +261,8 @@ def main(argv=None) -> int:
         + (f", {flops:,} training FLOPs per token" if flops else "")
         + f"; batch {args.batch_size} x {args.block_size} = {tokens_per_step} tokens per step"
     )
+    if resume_from is not None:
+        print(f"resuming from {resume_from} at step {start}", flush=True)
     # The same validation batches every time, so evaluations compare like with like.
     val_batches = [
         common.lm_batch(val_ids, args.block_size, args.batch_size, args.seed + 1, k)
@@ -205,46 +281,123 @@ def main(argv=None) -> int:
             f"{h_val:.3f})  [{time.perf_counter() - t0:.1f}s]",
             flush=True,
         )
-        if args.out_dir:
-            save(model, tok, args.out_dir)
         return val
 
-    progress = common.Progress(args.steps, tokens_per_step)
-    history = [(0, run_eval(0))]
-    model.train()
-    for step in range(args.steps):
-        x, y = common.lm_batch(train_ids, args.block_size, args.batch_size, args.seed, step)
-        opt.lr = schedule(step)
-        _, loss = model(x, y)
-        model.zero_grad()
-        model.backward()
-        norm = m.clip_grad_norm(model.parameters(), args.grad_clip) if args.grad_clip else None
-        opt.step()
-        if not math.isfinite(loss):
-            raise SystemExit(f"loss became {loss} at step {step + 1}; try a lower --lr")
-        done = step + 1
-        if done % args.log_interval == 0 or done == args.steps:
-            extra = f"lr {opt.lr:.2e}" + (f"  grad norm {norm:.3f}" if norm is not None else "")
-            progress.report(done, float(loss), extra)
-        out_of_time = args.max_minutes is not None and (
-            time.perf_counter() - t_start > 60.0 * args.max_minutes
-        )
-        if done % args.eval_interval == 0 or done == args.steps or out_of_time:
-            history.append((done, run_eval(done)))
-        if out_of_time:
-            print(f"stopping after {done} steps: --max-minutes {args.max_minutes} reached")
-            break
+    history = [tuple(h) for h in saved.get("history", [])]
+    best = saved.get("best_val_loss")
+    elapsed_before = saved.get("elapsed_seconds", 0.0)
+    last_checkpoint = resume_from
+    metrics = common.Metrics(args.out_dir, start if resume_from else None) if args.out_dir else None
 
-    elapsed = time.perf_counter() - t_start
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - t_start
+
+    def checkpoint(step: int) -> str | None:
+        """A training checkpoint (and the latest model at the top of --out-dir)."""
+        nonlocal last_checkpoint
+        if not args.out_dir:
+            return None
+        state = {
+            "step": step,
+            "args": {k: getattr(args, k) for k in FROZEN + KEPT},
+            "history": [list(h) for h in history],
+            "best_val_loss": best,
+            "elapsed_seconds": elapsed(),
+        }
+        last_checkpoint = m.save_training_checkpoint(
+            args.out_dir,
+            model,
+            opt,
+            state,
+            keep=args.keep,
+            write_extra=lambda folder: tok.save(os.path.join(folder, "tokenizer.bpe")),
+        )
+        save(model, tok, args.out_dir)
+        return last_checkpoint
+
+    def record_eval(step: int) -> float:
+        nonlocal best
+        val = run_eval(step)
+        history.append((step, val))
+        best = val if best is None else min(best, val)
+        return val
+
+    progress = common.Progress(args.steps, tokens_per_step, start=start)
+    with common.StopSignals() as stop:
+        if resume_from is None:
+            val = record_eval(0)
+            if metrics:
+                metrics.log(step=0, val_loss=val, elapsed_seconds=elapsed())
+            checkpoint(0)
+        model.train()
+        saved_at = done = start
+        for step in range(start, args.steps):
+            if stop.requested:
+                break
+            x, y = common.lm_batch(train_ids, args.block_size, args.batch_size, args.seed, step)
+            opt.lr = schedule(step)
+            _, loss = model(x, y)
+            done = step + 1
+            if not math.isfinite(loss):
+                print(
+                    f"error: loss became {loss} at step {done}; training stopped. The last good "
+                    f"checkpoint is {last_checkpoint or 'none'} (try a lower --lr)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return 1
+            model.zero_grad()
+            model.backward()
+            norm = m.clip_grad_norm(model.parameters(), args.grad_clip) if args.grad_clip else None
+            opt.step()
+            out_of_time = args.max_minutes is not None and (
+                time.perf_counter() - t_start > 60.0 * args.max_minutes
+            )
+            logged = done % args.log_interval == 0 or done == args.steps
+            evaluated = done % args.eval_interval == 0 or done == args.steps or out_of_time
+            rate = None
+            if logged:
+                extra = f"lr {opt.lr:.2e}" + (f"  grad norm {norm:.3f}" if norm is not None else "")
+                rate = progress.report(done, float(loss), extra)
+            val = record_eval(done) if evaluated else None
+            if metrics and (logged or evaluated):
+                metrics.log(
+                    step=done,
+                    loss=float(loss),
+                    lr=opt.lr,
+                    grad_norm=None if norm is None else float(norm),
+                    tokens_per_second=rate,
+                    elapsed_seconds=elapsed(),
+                    val_loss=val,
+                )
+            if evaluated:
+                checkpoint(done)
+                saved_at = done
+            if out_of_time:
+                print(f"stopping after {done} steps: --max-minutes {args.max_minutes} reached")
+                break
+        if stop.requested:
+            path = checkpoint(done) if done != saved_at else last_checkpoint
+            if metrics:
+                metrics.close()
+            if args.out_dir:
+                common.stop_message("train_gpt.py", done, path, args.out_dir)
+            else:
+                print(f"stopped at step {done} (no --out-dir, nothing saved)", flush=True)
+            return 0
+    if metrics:
+        metrics.close()
+
     curve = ", ".join(f"{s}: {v:.3f}" for s, v in history)
     print(f"val loss by step: {curve}")
     final = history[-1][1]
     print(
         f"final val loss {final:.4f}, {relative(final)} the unigram entropy {h_val:.4f} "
-        f"({1 - final / h_val:.1%} lower); {elapsed:.0f}s in all"
+        f"({1 - final / h_val:.1%} lower); {elapsed():.0f}s in all"
     )
     if args.out_dir:
         print(f"checkpoint: {args.out_dir} (loads with GPT.from_pretrained or transformers)")
+        print(f"metrics: {os.path.join(args.out_dir, 'metrics.jsonl')}")
 
     prompt = tok.encode_ordinary(args.prompt) or [0]
     t0 = time.perf_counter()
@@ -262,4 +415,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(common.cli(main))

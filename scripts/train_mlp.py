@@ -6,12 +6,13 @@
     python scripts/train_mlp.py --batch-size full --optimizer sgd --lr 2 --loss-change 1e-4
 
 Prints one line per epoch (loss, gradient norm, held-out accuracy, time) and the final accuracy.
+Writes `metrics.jsonl` and training checkpoints (every epoch, at the end, and on Ctrl-C or SIGTERM,
+which finish the current step, save and exit with status 0) to --out-dir; `--resume` continues
+from the newest checkpoint with the losses an uninterrupted run would have had.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import sys
 import time
@@ -37,7 +38,7 @@ def find_idx(folder: str, stem: str) -> str:
     ):
         if os.path.isfile(os.path.join(folder, name)):
             return os.path.join(folder, name)
-    raise SystemExit(f"--data {folder!r}: no {stem}[.gz] there")
+    common.fail(f"--data {folder!r}: no {stem}[.gz] there")
 
 
 def load(args):
@@ -52,7 +53,7 @@ def load(args):
         x_te, y_te = reference.load_mnist_idx(find_idx(args.data, te_i), find_idx(args.data, te_l))
         return x_tr, y_tr, x_te, y_te
     else:
-        raise SystemExit(f"--data must be 'digits', 'mnist-sample' or a folder, got {args.data!r}")
+        common.fail(f"--data must be 'digits', 'mnist-sample' or a folder, got {args.data!r}")
     return reference.train_test_split(x, y, test_fraction=args.test_fraction, seed=args.seed)
 
 
@@ -75,8 +76,29 @@ def accuracy(model, x, y, chunk=512) -> float:
     return correct / len(x)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+FROZEN = (
+    "backend",
+    "data",
+    "hidden",
+    "activation",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "epochs",
+    "max_steps",
+    "loss_change",
+    "grad_norm",
+    "test_fraction",
+    "seed",
+)
+KEPT = ("log_interval", "keep", "save")
+NEEDS = ("MLP", "fit", "FitState", "SGD", "Adam", "AdamW", "save_training_checkpoint")
+NEEDS += ("load_training_checkpoint", "latest_checkpoint")
+
+
+def parse_args(argv=None):
+    p = common.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
         "--data",
         default="digits",
@@ -91,72 +113,181 @@ def main(argv=None) -> int:
         help="'full' for batch gradient descent, 1 for SGD, k for mini-batches",
     )
     p.add_argument("--optimizer", default="adam", choices=["sgd", "momentum", "adam", "adamw"])
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--epochs", type=int, default=30, help="stopping rule: maximum epochs")
-    p.add_argument("--max-steps", type=int, default=None, help="stopping rule: maximum steps")
+    p.add_argument("--lr", type=common.non_negative_float, default=0.01)
+    p.add_argument("--weight-decay", type=common.non_negative_float, default=0.01)
+    p.add_argument(
+        "--epochs", type=common.positive_int, default=30, help="stopping rule: maximum epochs"
+    )
+    p.add_argument(
+        "--max-steps", type=common.positive_int, default=None, help="stopping rule: maximum steps"
+    )
     p.add_argument(
         "--loss-change",
-        type=float,
+        type=common.positive_float,
         default=None,
         help="stopping rule: stop when the epoch loss changes by less than this",
     )
     p.add_argument(
         "--grad-norm",
-        type=float,
+        type=common.positive_float,
         default=None,
         help="stopping rule: stop when the gradient norm falls below this",
     )
-    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--test-fraction", type=common.positive_float, default=0.2)
+    p.add_argument(
+        "--log-interval",
+        type=common.non_negative_int,
+        default=0,
+        help="also print and log every N-th step's loss (0: epochs only)",
+    )
     common.add_backend_args(p)
-    p.add_argument("--save", default=None, help="folder to save the trained network to")
-    args = common.finish_backend_args(p.parse_args(argv))
+    common.add_run_args(p, "runs/mlp")
+    p.add_argument("--save", default=None, help="also save the trained network to this folder")
+    args, given = common.parse_args(p, argv)
+    if not args.out_dir:
+        common.fail("--out-dir must name a folder")
+    import reference as ref
 
-    m = importlib.import_module(args.backend)
-    if not hasattr(m, "MLP"):
-        p.error(f"the {args.backend!r} backend does not implement MLP yet")
-    x_tr, y_tr, x_te, y_te = load(args)
-    sizes = [len(x_tr[0]), *(int(h) for h in args.hidden.split(",") if h), 10]
+    resume_from = common.prepare_out_dir(args.out_dir, args.resume, args.overwrite, ref)
+    if resume_from is not None:
+        common.restore_args(
+            args, given, common.saved_trainer_state(resume_from)["args"], FROZEN, KEPT
+        )
+    args = common.finish_backend_args(args)
+    if args.batch_size != "full":
+        try:
+            common.positive_int(args.batch_size)
+        except Exception:
+            common.fail(f"--batch-size must be 'full' or an int >= 1, got {args.batch_size!r}")
+    try:
+        hidden = [common.positive_int(h) for h in args.hidden.split(",") if h]
+    except Exception:
+        common.fail(f"--hidden must be widths >= 1 separated by commas, got {args.hidden!r}")
+    return args, hidden, resume_from
+
+
+def main(argv=None) -> int:
+    args, hidden, resume_from = parse_args(argv)
+    m = common.load_backend(args.backend, *NEEDS)
+    with common.user_errors("--data: "):
+        x_tr, y_tr, x_te, y_te = load(args)
+    sizes = [len(x_tr[0]), *hidden, 10]
     batch_size = None if args.batch_size == "full" else int(args.batch_size)
-    model = m.MLP(
-        sizes, activation=args.activation, output="softmax", seed=args.seed,
-        **common.model_options(args),
-    )  # fmt: skip
-    opt = make_optimizer(m, model, args)
+    with common.user_errors():
+        model = m.MLP(
+            sizes, activation=args.activation, output="softmax", seed=args.seed,
+            **common.model_options(args),
+        )  # fmt: skip
+        opt = make_optimizer(m, model, args)
+        saved = {}
+        if resume_from is not None:
+            saved = m.load_training_checkpoint(resume_from, model, opt)
+        start = m.FitState.from_dict(saved["fit"]) if saved else None
     print(
         f"{args.backend}: MLP {'-'.join(map(str, sizes))} ({model.num_parameters():,} "
         f"parameters) on {len(x_tr)} training / {len(x_te)} held-out digits, "
         f"batch {args.batch_size}, {args.optimizer} lr {args.lr}"
     )
+    if start is not None:
+        print(f"resuming from {resume_from} at step {start.steps} (epoch {start.epoch + 1})")
     t0 = time.perf_counter()
+    elapsed_before = saved.get("elapsed_seconds", 0.0)
+    metrics = common.Metrics(args.out_dir, start.steps if start else None)
+    done = start.steps if start else 0
+    last = {"step": done, "done": done, "time": t0, "checkpoint": resume_from}
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - t0
+
+    def rate(step: int) -> float:
+        """Samples per second since the last logged line."""
+        now = time.perf_counter()
+        r = (step - last["step"]) * (batch_size or len(x_tr)) / max(now - last["time"], 1e-9)
+        last["step"], last["time"] = step, now
+        return r
+
+    def held_out_loss() -> float:
+        return float(model(x_te, y_te)[1])
+
+    def on_step(step, loss):
+        last["done"] = step
+        if args.log_interval and step % args.log_interval == 0:
+            print(f"step {step:6d}  loss {loss:.4f}", flush=True)
+            metrics.log(
+                step=step,
+                loss=float(loss),
+                lr=opt.lr,
+                samples_per_second=rate(step),
+                elapsed_seconds=elapsed(),
+            )
 
     def on_epoch(epoch, loss, grad_norm):
         acc = accuracy(model, x_te, y_te)
         print(
             f"epoch {epoch:3d}  loss {loss:.4f}  grad norm {grad_norm:.2e}  "
-            f"held-out acc {acc:6.2%}  {time.perf_counter() - t0:6.1f}s",
+            f"held-out acc {acc:6.2%}  {elapsed():6.1f}s",
             flush=True,
         )
+        metrics.log(
+            step=last["done"],
+            epoch=epoch,
+            epoch_loss=loss,
+            grad_norm=grad_norm,
+            val_loss=held_out_loss(),
+            val_accuracy=acc,
+            elapsed_seconds=elapsed(),
+        )
 
-    result = m.fit(
-        model,
-        opt,
-        x_tr,
-        y_tr,
-        batch_size=batch_size,
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        loss_change_threshold=args.loss_change,
-        grad_norm_threshold=args.grad_norm,
-        seed=args.seed,
-        on_epoch=on_epoch,
-    )
-    elapsed = time.perf_counter() - t0
+    def checkpoint(state) -> str:
+        trainer_state = {
+            "step": state.steps,
+            "fit": state.to_dict(),
+            "args": {k: getattr(args, k) for k in FROZEN + KEPT},
+            "elapsed_seconds": elapsed(),
+        }
+        last["checkpoint"] = m.save_training_checkpoint(
+            args.out_dir, model, opt, trainer_state, keep=args.keep
+        )
+        return last["checkpoint"]
+
+    with common.StopSignals() as stop:
+        try:
+            result = m.fit(
+                model,
+                opt,
+                x_tr,
+                y_tr,
+                batch_size=batch_size,
+                epochs=args.epochs,
+                max_steps=args.max_steps,
+                loss_change_threshold=args.loss_change,
+                grad_norm_threshold=args.grad_norm,
+                seed=args.seed,
+                on_step=on_step,
+                on_epoch=on_epoch,
+                resume_from=start,
+                should_stop=stop,
+                on_checkpoint=checkpoint,
+            )
+        except m.NonFiniteLossError as e:
+            metrics.close()
+            print(
+                f"error: {e} The last good checkpoint is {last['checkpoint'] or 'none'}.",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 1
+        path = checkpoint(result.state)
+    metrics.close()
+    if result.stopped_by == "interrupted":
+        common.stop_message("train_mlp.py", result.steps, path, args.out_dir)
+        return 0
     acc = accuracy(model, x_te, y_te)
     print(
         f"stopped by {result.stopped_by} after {result.epochs} epochs / {result.steps} steps "
-        f"in {elapsed:.1f}s; final held-out accuracy {acc:.2%}"
+        f"in {elapsed():.1f}s; final held-out accuracy {acc:.2%}"
     )
+    print(f"checkpoints: {args.out_dir}/checkpoints; metrics: {metrics.path}")
     if args.save:
         model.save_pretrained(args.save)
         print(f"saved to {args.save}")
@@ -164,4 +295,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(common.cli(main))

@@ -5,11 +5,12 @@ E(w) = mean over the batch of 0.5 (w - t)^2 with every target t = 3, so dE/dw = 
 batch, and plain SGD with learning rate 1/2 halves the distance to 3 at every step.
 """
 
+import json
 import math
 
 import pytest
 
-from reference import MLP, SGD, Adam, Module, NonFiniteLossError, Parameter, fit
+from reference import MLP, SGD, Adam, FitState, Module, NonFiniteLossError, Parameter, fit
 
 
 class Quadratic(Module):
@@ -112,8 +113,8 @@ def test_thresholds_that_never_fire_leave_the_budget_in_charge():
         m,
         SGD(m.parameters(), lr=0.5),
         *data(),
-        loss_change_threshold=0.0,
-        grad_norm_threshold=0.0,
+        loss_change_threshold=1e-300,
+        grad_norm_threshold=1e-300,
         epochs=5,
     )
     assert r.stopped_by == "max_epochs" and r.epochs == 5
@@ -140,6 +141,19 @@ def test_nonfinite_loss_stops_and_names_the_step():
         (dict(epochs=0), ValueError, "epochs must be >= 1"),
         (dict(loss_change_threshold=-1.0), ValueError, "loss_change_threshold"),
         (dict(grad_norm_threshold=math.inf), ValueError, "grad_norm_threshold"),
+        # a threshold of 0 can never fire: as the only rule, training would never end
+        (dict(grad_norm_threshold=0.0), ValueError, r"grad_norm_threshold must be .* > 0, got 0"),
+        (dict(loss_change_threshold=0), ValueError, r"loss_change_threshold must be .* > 0"),
+        (dict(epochs=1, should_stop=True), TypeError, "should_stop must be callable"),
+        (dict(epochs=1, resume_from={}), TypeError, "resume_from must be a FitState"),
+        (dict(epochs=1, resume_from=FitState(position=6)), ValueError, "resume_from.position"),
+        (
+            dict(epochs=1, batch_size=4, resume_from=FitState(position=2)),
+            ValueError,
+            "multiple of the batch size",
+        ),
+        (dict(epochs=2, resume_from=FitState(epoch=1)), ValueError, "gradient norms for 1 epochs"),
+        (dict(epochs=1, resume_from=FitState(steps=2)), ValueError, "0 step losses for 2"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):
@@ -193,3 +207,67 @@ def test_digit_network_reaches_90_percent_on_8x8_digits():
     fit(model, Adam(model.parameters(), lr=0.01), x_tr, y_tr, batch_size=32, epochs=10)
     acc = sum(p == t for p, t in zip(model.predict(x_te), y_te)) / len(y_te)
     assert acc >= 0.90
+
+
+def _stop_after(k):
+    """A should_stop hook that says stop once k steps have been taken."""
+    calls = []
+
+    def should_stop():
+        calls.append(None)
+        return len(calls) > k
+
+    return should_stop
+
+
+@pytest.mark.parametrize("stop_at", [1, 5, 7, 10])
+def test_a_resumed_fit_takes_exactly_the_uninterrupted_steps(stop_at):
+    """Stopping after `stop_at` steps (mid-epoch, or at an epoch's end: 7 steps an epoch) and
+    resuming from the state, through JSON, gives the same losses bit for bit."""
+    from reference import load_digits
+
+    x, y = load_digits()
+    x, y = x[:200], y[:200]
+
+    def run(**kw):
+        model = MLP([64, 12, 10], activation="sigmoid", seed=3)
+        opt = Adam(model.parameters(), lr=0.02)
+        r = fit(model, opt, x, y, batch_size=32, epochs=3, seed=5, **kw)
+        return model, opt, r
+
+    model, _, whole = run()
+    assert whole.stopped_by == "max_epochs" and whole.steps == 21
+    part_model, opt, part = run(should_stop=_stop_after(stop_at))
+    assert part.stopped_by == "interrupted" and part.steps == stop_at
+    assert part.step_losses == whole.step_losses[:stop_at]
+    state = FitState.from_dict(json.loads(json.dumps(part.state.to_dict())))
+    assert state == part.state
+    rest = fit(part_model, opt, x, y, batch_size=32, epochs=3, seed=5, resume_from=state)
+    assert (rest.stopped_by, rest.steps, rest.epochs) == ("max_epochs", 21, 3)
+    assert rest.step_losses == whole.step_losses
+    assert rest.loss_history == whole.loss_history
+    assert rest.grad_norm_history == whole.grad_norm_history
+    assert part_model.state_dict() == model.state_dict()
+
+
+def test_on_checkpoint_hands_out_resumable_states_at_epoch_ends():
+    m = Quadratic()
+    states = []
+    whole = fit(m, SGD(m.parameters(), lr=0.1), *data(6), batch_size=4, epochs=3)
+    m = Quadratic()
+    opt = SGD(m.parameters(), lr=0.1)
+    r = fit(m, opt, *data(6), batch_size=4, epochs=3, on_checkpoint=states.append)
+    assert [(s.epoch, s.position, s.steps) for s in states] == [(1, 0, 2), (2, 0, 4)]
+    assert r.state.epoch == 3 and r.step_losses == whole.step_losses
+    # continuing a finished run with a larger budget is the same as asking for it at first
+    more = fit(m, opt, *data(6), batch_size=4, epochs=4, resume_from=r.state)
+    m = Quadratic()
+    longer = fit(m, SGD(m.parameters(), lr=0.1), *data(6), batch_size=4, epochs=4)
+    assert more.step_losses == longer.step_losses and more.epochs == 4
+
+
+def test_interrupting_before_the_first_step_takes_none():
+    m = Quadratic()
+    r = fit(m, SGD(m.parameters(), lr=0.1), *data(6), epochs=3, should_stop=lambda: True)
+    assert (r.stopped_by, r.steps, r.state) == ("interrupted", 0, FitState())
+    assert m.batches == []
