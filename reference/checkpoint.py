@@ -167,18 +167,22 @@ def _check_entry(source: str, name: str, info: Any, body: int) -> tuple[int, int
     return begin, end
 
 
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is Python's extension, not JSON")
+
+
 def _parse_header(raw: bytes, source: str) -> Any:
     """The header's JSON value, or a CheckpointError saying where the parser stopped."""
     try:
-        return json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
     except UnicodeDecodeError as e:
         problem = f"is not UTF-8 (byte {e.start})"
     except json.JSONDecodeError as e:
         problem = f"is not valid JSON (the parser stops at line {e.lineno}, column {e.colno})"
     except RecursionError:
         problem = "nests too deeply"
-    except ValueError as e:  # an integer of more digits than Python converts
-        problem = f"holds a number Python will not read ({e})"
+    except ValueError as e:  # NaN or Infinity, or an integer of more digits than Python reads
+        problem = f"is not valid JSON ({e})"
     raise CheckpointError(f"{source}: header {problem}")
 
 
