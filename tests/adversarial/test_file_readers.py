@@ -18,6 +18,7 @@ from safetensors.numpy import load as st_load
 import fast
 import reference
 from reference import CheckpointError
+from tests.adversarial.harness import INTERNAL_MESSAGES
 
 # -- safetensors ----------------------------------------------------------------------------------
 
@@ -250,3 +251,119 @@ def test_random_headers(tmp_path):
         _check_file(
             tmp_path, _file(header, bytes(rng.randrange(256) for _ in range(rng.randrange(0, 12))))
         )
+
+
+# -- config.json fields ---------------------------------------------------------------------------
+
+GPT2_CONFIG = reference.GPTConfig(
+    vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=4, bos_token_id=3, eos_token_id=3
+).to_hf_dict()
+BERT_CONFIG = reference.BERTConfig(
+    vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=4
+).to_hf_dict()
+SEQ2SEQ_CONFIG = {"model_type": "transformer", "src_vocab_size": 9, "tgt_vocab_size": 7,
+                  "d_model": 4, "nhead": 2, "num_encoder_layers": 1, "num_decoder_layers": 1,
+                  "dim_feedforward": 8}  # fmt: skip
+
+WRONG_TYPES = [None, True, "4", 4.0, [4], {"n": 4}]
+
+
+def _config_error(read, config: dict, key: str) -> None:
+    with pytest.raises((TypeError, ValueError)) as info:
+        read(config)
+    message = str(info.value)
+    assert key in message, message
+    for internal in (*INTERNAL_MESSAGES, "not supported between", "unexpected keyword"):
+        assert internal not in message, message
+
+
+@pytest.mark.parametrize(
+    "key, bad",
+    [
+        *[(k, v) for k in ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd")
+          for v in [*WRONG_TYPES, 0, -3]],
+        *[(k, v) for k in ("embd_pdrop", "resid_pdrop", "attn_pdrop")
+          for v in [None, True, "0.1", [0.1], -0.1, 1.0, float("nan")]],
+        *[("layer_norm_epsilon", v) for v in [None, "1e-5", [1e-5], 0.0, -1.0, float("inf")]],
+        *[("activation_function", v) for v in [None, 5, ["gelu_new"], "relu", "gelu"]],
+        *[("n_inner", v) for v in [True, 16.0, "16", [16], 0, 17]],
+        *[(k, v) for k in ("scale_attn_weights", "tie_word_embeddings")
+          for v in [None, 1, "true", [True], False]],
+        *[(k, v) for k in ("scale_attn_by_inverse_layer_idx", "add_cross_attention")
+          for v in [None, 0, "false", [False], True]],
+        *[(k, v) for k in ("bos_token_id", "eos_token_id") for v in [True, 3.0, "3", [3], {}]],
+        *[("model_archaeology", v) for v in ["seed", 7, [1], True]],
+        ("n_embd", 5),  # not divisible by n_head
+    ],
+)  # fmt: skip
+def test_gpt2_config_fields(key, bad):
+    _config_error(reference.GPTConfig.from_hf_dict, {**GPT2_CONFIG, key: bad}, key)
+
+
+def test_gpt2_config_nested_and_lenient_fields():
+    for seed in (-1, 2**64, 1.0, "0", None):
+        config = {**GPT2_CONFIG, "model_archaeology": {"seed": seed}}
+        _config_error(reference.GPTConfig.from_hf_dict, config, "seed")
+    _config_error(reference.GPTConfig.from_hf_dict, [("vocab_size", 11)], "config")
+    # foreign configs hold ids outside the vocabulary: those become None, as before
+    config = reference.GPTConfig.from_hf_dict({**GPT2_CONFIG, "bos_token_id": 50256})
+    assert config.bos_token_id is None and config.eos_token_id == 3
+
+
+@pytest.mark.parametrize(
+    "key, bad",
+    [
+        *[(k, v) for k in ("vocab_size", "max_position_embeddings", "num_hidden_layers",
+                           "num_attention_heads", "hidden_size", "type_vocab_size")
+          for v in [*WRONG_TYPES, 0, -3]],
+        *[("intermediate_size", v) for v in [True, "16", 16.0, [16], 0]],
+        *[(k, v) for k in ("hidden_dropout_prob", "attention_probs_dropout_prob")
+          for v in [True, "0.1", [0.1], -0.1, 1.0, float("nan")]],
+        *[(k, v) for k in ("layer_norm_eps", "initializer_range")
+          for v in [None, True, "1e-12", [1e-12], 0.0, -1.0, float("inf")]],
+        *[("pad_token_id", v) for v in [True, 0.0, "0", [0], -1, 11]],
+        *[("seed", v) for v in [None, True, 1.0, "0", -1, 2**64]],
+        *[(k, v) for k in ("model_type", "hidden_act", "position_embedding_type")
+          for v in [None, 5, ["bert"], "gpt2"]],
+        *[(k, v) for k in ("is_decoder", "add_cross_attention") for v in [None, 0, "false", True]],
+        *[("tie_word_embeddings", v) for v in [None, 1, "true", False]],
+        ("hidden_size", 5),  # not divisible by num_attention_heads
+    ],
+)  # fmt: skip
+def test_bert_config_fields(key, bad):
+    _config_error(reference.BERTConfig.from_hf_dict, {**BERT_CONFIG, key: bad}, key)
+
+
+@pytest.mark.parametrize(
+    "key, bad",
+    [
+        *[(k, v) for k in ("src_vocab_size", "tgt_vocab_size", "d_model", "nhead",
+                           "num_encoder_layers", "dim_feedforward", "max_len")
+          for v in [*WRONG_TYPES, 0, -3]],
+        *[("dropout", v) for v in [None, True, "0.1", [0.1], -0.1, 1.0, float("nan")]],
+        *[("layer_norm_eps", v) for v in [None, "1e-5", 0.0, -1.0]],
+        *[(k, v) for k in ("pad_id", "bos_id", "eos_id") for v in [None, True, 1.0, "1", -1, 99]],
+        *[("seed", v) for v in [None, True, 1.0, -1, 2**64]],
+        ("model_type", "gpt2"),
+        ("model_type", None),
+        ("colour", "blue"),  # a field the config does not have
+        ("d_model", 5),  # not divisible by nhead
+    ],
+)  # fmt: skip
+def test_seq2seq_config_fields(key, bad):
+    for backend in (reference, fast):
+        config = {**SEQ2SEQ_CONFIG, key: bad}
+        _config_error(backend.Transformer.from_config_dict, config, key)
+
+
+def test_configs_that_are_not_objects():
+    for read in (
+        reference.GPTConfig.from_hf_dict,
+        reference.BERTConfig.from_hf_dict,
+        reference.TransformerConfig.from_dict,
+    ):
+        for bad in (None, "config", [1, 2], 5):
+            with pytest.raises(TypeError, match="config must be a JSON object"):
+                read(bad)
+    missing = {k: v for k, v in SEQ2SEQ_CONFIG.items() if k != "tgt_vocab_size"}
+    _config_error(reference.TransformerConfig.from_dict, missing, "tgt_vocab_size")
