@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import struct
+import sys
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from safetensors.numpy import load as st_load
 import fast
 import reference
 from reference import CheckpointError
-from tests.adversarial.harness import INTERNAL_MESSAGES
+from tests.adversarial.harness import INTERNAL_MESSAGES, is_clear_error, run_many
 
 # -- safetensors ----------------------------------------------------------------------------------
 
@@ -367,3 +368,231 @@ def test_configs_that_are_not_objects():
                 read(bad)
     missing = {k: v for k, v in SEQ2SEQ_CONFIG.items() if k != "tgt_vocab_size"}
     _config_error(reference.TransformerConfig.from_dict, missing, "tgt_vocab_size")
+
+
+# -- tokenizer files ------------------------------------------------------------------------------
+
+TEXT = "low lower lowest newer newest wider widest " * 20
+
+
+@pytest.fixture(scope="module")
+def token_files(tmp_path_factory):
+    """A small trained tokenizer saved in all three formats: {format: text of the file(s)}."""
+    tok = reference.BPETokenizer(pattern="gpt2", special_tokens={"<|e|>": 300})
+    tok.train(TEXT, vocab_size=270)
+    folder = tmp_path_factory.mktemp("tok")
+    tok.save(folder / "tok.bpe")
+    tok.save_tiktoken(folder / "tok.tiktoken")
+    tok.save_huggingface(folder / "hf")
+    return {
+        "bpe": (folder / "tok.bpe").read_text(encoding="utf-8"),
+        "tiktoken": (folder / "tok.tiktoken").read_text(encoding="utf-8"),
+        "vocab": json.loads((folder / "hf" / "vocab.json").read_text(encoding="utf-8")),
+        "merges": (folder / "hf" / "merges.txt").read_text(encoding="utf-8"),
+    }
+
+
+def _file_error(load, path, *mentions: str) -> str:
+    """Both backends raise TokenizerFileError (a ValueError) with the same message, naming the
+    file and `mentions`."""
+    messages = []
+    for backend in (reference, fast):
+        with pytest.raises(backend.TokenizerFileError) as info:
+            load(backend.BPETokenizer, path)
+        assert isinstance(info.value, ValueError)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    for m in (str(path), *mentions):
+        assert m in messages[0], (m, messages[0])
+    return messages[0]
+
+
+def _bpe_with(text: str, header: dict | None = None, merges: list | None = None) -> str:
+    lines = text.split("\n")
+    if header is not None:
+        lines[1] = json.dumps({**json.loads(lines[1]), **header})
+    if merges is not None:
+        lines[2 : 2 + len(merges)] = merges
+    return "\n".join(lines)
+
+
+BAD_IDS = [2.0, 2.5, "2", True, None, -1, 2**31, 10**30, [2]]
+
+
+def test_bpe_header_fields(tmp_path, token_files):
+    good = token_files["bpe"]
+    path = tmp_path / "bad.bpe"
+
+    def load(cls, p):
+        return cls.load(p)
+
+    cases = [
+        *[({"num_merges": v}, "num_merges") for v in ["14", 14.0, True, None, -1, [14]]],
+        *[({"byte_ids": [v, *range(1, 256)]}, "byte_ids[0]") for v in BAD_IDS],
+        ({"byte_ids": list(range(255))}, "byte_ids"),
+        ({"byte_ids": [1, *range(1, 256)]}, "distinct"),
+        ({"byte_ids": "all"}, "byte_ids"),
+        *[({"special_tokens": {"<|e|>": v}}, "special_tokens['<|e|>']") for v in BAD_IDS],
+        ({"special_tokens": {"": 300}}, "special_tokens['']"),
+        ({"special_tokens": {"<a>": 300, "<b>": 300}}, "special_tokens['<b>']"),
+        ({"special_tokens": {"<|e|>": 97}}, "already an ordinary token"),
+        ({"special_tokens": ["<|e|>"]}, "special_tokens"),
+        *[({"pattern": v}, "pattern") for v in [5, True, [], "nosuch", {"re": "a"}]],
+        ({"pattern": {"re": "(", "flags": 0}}, "does not compile"),
+        ({"pattern": {"re": 7, "flags": 0}}, "re must be text"),
+        ({"pattern": {"re": "a", "flags": 128}}, "flags"),  # re.DEBUG would print to stdout
+        ({"pattern": {"re": "a", "flags": 1.0}}, "flags"),
+        ({"extra": 1}, "fields"),
+    ]
+    for header, words in cases:
+        path.write_text(_bpe_with(good, header=header), encoding="utf-8")
+        _file_error(load, path, "line 2", words)
+    for raw in ("[]", "null", '"x"', "{", '{"num_merges": NaN}', "[" * 100_000):
+        lines = good.split("\n")
+        lines[1] = raw
+        path.write_text("\n".join(lines), encoding="utf-8")
+        _file_error(load, path, "line 2")
+
+
+def test_bpe_merge_lines(tmp_path, token_files):
+    good = token_files["bpe"]
+    path = tmp_path / "bad.bpe"
+
+    def load(cls, p):
+        return cls.load(p)
+
+    cases = [
+        ("97 98", "left right new_id"),
+        ("97 98 256 1", "left right new_id"),
+        ("97  98 256", "left right new_id"),
+        (" 97 98 256", "left right new_id"),
+        ("a 98 256", "field left"),
+        ("-1 98 256", "field left"),
+        ("+97 98 256", "field left"),
+        ("97 9_8 256", "field right"),
+        ("97 98 25.6", "field new_id"),
+        ("97 98 \u0662\u0665\u0666", "field new_id"),  # Arabic-Indic digits: int() reads them
+        ("97 98 2147483648", "field new_id"),
+        ("97 98 99999999999999999999", "field new_id"),
+        ("97 98 97", "already exists"),
+        ("97 999 256", "does not exist"),
+        ("97 257 256", "does not exist"),  # made by a later merge
+    ]
+    for line, words in cases:
+        path.write_text(_bpe_with(good, merges=[line]), encoding="utf-8")
+        _file_error(load, path, "line 3", words)
+
+
+def test_huggingface_files(tmp_path, token_files):
+    vocab, merges = token_files["vocab"], token_files["merges"]
+
+    def write(v=vocab, m=merges, raw_vocab=None):
+        (tmp_path / "vocab.json").write_text(
+            raw_vocab if raw_vocab is not None else json.dumps(v), encoding="utf-8"
+        )
+        (tmp_path / "merges.txt").write_text(m, encoding="utf-8")
+
+    def load(cls, p):
+        return cls.load_huggingface(p)
+
+    vocab_file = str(tmp_path / "vocab.json")
+    for value in BAD_IDS:
+        write({**vocab, "a": value})
+        _file_error(load, tmp_path, vocab_file, "key 'a'")
+    write({**vocab, "a": vocab["b"]})
+    _file_error(load, tmp_path, vocab_file, "key", "is also")
+    write({**vocab, "": 400})
+    _file_error(load, tmp_path, vocab_file, "key ''")
+    write({k: v for k, v in vocab.items() if k != "a"})
+    _file_error(load, tmp_path, vocab_file, "single-byte tokens missing")
+    for raw in ("[]", '"x"', "{", '{"a": NaN}', "[" * 100_000):
+        write(raw_vocab=raw)
+        _file_error(load, tmp_path, vocab_file)
+    lines = merges.split("\n")
+    merges_file = str(tmp_path / "merges.txt")
+    for line, words in [
+        ("l", "two tokens"),
+        ("l o w", "two tokens"),
+        ("l  o", "two tokens"),
+        ("l nosuch", "right token 'nosuch' is not in vocab.json"),
+        ("Ġ Ġ", "merged token"),
+        (lines[1], "already"),  # the first merge again
+    ]:
+        write(m="\n".join([lines[0], lines[1], line, *lines[2:]]))
+        _file_error(load, tmp_path, merges_file, "line 3", words)
+    # Windows line ends are read as Hugging Face's `tokenizers` reads them
+    write(m=merges.replace("\n", "\r\n"))
+    want = reference.BPETokenizer.load_huggingface(tmp_path).merges
+    assert want == fast.BPETokenizer.load_huggingface(tmp_path).merges and len(want) == 14
+
+
+def test_tiktoken_rank_files(tmp_path, token_files):
+    lines = token_files["tiktoken"].split("\n")
+    path = tmp_path / "bad.tiktoken"
+
+    def load(cls, p):
+        return cls.load_tiktoken(p, pattern="gpt2")
+
+    token = lines[0].split(" ")[0]
+    for rank, words in [
+        ("-1", "decimal digits"),
+        ("+0", "decimal digits"),
+        ("0_0", "decimal digits"),
+        ("0.0", "decimal digits"),
+        ("\u0660", "decimal digits"),
+        ("2147483648", "[0, 2**31)"),
+        ("9" * 5000, "[0, 2**31)"),
+        ("1", "line 2, field rank: 1 is also the rank on line 1"),
+    ]:
+        path.write_text("\n".join([f"{token} {rank}", *lines[1:]]), encoding="utf-8")
+        _file_error(load, path, "line 1", words)
+    path.write_text("\n".join([*lines[:-1], lines[0].split(" ")[0] + " 999"]), encoding="utf-8")
+    _file_error(load, path, "repeated")
+
+
+def test_files_written_by_tokenizers_and_tiktoken_still_load(tmp_path, monkeypatch):
+    import types
+
+    from tiktoken.load import dump_tiktoken_bpe
+    from tokenizers import ByteLevelBPETokenizer
+
+    theirs = ByteLevelBPETokenizer()
+    theirs.train_from_iterator(
+        [TEXT], vocab_size=300, min_frequency=1, show_progress=False, special_tokens=["<|e|>"]
+    )
+    theirs.save_model(str(tmp_path))
+    # tiktoken writes through `blobfile` (not installed here); local paths only need `open`
+    monkeypatch.setitem(sys.modules, "blobfile", types.SimpleNamespace(BlobFile=open))
+    ours = reference.BPETokenizer(pattern="gpt2")
+    ours.train(TEXT, vocab_size=280)
+    dump_tiktoken_bpe({t: i for i, t in ours.vocab.items()}, str(tmp_path / "ranks.tiktoken"))
+    for backend in (reference, fast):
+        tok = backend.BPETokenizer.load_huggingface(tmp_path)
+        assert tok.encode("lowest newer widths") == theirs.encode("lowest newer widths").ids
+        assert tok.special_tokens == {"<|e|>": 0}
+        back = backend.BPETokenizer.load_tiktoken(tmp_path / "ranks.tiktoken", pattern="gpt2")
+        assert back.merges == ours.merges
+
+
+def test_bad_tokenizer_files_never_reach_the_kernels(tmp_path, token_files):
+    """In a child interpreter: a file that slipped through would hand the Numba encoder ids it
+    cannot pack; each must stop at the reader with a clear error instead."""
+    good = token_files["bpe"]
+    cases = {}
+    for name, header, merges in [
+        ("float byte id", {"byte_ids": [0.0, *range(1, 256)]}, None),
+        ("huge byte id", {"byte_ids": [2**40, *range(1, 256)]}, None),
+        ("negative special id", {"special_tokens": {"<|e|>": -5}}, None),
+        ("huge merge id", None, ["97 98 4294967296"]),
+        ("string merge id", None, ["97 98 x"]),
+    ]:
+        path = tmp_path / f"{name.replace(' ', '_')}.bpe"
+        path.write_text(_bpe_with(good, header=header, merges=merges), encoding="utf-8")
+        cases[name] = (
+            f"tok = fast.BPETokenizer.load({str(path)!r})\n"
+            "result = (tok.encode('lowest newer'), tok.decode(tok.encode('lowest newer')))"
+        )
+    outcomes = run_many("import fast", cases)
+    for name, outcome in outcomes.items():
+        assert is_clear_error(outcome, str(tmp_path)), (name, outcome.describe())
+        assert outcome.type == "TokenizerFileError", (name, outcome.describe())
