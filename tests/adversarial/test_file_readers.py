@@ -7,6 +7,7 @@ class (a ValueError) or, where the damage happens to leave a valid file, a corre
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import struct
@@ -564,7 +565,7 @@ def test_files_written_by_tokenizers_and_tiktoken_still_load(tmp_path, monkeypat
     # tiktoken writes through `blobfile` (not installed here); local paths only need `open`
     monkeypatch.setitem(sys.modules, "blobfile", types.SimpleNamespace(BlobFile=open))
     ours = reference.BPETokenizer(pattern="gpt2")
-    ours.train(TEXT, vocab_size=280)
+    ours.train(TEXT, vocab_size=270)
     dump_tiktoken_bpe({t: i for i, t in ours.vocab.items()}, str(tmp_path / "ranks.tiktoken"))
     for backend in (reference, fast):
         tok = backend.BPETokenizer.load_huggingface(tmp_path)
@@ -596,3 +597,88 @@ def test_bad_tokenizer_files_never_reach_the_kernels(tmp_path, token_files):
     for name, outcome in outcomes.items():
         assert is_clear_error(outcome, str(tmp_path)), (name, outcome.describe())
         assert outcome.type == "TokenizerFileError", (name, outcome.describe())
+
+
+# -- IDX files and text ---------------------------------------------------------------------------
+
+
+def _idx(type_byte: int, shape: tuple, payload: bytes) -> bytes:
+    return bytes([0, 0, type_byte, len(shape)]) + struct.pack(f">{len(shape)}I", *shape) + payload
+
+
+def _idx_error(tmp_path, data: bytes, *mentions: str) -> str:
+    path = tmp_path / "bad.idx"
+    path.write_bytes(data)
+    messages = []
+    for backend in (reference, fast):
+        with pytest.raises(ValueError) as info:
+            backend.read_idx(path)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    for m in (str(path), *mentions):
+        assert m in messages[0], (m, messages[0])
+    return messages[0]
+
+
+def test_idx_header_fields(tmp_path):
+    good = _idx(0x08, (2, 3), bytes(range(6)))
+    _idx_error(tmp_path, b"\x01" + good[1:], "magic number")
+    _idx_error(tmp_path, good[:1] + b"\x03" + good[2:], "magic number")
+    _idx_error(tmp_path, good[:2] + b"\x07" + good[3:], "type byte 0x07")
+    _idx_error(tmp_path, good[:3] + b"\xff" + good[4:], "255 dimensions")
+    _idx_error(tmp_path, good[:3] + b"\x01" + good[4:], "needs 2 data bytes")  # 1-D of size 2
+    _idx_error(tmp_path, _idx(0x08, (2**32 - 1, 2**32 - 1), b""), "truncated or corrupt")
+    _idx_error(tmp_path, _idx(0x0E, (2,), b"\0" * 15), "needs 16 data bytes")
+    _idx_error(tmp_path, good + b"\0", "truncated or corrupt")  # a trailing byte
+    for cut in range(len(good)):
+        _idx_error(tmp_path, good[:cut])
+    for damaged in (gzip.compress(good)[:-4], gzip.compress(good)[:12] + b"\xff" * 8):
+        _idx_error(tmp_path, damaged, "gzip")
+    path = tmp_path / "ok.idx"
+    path.write_bytes(_idx(0x08, (0, 4), b""))
+    assert reference.read_idx(path) == ((0, 4), []) and fast.read_idx(path)[1].size == 0
+
+
+def test_mnist_pairs_need_unsigned_bytes(tmp_path):
+    (tmp_path / "img").write_bytes(_idx(0x08, (1, 2, 2), bytes(4)))
+    (tmp_path / "lbl").write_bytes(_idx(0x0D, (1,), struct.pack(">f", 7.5)))
+    for backend in (reference, fast):
+        with pytest.raises(ValueError, match=r"lbl'.*labels are unsigned bytes.*type 0x0d"):
+            backend.load_mnist_idx(tmp_path / "img", tmp_path / "lbl")
+
+
+@pytest.mark.parametrize(
+    "row, words",
+    [
+        ("1,2,x,4,7", "field 3: expected a number, got 'x'"),
+        ("1,2,3,4,nan", "field 5 (the label)"),
+        ("1,2,3,4,inf", "field 5 (the label)"),
+        ("1,2,3,4,7.5", "field 5 (the label)"),
+        ("1,2,3,4,10", "field 5 (the label)"),
+        ("1,2,nan,4,7", "field 3: a pixel must be in [0, 16]"),
+        ("1,2,-1,4,7", "field 3: a pixel must be in [0, 16]"),
+        ("1,2,17,4,7", "field 3: a pixel must be in [0, 16]"),
+        ("1,2,3,7", "expected 5 fields"),
+    ],
+)
+def test_csv_digits_name_the_line_and_field(tmp_path, row, words):
+    from reference.data import _read_csv_digits
+
+    path = tmp_path / "digits.csv.gz"
+    path.write_bytes(gzip.compress(("0,0,0,0,1\n" + row + "\n").encode()))
+    with pytest.raises(ValueError) as info:
+        _read_csv_digits(str(path), 4, 16.0)
+    assert str(path) in str(info.value) and "line 2" in str(info.value)
+    assert words in str(info.value)
+
+
+def test_text_corpus_errors(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("caf\xe9".encode("latin-1"))
+    for backend in (reference, fast):
+        with pytest.raises(ValueError, match=r"latin1.txt' is not UTF-8 text \(byte 3"):
+            backend.load_text_corpus(path=path)
+        with pytest.raises(TypeError, match="max_bytes must be None or an int"):
+            backend.load_text_corpus(max_bytes=1.5, path=path)
+        with pytest.raises(ValueError, match="max_bytes must be >= 0"):
+            backend.load_text_corpus(max_bytes=-1, path=path)
