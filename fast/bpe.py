@@ -31,7 +31,7 @@ from .pretokenize import split_batch, split_mode
 
 __all__ = ["BPETokenizer", "TokenizerFileError"]
 
-MAX_ID = 2**31 - 1  # the kernels pack a pair of ids into one int64
+MAX_ID = _ref.MAX_ID  # the kernels pack a pair of ids into one int64
 
 
 class BPETokenizer(_ref.BPETokenizer):
@@ -65,19 +65,15 @@ class BPETokenizer(_ref.BPETokenizer):
         self._decoder = None
 
     def _encoding_tables(self):
-        """(byte_ids, merge table) for `encode_chunks`, or False when some id does not fit
-        the kernels' packed pairs (then the reference's code encodes)."""
+        """(byte_ids, merge table) for `encode_chunks`. Every id lies in [0, 2**31), as
+        `_set_vocabulary` requires, so each pair packs into one int64."""
         if self._encoder is None:
             pairs = [pair for pair, _ in self.merges]
             made = [new_id for _, new_id in self.merges]
-            every_id = [*self.byte_ids, *made]
-            if every_id and (min(every_id) < 0 or max(every_id) > MAX_ID):
-                self._encoder = False
-            else:
-                left = np.array([a for a, _ in pairs], np.int64)
-                right = np.array([b for _, b in pairs], np.int64)
-                table = _k.merge_table(left, right, np.array(made, np.int64))
-                self._encoder = (np.array(self.byte_ids, np.int64), table)
+            left = np.array([a for a, _ in pairs], np.int64)
+            right = np.array([b for _, b in pairs], np.int64)
+            table = _k.merge_table(left, right, np.array(made, np.int64))
+            self._encoder = (np.array(self.byte_ids, np.int64), table)
         return self._encoder
 
     def _decoding_table(self):
@@ -156,8 +152,6 @@ class BPETokenizer(_ref.BPETokenizer):
     def _encode_texts(self, texts: list[str]) -> list[list[int]]:
         """Encode cleaned texts as ordinary text, all in one kernel call."""
         tables = self._encoding_tables()
-        if not tables:
-            return [super(BPETokenizer, self).encode_ordinary(text) for text in texts]
         if self._mode is None:  # a user's re.Pattern: split in Python, encode in the kernel
             chunks = [self._split(text) for text in texts]
             pieces = [chunk.encode("utf-8") for text_chunks in chunks for chunk in text_chunks]
@@ -177,8 +171,6 @@ class BPETokenizer(_ref.BPETokenizer):
     def _encode_chunk(self, chunk: bytes) -> list[int]:
         """The encoding hot loop on one chunk (the batch kernel with a batch of one)."""
         tables = self._encoding_tables()
-        if not tables:
-            return super()._encode_chunk(chunk)
         data = np.frombuffer(bytearray(chunk), np.uint8)
         bounds = np.array([0, len(chunk)], np.int64)
         groups = np.array([0, 1], np.int64)

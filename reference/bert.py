@@ -42,6 +42,14 @@ from typing import Any
 from .attention import multi_head_attention_backward, multi_head_attention_forward
 from .checkpoint import load_safetensors
 from .checks import MAX_NUMEL, check_count
+from .config_fields import (
+    bool_field,
+    float_field,
+    int_field,
+    optional_int_field,
+    require_dict,
+    str_field,
+)
 from .layers import (
     Activation,
     Dropout,
@@ -159,31 +167,60 @@ class BERTConfig:
 
     @classmethod
     def from_hf_dict(cls, d: dict[str, Any]) -> BERTConfig:
-        """Read a Hugging Face BERT `config.json`, refusing variants this BERT does not compute."""
+        """Read a Hugging Face BERT `config.json`, refusing variants this BERT does not compute.
+
+        Missing keys take `BertConfig`'s defaults; every field read is checked for type and range
+        (a TypeError or ValueError naming the key).
+        """
+        require_dict(d)
         for key, allowed in (
             ("model_type", ("bert",)),
             ("hidden_act", ("gelu",)),
             ("position_embedding_type", ("absolute",)),
-            ("is_decoder", (False,)),
-            ("add_cross_attention", (False,)),
-            ("tie_word_embeddings", (True,)),
         ):
-            if key in d and d[key] not in allowed:
+            if key in d and str_field(d, key, None) not in allowed:
                 raise ValueError(f"config.json: {key}={d[key]!r} is not supported (need {allowed})")
+        for key, needed in (
+            ("is_decoder", False),
+            ("add_cross_attention", False),
+            ("tie_word_embeddings", True),
+        ):
+            if bool_field(d, key, needed) != needed:
+                raise ValueError(f"config.json: {key}={d[key]!r} is not supported (need {needed})")
+        n_embd = int_field(d, "hidden_size", 768)
+        n_head = int_field(d, "num_attention_heads", 12)
+        if n_embd % n_head:
+            raise ValueError(
+                f"config field hidden_size ({n_embd}) must be divisible by num_attention_heads "
+                f"({n_head})"
+            )
+        vocab_size = int_field(d, "vocab_size", 30522)
+        pad_token_id = optional_int_field(d, "pad_token_id", 0)
+        if pad_token_id is not None and pad_token_id >= vocab_size:
+            raise ValueError(
+                f"config field pad_token_id must be an id in [0, vocab_size={vocab_size}), got "
+                f"{pad_token_id}"
+            )
+        dropout = float_field(d, "hidden_dropout_prob", 0.1, 0.0, 1.0)
+        attn_dropout = d.get("attention_probs_dropout_prob")
+        if attn_dropout is not None:
+            attn_dropout = float_field(d, "attention_probs_dropout_prob", None, 0.0, 1.0)
         return cls(
-            vocab_size=d.get("vocab_size", 30522),
-            block_size=d.get("max_position_embeddings", 512),
-            n_layer=d.get("num_hidden_layers", 12),
-            n_head=d.get("num_attention_heads", 12),
-            n_embd=d.get("hidden_size", 768),
-            intermediate_size=d.get("intermediate_size"),
-            type_vocab_size=d.get("type_vocab_size", 2),
-            layer_norm_eps=d.get("layer_norm_eps", 1e-12),
-            dropout=d.get("hidden_dropout_prob", 0.1),
-            attn_dropout=d.get("attention_probs_dropout_prob"),
-            pad_token_id=d.get("pad_token_id", 0),
-            initializer_range=d.get("initializer_range", 0.02),
-            seed=d.get("seed", 0),
+            vocab_size=vocab_size,
+            block_size=int_field(d, "max_position_embeddings", 512),
+            n_layer=int_field(d, "num_hidden_layers", 12),
+            n_head=n_head,
+            n_embd=n_embd,
+            intermediate_size=optional_int_field(d, "intermediate_size", None, low=1),
+            type_vocab_size=int_field(d, "type_vocab_size", 2),
+            layer_norm_eps=float_field(d, "layer_norm_eps", 1e-12, 0.0, math.inf, low_open=True),
+            dropout=dropout,
+            attn_dropout=attn_dropout,
+            pad_token_id=pad_token_id,
+            initializer_range=float_field(
+                d, "initializer_range", 0.02, 0.0, math.inf, low_open=True
+            ),
+            seed=int_field(d, "seed", 0, low=0, high=2**64),
         )
 
 

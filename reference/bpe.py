@@ -33,8 +33,67 @@ FORMAT_NAME = "model-archaeology bpe"
 FORMAT_VERSION = 1
 
 
+MAX_ID = 2**31 - 1  # ids are int32 in tiktoken, Hugging Face and torch's embedding lookups
+_ID_TEXT = re.compile(r"[0-9]+")  # an id as a text file spells it: ASCII digits only
+_PATTERN_FLAGS = re.IGNORECASE | re.MULTILINE | re.DOTALL | re.VERBOSE | re.ASCII | re.UNICODE
+
+
 class TokenizerFileError(ValueError):
     """A tokenizer file is truncated, corrupt, of another version, or not a tokenizer file."""
+
+
+def _show(value: object) -> str:
+    """A short repr for an error message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _file_id(value: object, where: str) -> int:
+    """`value` if it is a token id (an int in [0, 2**31)), else a TokenizerFileError; `where`
+    names the file and the field."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TokenizerFileError(
+            f"{where} must be an int token id, got {type(value).__name__} {_show(value)}"
+        )
+    if not 0 <= value <= MAX_ID:
+        raise TokenizerFileError(f"{where} must be a token id in [0, 2**31), got {value}")
+    return value
+
+
+def _text_id(text: str, where: str) -> int:
+    """A token id written as decimal digits in a text file (no sign, no spaces, no '_')."""
+    if not _ID_TEXT.fullmatch(text):
+        raise TokenizerFileError(f"{where} must be a token id in decimal digits, got {_show(text)}")
+    if len(text) > 10:  # more digits than any id in [0, 2**31) has
+        raise TokenizerFileError(f"{where} must be a token id in [0, 2**31), got {_show(text)}")
+    return _file_id(int(text), where)
+
+
+def _read_text(path: str | os.PathLike) -> str:
+    """A tokenizer file's text; a file that is not UTF-8 raises TokenizerFileError."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        raise TokenizerFileError(
+            f"{os.fspath(path)}: corrupt tokenizer file (not UTF-8 at byte {e.start})"
+        ) from None
+
+
+def _read_json(text: str, where: str) -> object:
+    """Parse JSON text (NaN and Infinity refused), or raise TokenizerFileError naming `where`."""
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        return json.loads(text, parse_constant=refuse)
+    except json.JSONDecodeError as e:
+        raise TokenizerFileError(
+            f"{where} is not valid JSON (the parser stops at line {e.lineno}, column {e.colno})"
+        ) from None
+    except (ValueError, RecursionError) as e:
+        raise TokenizerFileError(f"{where} is not valid JSON ({_show(e)})") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,6 +276,11 @@ class BPETokenizer:
             raise ValueError(
                 f"byte_ids must be 256 distinct ids, got {len(set(byte_ids))} distinct"
             )
+        for token_id in [*byte_ids, *(i for (a, b), new_id in merges for i in (a, b, new_id))]:
+            if isinstance(token_id, bool) or not isinstance(token_id, int):
+                raise TypeError(f"token ids must be ints, got {type(token_id).__name__}")
+            if not 0 <= token_id <= MAX_ID:
+                raise ValueError(f"token ids must be in [0, 2**31), got {token_id}")
         vocab = {token_id: bytes([b]) for b, token_id in enumerate(byte_ids)}
         for rank, ((left, right), new_id) in enumerate(merges):
             for part in (left, right):
@@ -241,8 +305,12 @@ class BPETokenizer:
         for name, token_id in special_tokens.items():
             if not isinstance(name, str) or not name:
                 raise ValueError(f"special token names must be non-empty str, got {name!r}")
-            if not isinstance(token_id, int) or isinstance(token_id, bool) or token_id < 0:
-                raise ValueError(f"special token {name!r} needs an int id >= 0, got {token_id!r}")
+            if not isinstance(token_id, int) or isinstance(token_id, bool):
+                raise ValueError(f"special token {name!r} needs an int id, got {token_id!r}")
+            if not 0 <= token_id <= MAX_ID:
+                raise ValueError(
+                    f"special token {name!r} needs an id in [0, 2**31), got {token_id}"
+                )
             if token_id in self.vocab:
                 raise ValueError(
                     f"special token {name!r} has id {token_id}, which is already the ordinary "
@@ -426,53 +494,64 @@ class BPETokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BPETokenizer:
-        """Load a tokenizer written by `save`; a wrong version or a damaged file raises
-        TokenizerFileError."""
-        try:
-            with open(path, encoding="utf-8") as f:
-                lines = f.read().split("\n")
-        except UnicodeDecodeError as e:
-            raise TokenizerFileError(f"{path}: corrupt tokenizer file (not UTF-8: {e})") from None
+        """Load a tokenizer written by `save`. A wrong version or a damaged file raises
+        TokenizerFileError naming the file, the line and the field."""
+        name = os.fspath(path)
+        lines = _read_text(path).split("\n")
         if lines[-1] == "":
             lines.pop()  # the final newline
         first = lines[0] if lines else ""
         if not first.startswith(FORMAT_NAME + " v"):
             raise TokenizerFileError(
-                f"{path}: not a {FORMAT_NAME} file (first line {first[:60]!r})"
+                f"{name}: not a {FORMAT_NAME} file (first line {first[:60]!r})"
             )
         version = first[len(FORMAT_NAME) + 2 :]
         if version != str(FORMAT_VERSION):
             raise TokenizerFileError(
-                f"{path}: tokenizer format version {version!r}, this code reads v{FORMAT_VERSION}"
+                f"{name}: tokenizer format version {version!r}, this code reads v{FORMAT_VERSION}"
             )
         if len(lines) < 2:
-            raise TokenizerFileError(f"{path}: truncated tokenizer file (no header line)")
-        try:
-            header = json.loads(lines[1])
-            num_merges = operator.index(header["num_merges"])
-            pattern = header["pattern"]
-            if isinstance(pattern, dict):
-                pattern = re.compile(pattern["re"], pattern["flags"])
-        except (KeyError, TypeError, ValueError, re.error) as e:
-            raise TokenizerFileError(f"{path}: corrupt tokenizer header ({e!r})") from None
+            raise TokenizerFileError(f"{name}: truncated tokenizer file (no header line)")
+        pattern, special, byte_ids, num_merges = _read_header(
+            lines[1], f"{name}: corrupt tokenizer file: line 2 (header)"
+        )
         if len(lines) != 3 + num_merges or lines[-1] != "end":
             raise TokenizerFileError(
-                f"{path}: truncated or corrupt tokenizer file: the header promises {num_merges} "
-                f"merge lines then 'end', found {len(lines) - 2} lines ending in {lines[-1]!r}"
+                f"{name}: truncated or corrupt tokenizer file: the header promises {num_merges} "
+                f"merge lines then 'end', found {len(lines) - 2} lines ending in {lines[-1][:60]!r}"
             )
+        known = set(byte_ids)
+        merges = []
+        for number, line in enumerate(lines[2:-1], start=3):
+            where = f"{name}: corrupt tokenizer file: line {number} (merge {number - 3})"
+            fields = line.split(" ")
+            if len(fields) != 3:
+                raise TokenizerFileError(f"{where} must be 'left right new_id', got {_show(line)}")
+            left, right, new_id = (
+                _text_id(text, f"{where}, field {field}")
+                for text, field in zip(fields, ("left", "right", "new_id"))
+            )
+            for part, field in ((left, "left"), (right, "right")):
+                if part not in known:
+                    raise TokenizerFileError(
+                        f"{where}, field {field}: token {part} does not exist before this merge"
+                    )
+            if new_id in known:
+                raise TokenizerFileError(f"{where}, field new_id: token {new_id} already exists")
+            known.add(new_id)
+            merges.append(((left, right), new_id))
+        for token, token_id in special.items():
+            if token_id in known:
+                raise TokenizerFileError(
+                    f"{name}: corrupt tokenizer file: line 2 (header), field "
+                    f"special_tokens[{_show(token)}]: id {token_id} is already an ordinary token"
+                )
         try:
-            merges = []
-            for line in lines[2:-1]:
-                left, right, new_id = map(int, line.split(" "))
-                merges.append(((left, right), new_id))
-        except ValueError as e:
-            raise TokenizerFileError(f"{path}: corrupt merge line ({e})") from None
-        tok = cls(pattern=pattern)
-        try:
-            tok._set_vocabulary(header["byte_ids"] or list(range(256)), merges)
-            tok.register_special_tokens(header["special_tokens"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise TokenizerFileError(f"{path}: corrupt tokenizer file ({e})") from None
+            tok = cls(pattern=pattern)
+            tok._set_vocabulary(byte_ids, merges)
+            tok.register_special_tokens(special)
+        except (TypeError, ValueError) as e:  # already checked above; kept as a last guard
+            raise TokenizerFileError(f"{name}: corrupt tokenizer file ({e})") from None
         return tok
 
     # -- tiktoken's rank file ------------------------------------------------------------------
@@ -500,26 +579,37 @@ class BPETokenizer:
         A token of rank r is the merge of the two parts that BPE with the ranks below r makes of
         its bytes (exactly two, or the file is not a BPE vocabulary).
         """
+        tok = cls(pattern=pattern)  # a bad argument raises its own error first
+        name = os.fspath(path)
         ranks: dict[bytes, int] = {}
+        line_of: dict[int, int] = {}  # rank -> the line that gave it
         with open(path, "rb") as f:
             for number, line in enumerate(f.read().splitlines(), start=1):
                 if not line.strip():
                     continue
                 try:
                     token_b64, rank_text = line.split()
-                    token, rank = base64.b64decode(token_b64, validate=True), int(rank_text)
+                    token = base64.b64decode(token_b64, validate=True)
                 except (ValueError, binascii.Error):
                     raise TokenizerFileError(
-                        f"{path}: line {number} is not 'base64 rank': {line[:60]!r}"
+                        f"{name}: line {number} is not 'base64 rank': {line[:60]!r}"
                     ) from None
-                if token in ranks or not token:
-                    raise TokenizerFileError(f"{path}: line {number}: empty or repeated token")
-                ranks[token] = rank
-        if len(set(ranks.values())) != len(ranks):
-            raise TokenizerFileError(f"{path}: two tokens share a rank")
+                rank = _text_id(rank_text.decode("latin-1"), f"{name}: line {number}, field rank")
+                if not token:
+                    raise TokenizerFileError(f"{name}: line {number}, field token: empty token")
+                if token in ranks:
+                    raise TokenizerFileError(
+                        f"{name}: line {number}, field token: {token[:40]!r} is repeated"
+                    )
+                if rank in line_of:
+                    raise TokenizerFileError(
+                        f"{name}: line {number}, field rank: {rank} is also the rank on line "
+                        f"{line_of[rank]}"
+                    )
+                ranks[token], line_of[rank] = rank, number
         missing = [b for b in range(256) if bytes([b]) not in ranks]
         if missing:
-            raise TokenizerFileError(f"{path}: single bytes missing from the ranks: {missing[:8]}")
+            raise TokenizerFileError(f"{name}: single bytes missing from the ranks: {missing[:8]}")
         merges = []
         for token, rank in sorted(ranks.items(), key=lambda item: item[1]):
             if len(token) == 1:
@@ -527,10 +617,10 @@ class BPETokenizer:
             parts = _byte_pair_parts(token, ranks, max_rank=rank)
             if len(parts) != 2:
                 raise TokenizerFileError(
-                    f"{path}: token {token!r} (rank {rank}) is no merge of two lower-ranked tokens"
+                    f"{name}: line {line_of[rank]}: token {token[:40]!r} (rank {rank}) is no merge "
+                    "of two lower-ranked tokens"
                 )
             merges.append(((ranks[parts[0]], ranks[parts[1]]), rank))
-        tok = cls(pattern=pattern)
         tok._set_vocabulary([ranks[bytes([b])] for b in range(256)], merges)
         tok.register_special_tokens(special_tokens or {})
         return tok
@@ -566,30 +656,135 @@ class BPETokenizer:
     ) -> BPETokenizer:
         """Read `vocab.json` + `merges.txt` (byte-level BPE, as GPT-2's). Entries of vocab.json
         that are neither a single byte nor made by a merge become special tokens."""
+        tok = cls(pattern=pattern)  # a bad argument raises its own error first
+        vocab_path = os.path.join(os.fspath(directory), "vocab.json")
+        merges_path = os.path.join(os.fspath(directory), "merges.txt")
+        vocab = _read_json(_read_text(vocab_path), vocab_path)
+        if not isinstance(vocab, dict):
+            raise TokenizerFileError(
+                f"{vocab_path} must be a JSON object of token -> id, got {type(vocab).__name__}"
+            )
+        owner: dict[int, str] = {}
+        for token, token_id in vocab.items():
+            field = f"{vocab_path}: key {_show(token)}"
+            if not token:
+                raise TokenizerFileError(f"{field}: a token must be non-empty text")
+            if _file_id(token_id, field) in owner:
+                raise TokenizerFileError(f"{field}: id {token_id} is also {_show(owner[token_id])}")
+            owner[token_id] = token
         byte_encoder = bytes_to_unicode()
+        missing = [byte_encoder[b] for b in range(256) if byte_encoder[b] not in vocab]
+        if missing:
+            raise TokenizerFileError(f"{vocab_path}: single-byte tokens missing: {missing[:8]}")
+        byte_ids = [vocab[byte_encoder[b]] for b in range(256)]
+        known = set(byte_ids)  # the ids made so far: the bytes, then each merge's
+        merges = []
+        for number, line in enumerate(_read_text(merges_path).split("\n"), start=1):
+            line = line.removesuffix("\r")
+            if not line or (number == 1 and line.startswith("#version")):
+                continue  # only the first line may be the header: "#" is also a token
+            where = f"{merges_path}: line {number}"
+            parts = line.split(" ")
+            if len(parts) != 2 or not all(parts):
+                raise TokenizerFileError(
+                    f"{where} must be two tokens separated by one space, got {_show(line)}"
+                )
+            for part, side in zip(parts, ("left", "right")):
+                if part not in vocab:
+                    raise TokenizerFileError(
+                        f"{where}: the {side} token {_show(part)} is not in vocab.json"
+                    )
+                if vocab[part] not in known:
+                    raise TokenizerFileError(
+                        f"{where}: the {side} token {_show(part)} is made by no earlier merge"
+                    )
+            merged = parts[0] + parts[1]
+            if merged not in vocab:
+                raise TokenizerFileError(
+                    f"{where}: the merged token {_show(merged)} is not in vocab.json"
+                )
+            if vocab[merged] in known:
+                raise TokenizerFileError(
+                    f"{where}: the merged token {_show(merged)} (id {vocab[merged]}) is already a "
+                    "byte or made by an earlier merge"
+                )
+            known.add(vocab[merged])
+            merges.append(((vocab[parts[0]], vocab[parts[1]]), vocab[merged]))
+        special = {token: i for token, i in vocab.items() if i not in known}
         try:
-            with open(os.path.join(directory, "vocab.json"), encoding="utf-8") as f:
-                vocab = json.load(f)
-            with open(os.path.join(directory, "merges.txt"), encoding="utf-8") as f:
-                lines = f.read().split("\n")
-            if lines and lines[0].startswith("#version"):
-                lines = lines[1:]  # only the first line may be the header: "#" is also a token
-            byte_ids = [vocab[byte_encoder[b]] for b in range(256)]
-            merges = []
-            for line in filter(None, lines):
-                left, right = line.split(" ")
-                merges.append(((vocab[left], vocab[right]), vocab[left + right]))
-            ordinary = set(byte_ids) | {new_id for _, new_id in merges}
-            special = {name: i for name, i in vocab.items() if i not in ordinary}
-            tok = cls(pattern=pattern)
             tok._set_vocabulary(byte_ids, merges)
             tok.register_special_tokens(special)
-        except (KeyError, TypeError, ValueError, UnicodeDecodeError) as e:
-            raise TokenizerFileError(
-                f"{directory}: corrupt Hugging Face BPE files ({e!r})"
-            ) from None
+        except (TypeError, ValueError) as e:  # already checked above; kept as a last guard
+            raise TokenizerFileError(f"{directory}: corrupt Hugging Face BPE files ({e})") from None
         return tok
-        return tok
+
+
+_HEADER_FIELDS = {"pattern", "special_tokens", "byte_ids", "num_merges"}
+
+
+def _read_header(text: str, where: str) -> tuple[object, dict[str, int], list[int], int]:
+    """The header line of a `.bpe` file, every field checked: (pattern, special tokens, the id
+    of each byte, the number of merges)."""
+    header = _read_json(text, where)
+    if not isinstance(header, dict) or set(header) != _HEADER_FIELDS:
+        got = sorted(header) if isinstance(header, dict) else type(header).__name__
+        raise TokenizerFileError(
+            f"{where} must be a JSON object with the fields {sorted(_HEADER_FIELDS)}, got {got}"
+        )
+    num_merges = _file_id(header["num_merges"], f"{where}, field num_merges")
+    pattern = _file_pattern(header["pattern"], f"{where}, field pattern")
+    byte_ids = header["byte_ids"]
+    if byte_ids is None:
+        byte_ids = list(range(256))
+    elif not isinstance(byte_ids, list) or len(byte_ids) != 256:
+        raise TokenizerFileError(
+            f"{where}, field byte_ids must be null or a list of 256 ids, got {_show(byte_ids)}"
+        )
+    for b, token_id in enumerate(byte_ids):
+        _file_id(token_id, f"{where}, field byte_ids[{b}]")
+    if len(set(byte_ids)) != 256:
+        raise TokenizerFileError(f"{where}, field byte_ids must hold 256 distinct ids")
+    special = header["special_tokens"]
+    if not isinstance(special, dict):
+        raise TokenizerFileError(
+            f"{where}, field special_tokens must be a JSON object, got {_show(special)}"
+        )
+    owner: dict[int, str] = {}
+    for token, token_id in special.items():
+        field = f"{where}, field special_tokens[{_show(token)}]"
+        if not token:
+            raise TokenizerFileError(f"{field}: a special token must be non-empty text")
+        if _file_id(token_id, field) in owner:
+            raise TokenizerFileError(f"{field}: id {token_id} is also {owner[token_id]!r}")
+        owner[token_id] = token
+    return pattern, special, byte_ids, num_merges
+
+
+def _file_pattern(value: object, where: str) -> object:
+    """A pattern as the file stores it: a name, null, or {"re": text, "flags": int}, compiled."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            get_splitter(value)
+        except ValueError as e:
+            raise TokenizerFileError(f"{where}: {e}") from None
+        return value
+    if not isinstance(value, dict) or set(value) != {"re", "flags"}:
+        raise TokenizerFileError(
+            f'{where} must be a name, null or {{"re": ..., "flags": ...}}, got {_show(value)}'
+        )
+    text, flags = value["re"], value["flags"]
+    if not isinstance(text, str):
+        raise TokenizerFileError(f"{where}, re must be text, got {_show(text)}")
+    if isinstance(flags, bool) or not isinstance(flags, int) or flags & ~_PATTERN_FLAGS:
+        raise TokenizerFileError(
+            f"{where}, flags must be an int of re's I, M, S, X, A and U flags, got {_show(flags)}"
+        )
+    try:
+        return re.compile(text, flags)
+    except (re.error, RecursionError, OverflowError, ValueError) as e:
+        raise TokenizerFileError(f"{where}: {_show(text)} does not compile ({e})") from None
 
 
 def _byte_pair_parts(token: bytes, ranks: dict[bytes, int], max_rank: int) -> list[bytes]:

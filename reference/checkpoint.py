@@ -19,7 +19,7 @@ import struct
 from typing import Any
 
 from .fileio import atomic_write
-from .nested import flatten, numel, shape_of, unflatten
+from .nested import flatten, numel, shape_of, unflatten, zeros
 
 # safetensors dtype -> (struct code, bytes per element). F16 and BF16 are read only.
 DTYPES = {
@@ -34,7 +34,11 @@ DTYPES = {
     "BOOL": ("?", 1),
 }
 _WRITE_DTYPES = {"float64": "F64", "float32": "F32", "F64": "F64", "F32": "F32"}
+ITEM_SIZES = {dtype: size for dtype, (_, size) in DTYPES.items()} | {"BF16": 2}
+ENTRY_FIELDS = {"dtype", "shape", "data_offsets"}
 MAX_HEADER = 100 * 1024 * 1024  # the limit the safetensors package applies too
+MAX_DIMS = 64  # numpy's limit
+MAX_EMPTY_ROWS = 2**20  # an empty tensor's rows become that many empty lists here
 
 
 class CheckpointError(ValueError):
@@ -105,40 +109,134 @@ def save_safetensors(
     atomic_write(path, encode_safetensors(entries, metadata))
 
 
+def _show(value: Any) -> str:
+    """A short repr for an error message (a corrupt header may hold megabytes in one field)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _is_size(value: Any) -> bool:
+    """A JSON unsigned integer: an int, not a bool, >= 0 (what safetensors reads as usize)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64
+
+
+def _check_entry(source: str, name: str, info: Any, body: int) -> tuple[int, int]:
+    """Check one tensor's header entry; returns its (begin, end) offsets."""
+    where = f"{source}: tensor {name!r}"
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{where}: entry must be a JSON object, got {_show(info)}")
+    if set(info) != ENTRY_FIELDS:
+        raise CheckpointError(
+            f"{where}: entry must have exactly the fields {sorted(ENTRY_FIELDS)}, "
+            f"got {_show(sorted(info))}"
+        )
+    dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+    if not isinstance(dtype, str) or dtype not in ITEM_SIZES:
+        raise CheckpointError(
+            f"{where}: field 'dtype' must be one of {sorted(ITEM_SIZES)}, got {_show(dtype)}"
+        )
+    if not (isinstance(shape, list) and len(shape) <= MAX_DIMS and all(map(_is_size, shape))):
+        raise CheckpointError(
+            f"{where}: field 'shape' must be a list of at most {MAX_DIMS} ints in [0, 2**64), "
+            f"got {_show(shape)}"
+        )
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_size, offsets))):
+        raise CheckpointError(
+            f"{where}: field 'data_offsets' must be a list of two ints in [0, 2**64), "
+            f"got {_show(offsets)}"
+        )
+    begin, end = offsets
+    if not begin <= end <= body:
+        raise CheckpointError(
+            f"{where}: field 'data_offsets' [{begin}, {end}] must satisfy begin <= end <= "
+            f"{body}, the size of the data section (truncated or corrupt)"
+        )
+    size = ITEM_SIZES[dtype]
+    nonzero = numel(tuple(s for s in shape if s))
+    if nonzero * size >= 2**63:  # numpy's limit on an array, even an empty one
+        raise CheckpointError(f"{where}: field 'shape' {_show(shape)} is too large for any array")
+    if 0 in shape and numel(tuple(shape[: shape.index(0)])) > MAX_EMPTY_ROWS:
+        raise CheckpointError(
+            f"{where}: field 'shape' {_show(shape)} describes more than {MAX_EMPTY_ROWS} empty rows"
+        )
+    if end - begin != numel(tuple(shape)) * size:
+        raise CheckpointError(
+            f"{where}: field 'data_offsets' [{begin}, {end}] spans {end - begin} bytes, but "
+            f"shape {_show(shape)} of dtype {dtype} needs {numel(tuple(shape)) * size}"
+        )
+    return begin, end
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is Python's extension, not JSON")
+
+
+def _parse_header(raw: bytes, source: str) -> Any:
+    """The header's JSON value, or a CheckpointError saying where the parser stopped."""
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except UnicodeDecodeError as e:
+        problem = f"is not UTF-8 (byte {e.start})"
+    except json.JSONDecodeError as e:
+        problem = f"is not valid JSON (the parser stops at line {e.lineno}, column {e.colno})"
+    except RecursionError:
+        problem = "nests too deeply"
+    except ValueError as e:  # NaN or Infinity, or an integer of more digits than Python reads
+        problem = f"is not valid JSON ({e})"
+    raise CheckpointError(f"{source}: header {problem}")
+
+
 def read_safetensors_header(data: bytes, source: str = "checkpoint") -> tuple[dict, int]:
-    """Parse and validate the header; returns (header, start of the data section)."""
+    """Parse and validate the header; returns (header, start of the data section).
+
+    Every field is checked as the `safetensors` package checks it, and a little more strictly
+    (non-empty names, exactly the three fields per tensor): each tensor's dtype, shape and
+    offsets; that the tensors tile the data section exactly, in offset order, with no overlap,
+    gap or trailing byte; and that `__metadata__` maps str to str. Any failure is a
+    CheckpointError naming `source`, the tensor and the field.
+    """
     if len(data) < 8:
         raise CheckpointError(f"{source}: file is {len(data)} bytes, too short for a header")
     (n,) = struct.unpack("<Q", data[:8])
     if n > MAX_HEADER or 8 + n > len(data):
         raise CheckpointError(
             f"{source}: header length {n} does not fit in a file of {len(data)} bytes "
-            "(truncated or not a safetensors file)"
+            f"(at most {MAX_HEADER}; truncated or not a safetensors file)"
         )
-    try:
-        header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{source}: header is not valid JSON ({e})") from None
+    header = _parse_header(data[8 : 8 + n], source)
     if not isinstance(header, dict):
-        raise CheckpointError(f"{source}: header must be a JSON object")
+        raise CheckpointError(f"{source}: header must be a JSON object, got {_show(header)}")
     body = len(data) - 8 - n
+    spans = []
     for name, info in header.items():
         if name == "__metadata__":
+            if info is not None and not (
+                isinstance(info, dict) and all(isinstance(v, str) for v in info.values())
+            ):
+                raise CheckpointError(
+                    f"{source}: field '__metadata__' must map str to str, got {_show(info)}"
+                )
             continue
-        try:
-            dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
-        except (TypeError, KeyError, ValueError):
-            raise CheckpointError(f"{source}: tensor {name!r} has a malformed entry") from None
-        if dtype not in DTYPES and dtype != "BF16":
-            raise CheckpointError(f"{source}: tensor {name!r} has unsupported dtype {dtype!r}")
-        size = 2 if dtype == "BF16" else DTYPES[dtype][1]
-        if not (isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape)):
-            raise CheckpointError(f"{source}: tensor {name!r} has a malformed shape {shape!r}")
-        if not (0 <= begin <= end <= body) or end - begin != numel(tuple(shape)) * size:
-            raise CheckpointError(
-                f"{source}: tensor {name!r} offsets [{begin}, {end}] do not match its shape "
-                f"{shape} and dtype {dtype} within {body} data bytes (truncated or corrupt)"
+        if not name:
+            raise CheckpointError(f"{source}: a tensor has an empty name")
+        spans.append((*_check_entry(source, name, info, body), name))
+    # The tensors must tile the data section: sorted by offsets, each begins where the last ended.
+    cursor = 0
+    for begin, end, name in sorted(spans):
+        if begin != cursor:
+            problem = (
+                "overlaps the tensor before it"
+                if begin < cursor
+                else f"leaves bytes [{cursor}, {begin}) in no tensor"
             )
+            raise CheckpointError(
+                f"{source}: tensor {name!r}: field 'data_offsets' [{begin}, {end}] {problem}"
+            )
+        cursor = end
+    if cursor != body:
+        raise CheckpointError(
+            f"{source}: the tensors cover {cursor} of the {body} data bytes (trailing data)"
+        )
     return header, 8 + n
 
 
@@ -164,7 +262,8 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, Any]:
         else:
             code, size = DTYPES[info["dtype"]]
             flat = list(struct.unpack(f"<{len(raw) // size}{code}", raw))
-        out[name] = unflatten(flat, tuple(info["shape"]))
+        shape = tuple(info["shape"])
+        out[name] = unflatten(flat, shape) if flat else zeros(shape)  # zeros: no element, any shape
     return out
 
 
@@ -173,4 +272,4 @@ def load_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
     with open(path, "rb") as f:
         data = f.read()
     header, _ = read_safetensors_header(data, os.fspath(path))
-    return dict(header.get("__metadata__", {}))
+    return dict(header.get("__metadata__") or {})

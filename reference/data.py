@@ -16,6 +16,7 @@ import importlib.util
 import os
 import struct
 import sysconfig
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,26 +39,32 @@ def _read_maybe_gzip(path: str | os.PathLike) -> bytes:
     if data[:2] == b"\x1f\x8b":  # the gzip magic number, whatever the file is called
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as e:
+        except (OSError, EOFError, zlib.error) as e:
             raise ValueError(f"{os.fspath(path)!r}: corrupt gzip data ({e})") from None
     return data
 
 
-def read_idx(path: str | os.PathLike) -> tuple[tuple[int, ...], list]:
-    """Read an IDX file (MNIST's format): returns (shape, flat row-major values).
-
-    Layout: two zero bytes, a type byte, the number of dimensions, each dimension as a big-endian
-    uint32, then the values. `train-images-idx3-ubyte` has shape (60000, 28, 28).
-    """
-    data = _read_maybe_gzip(path)
-    name = os.fspath(path)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise ValueError(f"{name!r} is not an IDX file (bad magic number)")
+def _parse_idx(data: bytes, name: str) -> tuple[int, tuple[int, ...], list]:
+    """(type byte, shape, flat values) of IDX bytes, every header field checked against the
+    file's length; errors name the file `name` and the field."""
+    if len(data) < 4:
+        raise ValueError(f"{name!r} is not an IDX file: {len(data)} bytes, too short for a header")
+    if data[0] != 0 or data[1] != 0:
+        raise ValueError(
+            f"{name!r} is not an IDX file (bad magic number: the first two bytes must be 0, "
+            f"got {data[0]:#04x} {data[1]:#04x})"
+        )
     dtype, ndim = data[2], data[3]
     if dtype not in IDX_TYPES:
-        raise ValueError(f"{name!r}: unknown IDX type byte 0x{dtype:02x}")
+        raise ValueError(
+            f"{name!r}: unknown IDX type byte 0x{dtype:02x} "
+            f"(known: {', '.join(f'0x{t:02x}' for t in IDX_TYPES)})"
+        )
     if len(data) < 4 + 4 * ndim:
-        raise ValueError(f"{name!r}: truncated IDX header")
+        raise ValueError(
+            f"{name!r}: truncated IDX header: {ndim} dimensions need {4 + 4 * ndim} header bytes, "
+            f"the file has {len(data)}"
+        )
     shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     code, size = IDX_TYPES[dtype]
     count = 1
@@ -69,16 +76,37 @@ def read_idx(path: str | os.PathLike) -> tuple[tuple[int, ...], list]:
             f"{name!r}: shape {shape} needs {count * size} data bytes, file has {len(body)} "
             "(truncated or corrupt)"
         )
-    values = list(struct.unpack(f">{count}{code}", body))
-    return tuple(shape), values
+    return dtype, tuple(shape), list(struct.unpack(f">{count}{code}", body))
+
+
+def read_idx(path: str | os.PathLike) -> tuple[tuple[int, ...], list]:
+    """Read an IDX file (MNIST's format): returns (shape, flat row-major values).
+
+    Layout: two zero bytes, a type byte, the number of dimensions, each dimension as a big-endian
+    uint32, then the values. `train-images-idx3-ubyte` has shape (60000, 28, 28).
+    """
+    _, shape, values = _parse_idx(_read_maybe_gzip(path), os.fspath(path))
+    return shape, values
 
 
 def load_mnist_idx(images_path: str | os.PathLike, labels_path: str | os.PathLike):
     """Full MNIST from its IDX files: (images as rows of 784 floats in [0, 1], labels)."""
-    shape, pixels = read_idx(images_path)
-    lshape, labels = read_idx(labels_path)
+    files = {"images": images_path, "labels": labels_path}
+    parsed = {}
+    for role, path in files.items():
+        name = os.fspath(path)
+        dtype, shape, values = parsed[role] = _parse_idx(_read_maybe_gzip(path), name)
+        if dtype != 0x08:
+            raise ValueError(
+                f"{name!r}: MNIST {role} are unsigned bytes (IDX type 0x08), got type 0x{dtype:02x}"
+            )
+    _, shape, pixels = parsed["images"]
+    _, lshape, labels = parsed["labels"]
     if len(shape) != 3 or len(lshape) != 1 or shape[0] != lshape[0]:
-        raise ValueError(f"images {shape} and labels {lshape} do not form an MNIST pair")
+        raise ValueError(
+            f"images {shape} ({os.fspath(images_path)!r}) and labels {lshape} "
+            f"({os.fspath(labels_path)!r}) do not form an MNIST pair: (N, rows, columns) and (N,)"
+        )
     width = shape[1] * shape[2]
     x = [[p / 255.0 for p in pixels[i * width : (i + 1) * width]] for i in range(shape[0])]
     return x, labels
@@ -99,7 +127,10 @@ def bundled_file(package: str, relative: str, extra: str) -> str:
 
 
 def _read_csv_digits(path: str, n_pixels: int, scale: float):
-    rows = _read_maybe_gzip(path).decode("ascii").splitlines()
+    try:
+        rows = _read_maybe_gzip(path).decode("ascii").splitlines()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path!r}: not an ASCII CSV file (byte {e.start})") from None
     x, y = [], []
     for i, line in enumerate(rows):
         fields = line.split(",")
@@ -107,9 +138,37 @@ def _read_csv_digits(path: str, n_pixels: int, scale: float):
             raise ValueError(
                 f"{path!r} line {i + 1}: expected {n_pixels + 1} fields, got {len(fields)}"
             )
-        x.append([float(v) / scale for v in fields[:-1]])
-        y.append(int(float(fields[-1])))
+        try:
+            values = [float(v) for v in fields]
+        except ValueError:
+            column = next(k for k, v in enumerate(fields) if not _is_number(v)) + 1
+            raise ValueError(
+                f"{path!r} line {i + 1}, field {column}: expected a number, "
+                f"got {fields[column - 1][:20]!r}"
+            ) from None
+        if not all(0.0 <= v <= scale for v in values[:-1]):  # also refuses NaN
+            column = next(k for k, v in enumerate(values) if not 0.0 <= v <= scale) + 1
+            raise ValueError(
+                f"{path!r} line {i + 1}, field {column}: a pixel must be in [0, {scale:g}], "
+                f"got {fields[column - 1][:20]!r}"
+            )
+        label = values[-1]
+        if label not in range(10):
+            raise ValueError(
+                f"{path!r} line {i + 1}, field {n_pixels + 1} (the label): expected a digit 0-9, "
+                f"got {fields[-1][:20]!r}"
+            )
+        x.append([v / scale for v in values[:-1]])
+        y.append(int(label))
     return x, y
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def load_digits(path: str | None = None):
@@ -150,9 +209,19 @@ def load_text_corpus(max_bytes: int | None = None, path: str | os.PathLike | Non
     The default is the top-level `*.py` files of the running Python's standard library, in sorted
     order, so the same Python gives the same corpus. `max_bytes` cuts it (at a character boundary).
     """
+    if max_bytes is not None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
+            raise TypeError(f"max_bytes must be None or an int, got {type(max_bytes).__name__}")
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
     if path is not None:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except UnicodeDecodeError as e:
+            raise ValueError(
+                f"{os.fspath(path)!r} is not UTF-8 text (byte {e.start}: {e.reason})"
+            ) from None
     else:
         folder = sysconfig.get_paths()["stdlib"]
         parts, total = [], 0

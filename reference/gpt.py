@@ -47,6 +47,14 @@ from .attention import (
 )
 from .checkpoint import load_safetensors
 from .checks import MAX_NUMEL, check_count, check_eps
+from .config_fields import (
+    bool_field,
+    float_field,
+    int_field,
+    optional_int_field,
+    require_dict,
+    str_field,
+)
 from .layers import (
     Activation,
     Conv1D,
@@ -172,11 +180,12 @@ class GPTConfig:
     def from_hf_dict(cls, config: dict[str, Any]) -> GPTConfig:
         """Read a Hugging Face GPT-2 `config.json` (ours, or the official one).
 
-        Missing keys take `GPT2Config`'s defaults. Variants this model does not implement (an
-        untied head, another activation, other attention scalings) raise a ValueError.
+        Missing keys take `GPT2Config`'s defaults. Every field this model reads is checked for
+        type and range (a TypeError or ValueError naming the key). Variants this model does not
+        implement (an untied head, another activation, other attention scalings) raise a
+        ValueError. A bos/eos id outside the vocabulary becomes None, as in foreign configs.
         """
-        if not isinstance(config, dict):
-            raise TypeError(f"config must be a dict, got {type(config).__name__}")
+        require_dict(config)
         model_type = config.get("model_type", "gpt2")
         if model_type != "gpt2":
             raise ValueError(f"config is not a GPT-2 config (model_type={model_type!r})")
@@ -185,49 +194,58 @@ class GPTConfig:
             missing.append("n_positions")
         if missing:
             raise ValueError(f"GPT-2 config lacks {missing}")
-        rates = {k: config.get(k, 0.1) for k in ("embd_pdrop", "resid_pdrop", "attn_pdrop")}
+        sizes = {k: int_field(config, k) for k in ("vocab_size", "n_layer", "n_head", "n_embd")}
+        block_size = int_field(config, "n_positions" if "n_positions" in config else "n_ctx")
+        if sizes["n_embd"] % sizes["n_head"]:
+            raise ValueError(
+                f"config field n_embd must be divisible by n_head (each head takes n_embd / "
+                f"n_head channels), got n_embd={sizes['n_embd']} and n_head={sizes['n_head']}"
+            )
+        rates = {
+            key: float_field(config, key, 0.1, 0.0, 1.0)
+            for key in ("embd_pdrop", "resid_pdrop", "attn_pdrop")
+        }
         if len(set(rates.values())) != 1:
             raise ValueError(f"this GPT uses one dropout rate for all three sites, got {rates}")
-        ours = config.get("model_archaeology") or {}
-        result = cls(
-            vocab_size=config["vocab_size"],
-            block_size=config.get("n_positions", config.get("n_ctx")),
-            n_layer=config["n_layer"],
-            n_head=config["n_head"],
-            n_embd=config["n_embd"],
+        eps = float_field(config, "layer_norm_epsilon", 1e-5, 0.0, math.inf, low_open=True)
+        ours = config.get("model_archaeology")
+        ours = require_dict({} if ours is None else ours, "config field model_archaeology")
+        seed = int_field(ours, "seed", 0, low=0, high=MASK64 + 1)
+        activation = str_field(config, "activation_function", "gelu_new")
+        if activation not in TANH_GELU_NAMES:
+            raise ValueError(
+                f"GPT-2 config has activation_function={activation!r}; this GPT needs one of "
+                f"{TANH_GELU_NAMES} (GELU with the tanh approximation)"
+            )
+        n_inner = optional_int_field(config, "n_inner", None, low=1)
+        if n_inner not in (None, 4 * sizes["n_embd"]):
+            raise ValueError(
+                f"GPT-2 config has n_inner={n_inner!r}; this GPT needs None or "
+                f"{4 * sizes['n_embd']} (4 * n_embd)"
+            )
+        for key, needed in (
+            ("scale_attn_weights", True),
+            ("scale_attn_by_inverse_layer_idx", False),
+            ("tie_word_embeddings", True),
+            ("add_cross_attention", False),
+        ):
+            if bool_field(config, key, needed) != needed:
+                raise ValueError(
+                    f"GPT-2 config has {key}={not needed!r}; this GPT needs {needed!r}"
+                )
+        ids = {}
+        for key in ("bos_token_id", "eos_token_id"):
+            token_id = optional_int_field(config, key, None, low=-(2**63))
+            inside = token_id is not None and 0 <= token_id < sizes["vocab_size"]
+            ids[key] = token_id if inside else None
+        return cls(
+            **sizes,
+            block_size=block_size,
             dropout=rates["embd_pdrop"],
-            layer_norm_epsilon=config.get("layer_norm_epsilon", 1e-5),
-            seed=ours.get("seed", 0),
-            bos_token_id=_id_or_none(config.get("bos_token_id"), config["vocab_size"]),
-            eos_token_id=_id_or_none(config.get("eos_token_id"), config["vocab_size"]),
+            layer_norm_epsilon=eps,
+            seed=seed,
+            **ids,
         )
-        n_embd = result.n_embd  # validated by now
-        unsupported = {
-            "activation_function": (config.get("activation_function", "gelu_new"), "gelu_new"),
-            "n_inner": (config.get("n_inner"), None),
-            "scale_attn_weights": (config.get("scale_attn_weights", True), True),
-            "scale_attn_by_inverse_layer_idx": (
-                config.get("scale_attn_by_inverse_layer_idx", False),
-                False,
-            ),
-            "tie_word_embeddings": (config.get("tie_word_embeddings", True), True),
-            "add_cross_attention": (config.get("add_cross_attention", False), False),
-        }
-        for key, (value, expected) in unsupported.items():
-            if key == "activation_function" and value in TANH_GELU_NAMES:
-                continue
-            if key == "n_inner" and value in (None, 4 * n_embd):
-                continue
-            if value != expected:
-                raise ValueError(f"GPT-2 config has {key}={value!r}; this GPT needs {expected!r}")
-        return result
-
-
-def _id_or_none(value: Any, vocab_size: int) -> int | None:
-    """A special-token id from a foreign config, or None where it is absent or out of range."""
-    ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (value, vocab_size))
-    ok = ok and 0 <= value < vocab_size
-    return value if ok else None
 
 
 # -- the key/value cache ---------------------------------------------------------------------------

@@ -41,7 +41,7 @@ F feed-forward width (dim_feedforward), V vocabulary.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from .attention import (
@@ -51,6 +51,7 @@ from .attention import (
     split_qkv,
 )
 from .checks import MAX_NUMEL, check_count
+from .config_fields import require_dict
 from .layers import (
     Activation,
     Dropout,
@@ -146,6 +147,27 @@ class TransformerConfig:
             raise TypeError(f"seed must be an int, got {type(self.seed).__name__}")
         if not 0 <= self.seed < 1 << 64:  # a Philox key is 64 bits
             raise ValueError(f"seed must be in [0, 2**64), got {self.seed}")
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> TransformerConfig:
+        """Read the `config.json` that `Transformer.save_pretrained` writes: `model_type`
+        "transformer" and this class's fields (each checked for type and range on construction).
+        Unknown or missing fields raise a ValueError naming them."""
+        require_dict(config)
+        model_type = config.get("model_type")
+        if model_type != "transformer":
+            raise ValueError(
+                f"config is not an encoder-decoder Transformer's (model_type={model_type!r}, "
+                "expected 'transformer')"
+            )
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(config) - {"model_type", *names})
+        if unknown:
+            raise ValueError(f"config has fields {unknown} that TransformerConfig does not know")
+        missing = [name for name in ("src_vocab_size", "tgt_vocab_size") if name not in config]
+        if missing:
+            raise ValueError(f"config lacks the fields {missing}")
+        return cls(**{name: config[name] for name in names if name in config})
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -502,14 +524,7 @@ class Transformer(Module):
 
     @classmethod
     def from_config_dict(cls, config: dict[str, Any]) -> Transformer:
-        config = dict(config)
-        model_type = config.pop("model_type", None)
-        if model_type != "transformer":
-            raise ValueError(
-                f"config is not an encoder-decoder Transformer's (model_type={model_type!r}, "
-                "expected 'transformer')"
-            )
-        return cls(TransformerConfig(**config))
+        return cls(TransformerConfig.from_dict(config))
 
     # -- validation ------------------------------------------------------------------------------
     def _check_src(self, src: Any) -> list[list[int]]:

@@ -6,7 +6,7 @@ decoding around them); the reference says what they compute, this file how it is
 Layout. A batch of chunks is one array of bytes (or token ids) with `bounds`: chunk j is
 `data[bounds[j]:bounds[j + 1]]`. Hash tables are open-addressed arrays with linear probing, kept
 at most half full. A pair (left, right) is packed into one int64 key `left << 32 | right`, so ids
-must lie in [0, 2**31) (the public class checks this and otherwise stays on the reference's code).
+must lie in [0, 2**31), as the tokenizer requires of every id.
 
 Numba habits that keep these loops fast (each measured on this code: a factor of 3 to 25):
 - Hot loops live in helpers whose arrays are never reassigned. An array that may be replaced
