@@ -476,16 +476,16 @@ class Transformer(Module):
     def _beam_search_one(self, memory, src, k, max_len, length_penalty) -> list[int]:
         """The reference's beam search for one source, on this model's logits (src as a list,
         which `decode` takes stacked)."""
-        model = _HostLogits(self) if is_device_array(memory) else self
         return _reference.Transformer._beam_search_one(
-            model, memory, np.asarray(src).tolist(), k, max_len, length_penalty
+            _HostLogits(self), memory, np.asarray(src).tolist(), k, max_len, length_penalty
         )
 
 
 class _HostLogits:
-    """A GPU model seen by the reference's beam search: `decode` takes the list of memories the
-    search builds (views of one GPU memory), stacks them on the GPU, and hands the logits back
-    on the host, where the search ranks them."""
+    """This model as the reference's beam search sees it: `decode` takes the list of memories the
+    search builds (on the GPU, views of one memory, stacked there), and hands the logits back as
+    nested lists of Python floats on the host, the reference's tensors, where the search ranks
+    them."""
 
     def __init__(self, model: Transformer):
         self._model = model
@@ -494,5 +494,6 @@ class _HostLogits:
         return getattr(self._model, name)
 
     def decode(self, tgt, memories, srcs):
-        stacked = concatenate([m.reshape((1,) + m.shape) for m in memories])
-        return to_host(self._model.decode(tgt, stacked, srcs))
+        if is_device_array(memories[0]):
+            memories = concatenate([m.reshape((1,) + m.shape) for m in memories])
+        return to_host(self._model.decode(tgt, memories, srcs)).tolist()
