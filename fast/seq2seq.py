@@ -475,17 +475,17 @@ class Transformer(Module):
 
     def _beam_search_one(self, memory, src, k, max_len, length_penalty) -> list[int]:
         """The reference's beam search for one source, on this model's logits (src as a list,
-        which `decode` takes stacked)."""
-        model = _HostLogits(self) if is_device_array(memory) else self
+        which `decode` takes stacked), the logits handed over as lists as the reference ranks
+        them."""
+        model = _HostLogits(self) if is_device_array(memory) else _ListLogits(self)
         return _reference.Transformer._beam_search_one(
             model, memory, np.asarray(src).tolist(), k, max_len, length_penalty
         )
 
 
-class _HostLogits:
-    """A GPU model seen by the reference's beam search: `decode` takes the list of memories the
-    search builds (views of one GPU memory), stacks them on the GPU, and hands the logits back
-    on the host, where the search ranks them."""
+class _ListLogits:
+    """The model seen by the reference's beam search: `decode` hands back the logits as nested
+    lists of floats, the reference's tensors."""
 
     def __init__(self, model: Transformer):
         self._model = model
@@ -494,5 +494,14 @@ class _HostLogits:
         return getattr(self._model, name)
 
     def decode(self, tgt, memories, srcs):
+        return np.asarray(self._model.decode(tgt, memories, srcs)).tolist()
+
+
+class _HostLogits(_ListLogits):
+    """A GPU model seen by the reference's beam search: `decode` takes the list of memories the
+    search builds (views of one GPU memory), stacks them on the GPU, and hands the logits back
+    on the host, where the search ranks them."""
+
+    def decode(self, tgt, memories, srcs):
         stacked = concatenate([m.reshape((1,) + m.shape) for m in memories])
-        return to_host(self._model.decode(tgt, stacked, srcs))
+        return to_host(self._model.decode(tgt, stacked, srcs)).tolist()
