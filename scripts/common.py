@@ -482,6 +482,18 @@ class Run:
         if self.metrics:
             self.metrics.log(**fields, elapsed_seconds=self.elapsed())
 
+    def log_step(self, step: int, loss, grad_norm=None, rate=None, **extra) -> None:
+        """A training step's line: its loss (full precision), the learning rate, the gradient
+        norm (None: not clipped), tokens per second (None: not measured), and `extra`."""
+        self.log(
+            step=step,
+            loss=float(loss),
+            lr=self.optimizer.lr,
+            grad_norm=None if grad_norm is None else float(grad_norm),
+            tokens_per_second=rate,
+            **extra,
+        )
+
     def checkpoint(self, step: int) -> str | None:
         """A training checkpoint at `step` (and the export at the top of --out-dir)."""
         if not self.args.out_dir:
@@ -527,6 +539,16 @@ class Run:
         else:
             print(f"stopped at step {step} (no --out-dir, nothing saved)", flush=True)
         return 0
+
+
+def update(m, model, optimizer, grad_clip: float):
+    """Backpropagate the last forward's loss, clip the gradients to norm `grad_clip` (0: no
+    clipping) and step the optimizer; the norm before clipping, or None."""
+    model.zero_grad()
+    model.backward()
+    norm = m.clip_grad_norm(model.parameters(), grad_clip) if grad_clip else None
+    optimizer.step()
+    return norm
 
 
 def export_model(model, out_dir: str, tok=None, huggingface_tokenizer: bool = False) -> None:

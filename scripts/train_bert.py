@@ -278,10 +278,7 @@ def main(argv=None) -> int:
             done = step
             if not math.isfinite(loss):
                 return run.diverged(loss, step)
-            model.zero_grad()
-            model.backward()  # explicit backprop through every layer
-            norm = m.clip_grad_norm(model.parameters(), args.grad_clip) if args.grad_clip else None
-            opt.step()
+            norm = common.update(m, model, opt, args.grad_clip)  # backprop, clip, step
             recent.append(float(loss))
             out_of_time = args.max_minutes and time.perf_counter() - t0 > 60 * args.max_minutes
             logged = step % args.log_every == 0 or step == args.steps or out_of_time
@@ -292,15 +289,7 @@ def main(argv=None) -> int:
                 recent.clear()
             val_loss, val_acc = record_eval(step) if evaluated else (None, None)
             if logged or evaluated:
-                run.log(
-                    step=step,
-                    loss=float(loss),
-                    lr=opt.lr,
-                    grad_norm=None if norm is None else float(norm),
-                    tokens_per_second=rate,
-                    val_loss=val_loss,
-                    val_accuracy=val_acc,
-                )
+                run.log_step(step, loss, norm, rate, val_loss=val_loss, val_accuracy=val_acc)
             if evaluated and run.checkpoint(step):
                 print(f"  checkpoint saved to {run.last_checkpoint}", flush=True)
             if out_of_time:

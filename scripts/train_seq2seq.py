@@ -219,10 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             done = step
             if not math.isfinite(loss):
                 return run.diverged(loss, step)
-            model.zero_grad()
-            model.backward()  # 2. backpropagate
-            norm = m.clip_grad_norm(model.parameters(), args.grad_clip) if args.grad_clip else None
-            opt.step()  # 3. update
+            norm = common.update(m, model, opt, args.grad_clip)  # 2. backpropagate, 3. update
             logged = step % args.log_every == 0 or step == 1 or step == args.steps
             evaluated = step % args.eval_every == 0 or step == args.steps
             rate = progress.report(step, loss, f"lr {opt.lr:.2e}") if logged else None
@@ -236,15 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
             if logged or evaluated:
-                run.log(
-                    step=step,
-                    loss=float(loss),
-                    lr=opt.lr,
-                    grad_norm=None if norm is None else float(norm),
-                    tokens_per_second=rate,
-                    val_loss=val_loss,
-                    val_exact_match=acc,
-                )
+                run.log_step(step, loss, norm, rate, val_loss=val_loss, val_exact_match=acc)
             if evaluated:
                 run.checkpoint(step)
             if evaluated and args.stop_early and acc == 1.0:

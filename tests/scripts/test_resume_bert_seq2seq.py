@@ -103,3 +103,15 @@ def test_resume_of_a_finished_run_changes_nothing(finished_runs):
     assert f"resuming from {out_dir}" in r.stdout and "at step 2" in r.stdout
     with open(os.path.join(out_dir, "metrics.jsonl")) as f:
         assert f.read() == before
+
+
+def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    out_dir = str(tmp_path / "run")
+    args = [*SEQ2SEQ_TINY, "--lr", "1e30", "--warmup", "0", "--grad-clip", "0"]
+    r = run("train_seq2seq.py", *args, "--out-dir", out_dir)
+    last = r.stderr.splitlines()[-1]
+    assert r.returncode == 1, r.stderr
+    assert last.startswith("error: loss became nan at step 2; training stopped"), last
+    assert os.path.join(out_dir, "checkpoints", "step-00000000") in last
+    assert os.listdir(os.path.join(out_dir, "checkpoints")) == ["step-00000000"]
+    assert "Traceback" not in r.stderr
