@@ -17,7 +17,6 @@ reported as skipped, never estimated.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
@@ -31,6 +30,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 for path in (ROOT, os.path.join(ROOT, "scripts")):
     if path not in sys.path:
         sys.path.insert(0, path)
+
+import common  # noqa: E402  (one-line argument errors)
 
 import reference  # noqa: E402  (the corpus loader and the oracle)
 
@@ -359,12 +360,18 @@ SECTIONS = {
 }
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = common.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("section", choices=[*SECTIONS, "all"], help="what to benchmark")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per contender (median)")
-    parser.add_argument("--mb", type=float, default=10.0, help="tokenizer: corpus size in MB")
-    parser.add_argument("--vocab-size", type=int, default=8192, help="tokenizer: vocabulary")
+    parser.add_argument(
+        "--repeat", type=common.positive_int, default=3, help="runs per contender (median)"
+    )
+    parser.add_argument(
+        "--mb", type=common.positive_float, default=10.0, help="tokenizer: corpus size in MB"
+    )
+    parser.add_argument(
+        "--vocab-size", type=common.positive_int, default=8192, help="tokenizer: vocabulary"
+    )
     parser.add_argument(
         "--reference",
         choices=["skip", "run"],
@@ -374,7 +381,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     for name in SECTIONS if args.section == "all" else [args.section]:
         SECTIONS[name](args)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(common.cli(main))

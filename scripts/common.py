@@ -423,3 +423,139 @@ def add_run_args(p: argparse.ArgumentParser, out_dir: str) -> None:
 def stop_message(script: str, step: int, checkpoint: str, out_dir: str) -> None:
     print(f"stopped at step {step}; checkpoint saved to {checkpoint}", flush=True)
     print(f"resume with: python scripts/{script} --out-dir {out_dir} --resume", flush=True)
+
+
+def parse_run_args(
+    p: argparse.ArgumentParser, argv, frozen: tuple[str, ...], kept: tuple[str, ...] = ()
+) -> tuple[argparse.Namespace, str | None]:
+    """(arguments, the checkpoint to resume from or None) for a script with `add_run_args`:
+    --out-dir checked (a fresh run does not write over another run's checkpoints), on --resume
+    the run's own arguments taken from its checkpoint, and the backend resolved."""
+    args, given = parse_args(p, argv)
+    resume_from = None
+    if args.resume and not args.out_dir:
+        fail("--resume needs the run's --out-dir")
+    if args.out_dir:
+        resume_from = prepare_out_dir(args.out_dir, args.resume, args.overwrite, reference)
+    if resume_from is not None:
+        restore_args(args, given, saved_trainer_state(resume_from)["args"], frozen, kept)
+    return finish_backend_args(args), resume_from
+
+
+class Run:
+    """The bookkeeping of one resumable training run in `args.out_dir` ('' keeps nothing).
+
+    On --resume it restores `model` and `optimizer` from `resume_from` (`saved` is the trainer
+    state the checkpoint holds, `start` its step). `checkpoint(step)` writes a training checkpoint
+    of the arguments named in `fields`, the script's own `state()` and the elapsed time (with
+    `write_extra(folder)` adding files to it), then `export(out_dir)` refreshes the model at the top
+    of the folder. `log(...)` appends to metrics.jsonl; `diverged` and `stopped` end the run."""
+
+    def __init__(
+        self, script: str, args, fields: tuple[str, ...], m, model, optimizer,
+        resume_from: str | None, *, state=dict, write_extra=None, export=None, started=None,
+    ):  # fmt: skip
+        self.script, self.args, self.fields, self.m = script, args, fields, m
+        self.model, self.optimizer = model, optimizer
+        self.state, self.write_extra, self.export = state, write_extra, export
+        self.t0 = time.perf_counter() if started is None else started
+        self.saved = {}
+        if resume_from is not None:
+            with user_errors(f"--resume {resume_from}: "):
+                self.saved = m.load_training_checkpoint(resume_from, model, optimizer)
+        self.start = self.saved_at = self.saved.get("step", 0)
+        self.resumed_from = self.last_checkpoint = resume_from
+        self.elapsed_before = self.saved.get("elapsed_seconds", 0.0)
+        resume_step = None if resume_from is None else self.start
+        self.metrics = Metrics(args.out_dir, resume_step) if args.out_dir else None
+
+    def resuming(self) -> None:
+        """Say where a resumed run goes on from (nothing for a fresh run)."""
+        if self.resumed_from is not None:
+            print(f"resuming from {self.resumed_from} at step {self.start}", flush=True)
+
+    def elapsed(self) -> float:
+        """Seconds of training so far, the runs before a resume included."""
+        return self.elapsed_before + time.perf_counter() - self.t0
+
+    def log(self, **fields) -> None:
+        if self.metrics:
+            self.metrics.log(**fields, elapsed_seconds=self.elapsed())
+
+    def log_step(self, step: int, loss, grad_norm=None, rate=None, **extra) -> None:
+        """A training step's line: its loss (full precision), the learning rate, the gradient
+        norm (None: not clipped), tokens per second (None: not measured), and `extra`."""
+        self.log(
+            step=step,
+            loss=float(loss),
+            lr=self.optimizer.lr,
+            grad_norm=None if grad_norm is None else float(grad_norm),
+            tokens_per_second=rate,
+            **extra,
+        )
+
+    def checkpoint(self, step: int) -> str | None:
+        """A training checkpoint at `step` (and the export at the top of --out-dir)."""
+        if not self.args.out_dir:
+            return None
+        state = {"step": step, "args": {k: getattr(self.args, k) for k in self.fields}}
+        state.update(self.state())
+        state["elapsed_seconds"] = self.elapsed()
+        self.last_checkpoint = self.m.save_training_checkpoint(
+            self.args.out_dir,
+            self.model,
+            self.optimizer,
+            state,
+            keep=self.args.keep,
+            write_extra=self.write_extra,
+        )
+        self.saved_at = step
+        if self.export is not None:
+            self.export(self.args.out_dir)
+        return self.last_checkpoint
+
+    def close(self) -> None:
+        if self.metrics:
+            self.metrics.close()
+
+    def diverged(self, loss: float, step: int) -> int:
+        """A NaN or infinite loss: say so on stderr, keep the last good checkpoint; status 1."""
+        self.close()
+        print(
+            f"error: loss became {loss} at step {step}; training stopped. The last good "
+            f"checkpoint is {self.last_checkpoint or 'none'} (try a lower --lr)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
+
+    def stopped(self, step: int) -> int:
+        """Stopped by a signal after `step`: checkpoint (unless that step has one), say how to
+        resume; status 0."""
+        path = self.checkpoint(step) if step != self.saved_at else self.last_checkpoint
+        self.close()
+        if self.args.out_dir and path:
+            stop_message(self.script, step, path, self.args.out_dir)
+        else:
+            print(f"stopped at step {step} (no --out-dir, nothing saved)", flush=True)
+        return 0
+
+
+def update(m, model, optimizer, grad_clip: float):
+    """Backpropagate the last forward's loss, clip the gradients to norm `grad_clip` (0: no
+    clipping) and step the optimizer; the norm before clipping, or None."""
+    model.zero_grad()
+    model.backward()
+    norm = m.clip_grad_norm(model.parameters(), grad_clip) if grad_clip else None
+    optimizer.step()
+    return norm
+
+
+def export_model(model, out_dir: str, tok=None, huggingface_tokenizer: bool = False) -> None:
+    """The model as `save_pretrained` writes it (Hugging Face loads the folder), plus the
+    tokenizer in the project's format (and as vocab.json + merges.txt when asked)."""
+    model.save_pretrained(out_dir)
+    if tok is not None:
+        tok.save(os.path.join(out_dir, "tokenizer.bpe"))
+        if huggingface_tokenizer:
+            tok.save_huggingface(out_dir)

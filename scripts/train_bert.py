@@ -2,18 +2,23 @@
 
     python scripts/train_bert.py                          # reference backend, 120 steps
     python scripts/train_bert.py --backend fast --steps 2000 --n-embd 128 --n-layer 4
-    python scripts/train_bert.py --max-minutes 5 --out runs/bert
+    python scripts/train_bert.py --max-minutes 5 --out-dir runs/bert
+    python scripts/train_bert.py --out-dir runs/bert --resume   # after Ctrl-C
 
 Each step draws a batch of windows of the training text, wraps each in [CLS] ... [SEP], corrupts
 15% of the tokens by BERT's recipe (`mask_tokens`: 80% [MASK], 10% a random token, 10% unchanged)
 and trains the model to recover the originals. Batches come from the shared generator with seed
-`--seed + 1`, masks with `--seed` on stream step * 2**16 (site 0, next to the dropout sites), so
-every backend sees the same data and the same masks.
+`--seed + 1` on stream step, masks with `--seed` on stream step * 2**16 (site 0, next to the
+dropout sites): both are functions of the step, so every backend, and a resumed run, sees the same
+data and the same masks.
 
 Prints a progress line every --log-every steps, the held-out MLM loss and accuracy every
---eval-every steps (on fixed masked windows of the last 10% of the text), saves a checkpoint
-(`config.json` + `model.safetensors`, loadable by Hugging Face as BertForMaskedLM) to --out, and
-ends by filling in the masked tokens of a held-out snippet.
+--eval-every steps (on fixed masked windows of the last 10% of the text), and ends by filling in
+the masked tokens of a held-out snippet. --out-dir (default runs/bert) gets `metrics.jsonl`,
+training checkpoints (at every evaluation, at the end, and on Ctrl-C or SIGTERM, which finish the
+step, save and exit with status 0) and the latest model at the top (`config.json` +
+`model.safetensors`, loadable by Hugging Face as BertForMaskedLM, and `tokenizer.bpe`); `--resume`
+continues from the newest checkpoint with the losses an uninterrupted run would have had.
 
 With the defaults (38k parameters, 8 x 32 tokens a step) the reference takes 5-10 s a step on a
 busy two-core machine: its held-out MLM loss falls from ln V = 5.78 to the unigram level (about
@@ -23,7 +28,6 @@ takes longer runs (or the fast backend).
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
@@ -37,39 +41,81 @@ from reference.layers import dropout_stream  # noqa: E402  (the shared stream co
 
 SPECIALS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]")
 NEEDS = ("BERT", "BERTConfig", "mask_tokens", "AdamW", "CosineWarmupLR", "clip_grad_norm")
+NEEDS += ("BPETokenizer", "save_training_checkpoint", "load_training_checkpoint")
+NEEDS += ("latest_checkpoint",)
+# What a resumed run cannot change (the data, the model, the masks, the schedule) ...
+FROZEN = (
+    "backend",
+    "corpus",
+    "text_bytes",
+    "vocab_size",
+    "block_size",
+    "batch_size",
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "dropout",
+    "mask_prob",
+    "steps",
+    "lr",
+    "warmup",
+    "weight_decay",
+    "grad_clip",
+    "eval_batches",
+    "seed",
+)
+# ... and what it keeps unless given again.
+KEPT = ("log_every", "eval_every", "max_minutes", "keep", "cache_dir")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv=None):
+    """(arguments, the checkpoint to resume from or None)."""
+    p = common.ArgumentParser(description=__doc__.splitlines()[0])
     common.add_backend_args(p)
-    p.add_argument("--text-bytes", type=int, default=200_000, help="slice of the corpus to use")
+    pos_int, nonneg = common.positive_int, common.non_negative_float
+    p.add_argument("--text-bytes", type=pos_int, default=200_000, help="slice of the corpus")
     p.add_argument("--corpus", default=None, help="a UTF-8 text file instead of the default")
-    p.add_argument("--vocab-size", type=int, default=320, help="BPE tokens before specials")
-    p.add_argument("--block-size", type=int, default=32, help="tokens per sequence, T")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--n-layer", type=int, default=2)
-    p.add_argument("--n-head", type=int, default=2)
-    p.add_argument("--n-embd", type=int, default=32)
-    p.add_argument("--dropout", type=float, default=0.0, help="BERT uses 0.1; short runs: 0")
-    p.add_argument("--mask-prob", type=float, default=0.15)
-    p.add_argument("--steps", type=int, default=120)
-    p.add_argument("--max-minutes", type=float, default=None, help="stop after this long")
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument("--log-every", type=int, default=5)
-    p.add_argument("--eval-every", type=int, default=20)
-    p.add_argument("--eval-batches", type=int, default=4)
-    p.add_argument("--out", default="runs/bert", help="checkpoint and tokenizer folder")
-    return common.finish_backend_args(p.parse_args(argv))
+    p.add_argument("--vocab-size", type=pos_int, default=320, help="BPE tokens before specials")
+    p.add_argument("--cache-dir", default=None, help="folder to cache the trained tokenizer in")
+    p.add_argument("--block-size", type=pos_int, default=32, help="tokens per sequence, T")
+    p.add_argument("--batch-size", type=pos_int, default=8)
+    p.add_argument("--n-layer", type=pos_int, default=2)
+    p.add_argument("--n-head", type=pos_int, default=2)
+    p.add_argument("--n-embd", type=pos_int, default=32)
+    p.add_argument("--dropout", type=nonneg, default=0.0, help="BERT uses 0.1; short runs: 0")
+    p.add_argument("--mask-prob", type=common.positive_float, default=0.15)
+    p.add_argument("--steps", type=pos_int, default=120)
+    p.add_argument(
+        "--max-minutes", type=common.positive_float, default=None, help="stop after this long"
+    )
+    p.add_argument("--lr", type=nonneg, default=3e-3)
+    p.add_argument("--warmup", type=common.non_negative_int, default=10)
+    p.add_argument("--weight-decay", type=nonneg, default=0.01)
+    p.add_argument("--grad-clip", type=nonneg, default=1.0, help="0 turns clipping off")
+    p.add_argument("--log-every", type=pos_int, default=5)
+    p.add_argument("--eval-every", type=pos_int, default=20)
+    p.add_argument("--eval-batches", type=pos_int, default=4)
+    common.add_run_args(p, "runs/bert")
+    args, resume_from = common.parse_run_args(p, argv, FROZEN, KEPT)
+    if args.block_size < 3:
+        common.fail(f"--block-size must be >= 3 ([CLS], a token, [SEP]), got {args.block_size}")
+    if args.mask_prob > 1:
+        common.fail(f"--mask-prob must be <= 1, got {args.mask_prob}")
+    if args.n_embd % args.n_head:
+        common.fail(f"--n-embd ({args.n_embd}) must be divisible by --n-head ({args.n_head})")
+    common.check_text_file(args.corpus, "--corpus")
+    return args, resume_from
 
 
-def load_backend(name: str):
-    try:
-        return common.load_backend(name, *NEEDS)
-    except ModuleNotFoundError as e:
-        raise SystemExit(f"the {name!r} backend is not available here ({e})") from e
+def add_specials(tok) -> tuple[int, ...]:
+    """Register [PAD] [CLS] [SEP] [MASK] right after the ordinary tokens (a tokenizer read from a
+    checkpoint has them already); their ids."""
+    wanted = {name: tok.vocab_size + k for k, name in enumerate(SPECIALS)}
+    if not tok.special_tokens:
+        tok.register_special_tokens(wanted)
+    if tok.special_tokens != wanted:
+        common.fail(f"the tokenizer's special tokens are {tok.special_tokens}, expected {wanted}")
+    return tuple(wanted.values())
 
 
 def wrap(windows, cls_id, sep_id):
@@ -77,16 +123,17 @@ def wrap(windows, cls_id, sep_id):
     return [[cls_id, *w, sep_id] for w in windows]
 
 
-def masked_batch(m, ids, args, specials, step, data_seed, mask_seed):
-    """(inputs, labels) for one step: random windows, wrapped, corrupted by BERT's recipe."""
+def masked_batch(m, ids, args, n_ordinary, specials, step):
+    """(inputs, labels) for one step: random windows, wrapped, corrupted by BERT's recipe; the
+    windows from (seed + 1, stream step), the masks from (seed, stream step * 2**16)."""
     pad, cls_id, sep, mask = specials
-    windows, _ = common.lm_batch(ids, args.block_size - 2, args.batch_size, data_seed, step)
+    windows, _ = common.lm_batch(ids, args.block_size - 2, args.batch_size, args.seed + 1, step)
     return m.mask_tokens(
         wrap(windows, cls_id, sep),
-        args.vocab_size,  # random replacements come from the ordinary tokens only
+        n_ordinary,  # random replacements come from the ordinary tokens only
         mask,
         set(specials),
-        mask_seed,
+        args.seed,
         dropout_stream(step, 0),
         args.mask_prob,
     )
@@ -110,14 +157,15 @@ def evaluate(model, batches) -> tuple[float, float]:
     return total_loss / max(count, 1), correct / max(count, 1)
 
 
-def fill_in_sample(m, model, tok, ids, args, specials, seed) -> None:
+def fill_in_sample(m, model, tok, ids, args, specials) -> None:
     """Hide a quarter of a held-out snippet's tokens and print the model's best guess for each."""
     pad, cls_id, sep, mask = specials
+    n_ordinary = tok.vocab_size
     start = len(ids) // 2
     snippet = ids[start : start + args.block_size - 2]
     sequence = [cls_id, *snippet, sep]
     # the recipe's selection rule picks the positions; every picked one is shown as [MASK]
-    _, labels = m.mask_tokens([sequence], args.vocab_size, mask, set(specials), seed, 1, 0.25)
+    _, labels = m.mask_tokens([sequence], n_ordinary, mask, set(specials), args.seed, 1, 0.25)
     inputs = [[mask if y != -100 else x for x, y in zip(sequence, labels[0])]]
     model.eval()
     logits, _ = model(inputs)
@@ -126,7 +174,7 @@ def fill_in_sample(m, model, tok, ids, args, specials, seed) -> None:
         if y == -100:
             continue
         scores = logits[0][t]
-        guess = max(range(args.vocab_size), key=scores.__getitem__)  # ordinary tokens only
+        guess = max(range(n_ordinary), key=scores.__getitem__)  # ordinary tokens only
         guesses.append((t, guess))
         right += guess == y
 
@@ -144,37 +192,57 @@ def fill_in_sample(m, model, tok, ids, args, specials, seed) -> None:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    m = load_backend(args.backend)
-    if args.block_size < 3:
-        raise SystemExit("--block-size must be at least 3 ([CLS], a token, [SEP])")
-    os.makedirs(args.out, exist_ok=True)
-    tok, ids = common.corpus_ids(args.text_bytes, args.vocab_size, args.corpus, args.out)
-    args.vocab_size = tok.vocab_size  # training may stop short of the size asked for
-    specials = tuple(args.vocab_size + k for k in range(len(SPECIALS)))  # pad, cls, sep, mask
-    tok.register_special_tokens(dict(zip(SPECIALS, specials)))
+    args, resume_from = parse_args(argv)
+    m = common.load_backend(args.backend, *NEEDS)
+    tok_file = os.path.join(resume_from, "tokenizer.bpe") if resume_from else None
+    with common.user_errors("--corpus: " if args.corpus else ""):
+        tok, ids = common.corpus_ids(
+            args.text_bytes, args.vocab_size, args.corpus, args.cache_dir, m, tok_file
+        )
+    n_ordinary = tok.vocab_size  # training may stop short of the size asked for
+    specials = add_specials(tok)  # pad, cls, sep, mask
     split = int(0.9 * len(ids))
     train_ids, val_ids = ids[:split], ids[split:]
-    data_seed, mask_seed = args.seed + 1, args.seed
+    if min(len(train_ids), len(val_ids)) <= args.block_size:
+        common.fail(
+            f"the corpus ({len(ids)} tokens, {len(val_ids)} held out) is too short for "
+            f"--block-size {args.block_size}: give more --text-bytes"
+        )
 
-    config = m.BERTConfig(
-        vocab_size=tok.n_vocab,
-        block_size=args.block_size,
-        n_layer=args.n_layer,
-        n_head=args.n_head,
-        n_embd=args.n_embd,
-        dropout=args.dropout,
-        pad_token_id=specials[0],
-        seed=args.seed,
-    )
-    model = m.BERT(config, **common.model_options(args))
-    opt = m.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    schedule = m.CosineWarmupLR(args.lr, min(args.warmup, args.steps - 1), args.steps, args.lr / 10)
+    with common.user_errors():
+        config = m.BERTConfig(
+            vocab_size=tok.n_vocab,
+            block_size=args.block_size,
+            n_layer=args.n_layer,
+            n_head=args.n_head,
+            n_embd=args.n_embd,
+            dropout=args.dropout,
+            pad_token_id=specials[0],
+            seed=args.seed,
+        )
+        model = m.BERT(config, **common.model_options(args))
+        opt = m.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+        warmup = min(args.warmup, args.steps - 1)  # the schedule needs warmup < steps
+        schedule = m.CosineWarmupLR(args.lr, warmup, args.steps, args.lr / 10)
+    history, recent = [], []  # (step, held-out loss, accuracy); losses since the last report
+
+    def save_tokenizer(folder: str) -> None:
+        tok.save(os.path.join(folder, "tokenizer.bpe"))
+
+    run = common.Run(
+        "train_bert.py", args, FROZEN + KEPT, m, model, opt, resume_from,
+        state=lambda: {"history": history, "recent_losses": recent},
+        write_extra=save_tokenizer,
+        export=lambda folder: common.export_model(model, folder, tok),
+    )  # fmt: skip
+    history[:] = [tuple(h) for h in run.saved.get("history", [])]
+    recent[:] = run.saved.get("recent_losses", [])
     # fixed held-out batches, so every evaluation scores the same masked positions
     eval_batches = [
-        masked_batch(m, val_ids, args, specials, 10**6 + k, data_seed, mask_seed)
+        masked_batch(m, val_ids, args, n_ordinary, specials, 10**6 + k)
         for k in range(args.eval_batches)
     ]
+    tokens_per_step = args.batch_size * args.block_size
     print(
         f"{args.backend}: BERT {args.n_layer} layers x {args.n_embd} channels, "
         f"{args.n_head} heads, vocab {tok.n_vocab} ({len(SPECIALS)} special), "
@@ -185,40 +253,58 @@ def main(argv=None) -> int:
         f"reference points: uniform guessing scores ln V = {math.log(tok.n_vocab):.3f}; "
         f"the unigram distribution (no context) about {common.unigram_entropy(train_ids):.3f}"
     )
-    val_loss, val_acc = evaluate(model, eval_batches)
-    print(f"step     0  held-out MLM loss {val_loss:.4f}  accuracy {val_acc:6.2%}", flush=True)
+    run.resuming()
 
-    progress = common.Progress(args.steps, args.batch_size * args.block_size)
-    t0, recent, step = time.perf_counter(), [], 0
-    for step in range(1, args.steps + 1):
-        opt.lr = schedule(step - 1)
-        inputs, labels = masked_batch(m, train_ids, args, specials, step, data_seed, mask_seed)
-        _, loss = model(inputs, labels=labels)  # forward; the loss is a float
-        model.zero_grad()
-        model.backward()  # explicit backprop through every layer
-        m.clip_grad_norm(model.parameters(), args.grad_clip)
-        opt.step()
-        recent.append(loss)
-        out_of_time = args.max_minutes and time.perf_counter() - t0 > 60 * args.max_minutes
-        if step % args.log_every == 0 or step == args.steps or out_of_time:
-            progress.report(step, sum(recent) / len(recent), f"lr {opt.lr:.2e}")
-            recent = []
-        if step % args.eval_every == 0 or step == args.steps or out_of_time:
-            val_loss, val_acc = evaluate(model, eval_batches)
-            model.save_pretrained(os.path.join(args.out, "checkpoint"))
-            print(
-                f"step {step:5d}  held-out MLM loss {val_loss:.4f}  accuracy {val_acc:6.2%}  "
-                f"(checkpoint saved)",
-                flush=True,
-            )
-        if out_of_time:
-            print(f"stopping: --max-minutes {args.max_minutes} reached")
-            break
-    tok.save(os.path.join(args.out, "tokenizer.bpe"))
-    print(f"trained {step} steps in {time.perf_counter() - t0:.1f}s; saved to {args.out}")
-    fill_in_sample(m, model, tok, val_ids, args, specials, mask_seed)
+    def record_eval(step: int) -> tuple[float, float]:
+        val_loss, val_acc = evaluate(model, eval_batches)
+        history.append((step, val_loss, val_acc))
+        print(f"step {step:5d}  held-out MLM loss {val_loss:.4f}  accuracy {val_acc:6.2%}")
+        return val_loss, val_acc
+
+    progress = common.Progress(args.steps, tokens_per_step, start=run.start)
+    t0 = time.perf_counter()
+    with common.StopSignals() as stop:
+        if resume_from is None:
+            val_loss, val_acc = record_eval(0)
+            run.log(step=0, val_loss=val_loss, val_accuracy=val_acc)
+            run.checkpoint(0)
+        done = run.start
+        for step in range(run.start + 1, args.steps + 1):
+            if stop.requested:
+                break
+            opt.lr = schedule(step - 1)
+            inputs, labels = masked_batch(m, train_ids, args, n_ordinary, specials, step)
+            _, loss = model(inputs, labels=labels)  # forward; the loss is a float
+            done = step
+            if not math.isfinite(loss):
+                return run.diverged(loss, step)
+            norm = common.update(m, model, opt, args.grad_clip)  # backprop, clip, step
+            recent.append(float(loss))
+            out_of_time = args.max_minutes and time.perf_counter() - t0 > 60 * args.max_minutes
+            logged = step % args.log_every == 0 or step == args.steps or out_of_time
+            evaluated = step % args.eval_every == 0 or step == args.steps or out_of_time
+            rate = None
+            if logged:
+                rate = progress.report(step, sum(recent) / len(recent), f"lr {opt.lr:.2e}")
+                recent.clear()
+            val_loss, val_acc = record_eval(step) if evaluated else (None, None)
+            if logged or evaluated:
+                run.log_step(step, loss, norm, rate, val_loss=val_loss, val_accuracy=val_acc)
+            if evaluated and run.checkpoint(step):
+                print(f"  checkpoint saved to {run.last_checkpoint}", flush=True)
+            if out_of_time:
+                print(f"stopping: --max-minutes {args.max_minutes} reached")
+                break
+        if stop.requested:
+            return run.stopped(done)
+    run.close()
+    print(f"trained to step {done} in {run.elapsed():.1f}s")
+    if args.out_dir:
+        print(f"model: {args.out_dir} (loads with BERT.from_pretrained or transformers)")
+        print(f"metrics: {run.metrics.path}")
+    fill_in_sample(m, model, tok, val_ids, args, specials)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(common.cli(main))

@@ -67,14 +67,6 @@ def evaluate(model, batches) -> float:
     return total / len(batches)
 
 
-def save(model, tok, out_dir: str) -> None:
-    """A directory Hugging Face loads: config.json, model.safetensors, vocab.json, merges.txt;
-    plus the tokenizer in the project's own format."""
-    model.save_pretrained(out_dir)
-    tok.save(os.path.join(out_dir, "tokenizer.bpe"))
-    tok.save_huggingface(out_dir)
-
-
 # Sizes that train in minutes on two cores: pure Python needs a tiny model; fast a real one.
 PRESETS = {
     "tiny": dict(
@@ -192,19 +184,7 @@ def parse_args(argv=None):
         default=None,
         help="model and run size (default: tiny for reference, small for fast)",
     )
-    args, given = common.parse_args(p, argv)
-    resume_from = None
-    if args.resume or args.out_dir:
-        if args.resume and not args.out_dir:
-            common.fail("--resume needs the run's --out-dir")
-        import reference
-
-        resume_from = common.prepare_out_dir(args.out_dir, args.resume, args.overwrite, reference)
-    state = None
-    if resume_from is not None:
-        state = common.saved_trainer_state(resume_from)
-        common.restore_args(args, given, state["args"], FROZEN, KEPT)
-    args = common.finish_backend_args(args)
+    args, resume_from = common.parse_run_args(p, argv, FROZEN, KEPT)
     for key, value in PRESETS[args.preset or DEFAULT_PRESET[args.backend]].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -249,10 +229,21 @@ def main(argv=None) -> int:
         opt = make_optimizer(m, model, args)
         warmup = min(args.warmup, args.steps - 1)  # the schedule needs warmup < steps
         schedule = m.CosineWarmupLR(args.lr, warmup, args.steps, min_lr=args.min_lr)
-        saved = {}
-        if resume_from is not None:
-            saved = m.load_training_checkpoint(resume_from, model, opt)
-    start = saved.get("step", 0)
+    history = []  # (step, val loss)
+    best = None
+
+    def save_tokenizer(folder: str) -> None:
+        tok.save(os.path.join(folder, "tokenizer.bpe"))
+
+    run = common.Run(
+        "train_gpt.py", args, FROZEN + KEPT, m, model, opt, resume_from,
+        state=lambda: {"history": [list(h) for h in history], "best_val_loss": best},
+        write_extra=save_tokenizer,
+        export=lambda folder: common.export_model(model, folder, tok, huggingface_tokenizer=True),
+        started=t_start,
+    )  # fmt: skip
+    history[:] = [tuple(h) for h in run.saved.get("history", [])]
+    best = run.saved.get("best_val_loss")
     tokens_per_step = args.batch_size * args.block_size
     flops = model.flops_per_token() if hasattr(model, "flops_per_token") else None
     print(
@@ -261,8 +252,7 @@ def main(argv=None) -> int:
         + (f", {flops:,} training FLOPs per token" if flops else "")
         + f"; batch {args.batch_size} x {args.block_size} = {tokens_per_step} tokens per step"
     )
-    if resume_from is not None:
-        print(f"resuming from {resume_from} at step {start}", flush=True)
+    run.resuming()
     # The same validation batches every time, so evaluations compare like with like.
     val_batches = [
         common.lm_batch(val_ids, args.block_size, args.batch_size, args.seed + 1, k)
@@ -273,7 +263,8 @@ def main(argv=None) -> int:
         gap = h_val - loss
         return f"{gap:.3f} nats below" if gap >= 0 else f"{-gap:.3f} nats above"
 
-    def run_eval(step: int) -> float:
+    def record_eval(step: int) -> float:
+        nonlocal best
         t0 = time.perf_counter()
         val = evaluate(model, val_batches)
         print(
@@ -281,57 +272,18 @@ def main(argv=None) -> int:
             f"{h_val:.3f})  [{time.perf_counter() - t0:.1f}s]",
             flush=True,
         )
-        return val
-
-    history = [tuple(h) for h in saved.get("history", [])]
-    best = saved.get("best_val_loss")
-    elapsed_before = saved.get("elapsed_seconds", 0.0)
-    last_checkpoint = resume_from
-    metrics = common.Metrics(args.out_dir, start if resume_from else None) if args.out_dir else None
-
-    def elapsed() -> float:
-        return elapsed_before + time.perf_counter() - t_start
-
-    def checkpoint(step: int) -> str | None:
-        """A training checkpoint (and the latest model at the top of --out-dir)."""
-        nonlocal last_checkpoint
-        if not args.out_dir:
-            return None
-        state = {
-            "step": step,
-            "args": {k: getattr(args, k) for k in FROZEN + KEPT},
-            "history": [list(h) for h in history],
-            "best_val_loss": best,
-            "elapsed_seconds": elapsed(),
-        }
-        last_checkpoint = m.save_training_checkpoint(
-            args.out_dir,
-            model,
-            opt,
-            state,
-            keep=args.keep,
-            write_extra=lambda folder: tok.save(os.path.join(folder, "tokenizer.bpe")),
-        )
-        save(model, tok, args.out_dir)
-        return last_checkpoint
-
-    def record_eval(step: int) -> float:
-        nonlocal best
-        val = run_eval(step)
         history.append((step, val))
         best = val if best is None else min(best, val)
         return val
 
-    progress = common.Progress(args.steps, tokens_per_step, start=start)
+    progress = common.Progress(args.steps, tokens_per_step, start=run.start)
     with common.StopSignals() as stop:
         if resume_from is None:
-            val = record_eval(0)
-            if metrics:
-                metrics.log(step=0, val_loss=val, elapsed_seconds=elapsed())
-            checkpoint(0)
+            run.log(step=0, val_loss=record_eval(0))
+            run.checkpoint(0)
         model.train()
-        saved_at = done = start
-        for step in range(start, args.steps):
+        done = run.start
+        for step in range(run.start, args.steps):
             if stop.requested:
                 break
             x, y = common.lm_batch(train_ids, args.block_size, args.batch_size, args.seed, step)
@@ -339,17 +291,8 @@ def main(argv=None) -> int:
             _, loss = model(x, y)
             done = step + 1
             if not math.isfinite(loss):
-                print(
-                    f"error: loss became {loss} at step {done}; training stopped. The last good "
-                    f"checkpoint is {last_checkpoint or 'none'} (try a lower --lr)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                return 1
-            model.zero_grad()
-            model.backward()
-            norm = m.clip_grad_norm(model.parameters(), args.grad_clip) if args.grad_clip else None
-            opt.step()
+                return run.diverged(loss, done)
+            norm = common.update(m, model, opt, args.grad_clip)
             out_of_time = args.max_minutes is not None and (
                 time.perf_counter() - t_start > 60.0 * args.max_minutes
             )
@@ -360,40 +303,23 @@ def main(argv=None) -> int:
                 extra = f"lr {opt.lr:.2e}" + (f"  grad norm {norm:.3f}" if norm is not None else "")
                 rate = progress.report(done, float(loss), extra)
             val = record_eval(done) if evaluated else None
-            if metrics and (logged or evaluated):
-                metrics.log(
-                    step=done,
-                    loss=float(loss),
-                    lr=opt.lr,
-                    grad_norm=None if norm is None else float(norm),
-                    tokens_per_second=rate,
-                    elapsed_seconds=elapsed(),
-                    val_loss=val,
-                )
+            if logged or evaluated:
+                run.log_step(done, loss, norm, rate, val_loss=val)
             if evaluated:
-                checkpoint(done)
-                saved_at = done
+                run.checkpoint(done)
             if out_of_time:
                 print(f"stopping after {done} steps: --max-minutes {args.max_minutes} reached")
                 break
         if stop.requested:
-            path = checkpoint(done) if done != saved_at else last_checkpoint
-            if metrics:
-                metrics.close()
-            if args.out_dir:
-                common.stop_message("train_gpt.py", done, path, args.out_dir)
-            else:
-                print(f"stopped at step {done} (no --out-dir, nothing saved)", flush=True)
-            return 0
-    if metrics:
-        metrics.close()
+            return run.stopped(done)
+    run.close()
 
     curve = ", ".join(f"{s}: {v:.3f}" for s, v in history)
     print(f"val loss by step: {curve}")
     final = history[-1][1]
     print(
         f"final val loss {final:.4f}, {relative(final)} the unigram entropy {h_val:.4f} "
-        f"({1 - final / h_val:.1%} lower); {elapsed():.0f}s in all"
+        f"({1 - final / h_val:.1%} lower); {run.elapsed():.0f}s in all"
     )
     if args.out_dir:
         print(f"checkpoint: {args.out_dir} (loads with GPT.from_pretrained or transformers)")

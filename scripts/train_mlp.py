@@ -143,17 +143,9 @@ def parse_args(argv=None):
     common.add_backend_args(p)
     common.add_run_args(p, "runs/mlp")
     p.add_argument("--save", default=None, help="also save the trained network to this folder")
-    args, given = common.parse_args(p, argv)
+    args, resume_from = common.parse_run_args(p, argv, FROZEN, KEPT)
     if not args.out_dir:
         common.fail("--out-dir must name a folder")
-    import reference as ref
-
-    resume_from = common.prepare_out_dir(args.out_dir, args.resume, args.overwrite, ref)
-    if resume_from is not None:
-        common.restore_args(
-            args, given, common.saved_trainer_state(resume_from)["args"], FROZEN, KEPT
-        )
-    args = common.finish_backend_args(args)
     if args.batch_size != "full":
         try:
             common.positive_int(args.batch_size)

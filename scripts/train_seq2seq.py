@@ -3,14 +3,18 @@
     python scripts/train_seq2seq.py                              # copy 3-8 digits, reference
     python scripts/train_seq2seq.py --task reverse --steps 600   # reverse them
     python scripts/train_seq2seq.py --backend fast --d-model 64 --layers 2
+    python scripts/train_seq2seq.py --out-dir runs/seq2seq --resume   # after Ctrl-C
 
 The Annotated Transformer's sanity check: a task whose answer is known, so "it learned" is a
 number, the exact-match rate of greedy decoding on held-out strings. Source "3 1 4 1 5" -> target
 "3 1 4 1 5" (copy) or "5 1 4 1 3" (reverse). Every batch comes from the shared Philox generator
 (seed, stream = step), so every backend sees the same data; the held-out strings are drawn first
 and never trained on. Prints progress, evaluates on validation strings every --eval-every steps,
-writes checkpoints (config.json + model.safetensors) to --out-dir, then reports the exact match on
-the test strings and a few samples by greedy decoding and beam search.
+then reports the exact match on the test strings and a few samples by greedy decoding and beam
+search. --out-dir (default runs/seq2seq) gets `metrics.jsonl`, training checkpoints (at every
+evaluation, at the end, and on Ctrl-C or SIGTERM, which finish the step, save and exit with
+status 0) and the latest model at the top (config.json + model.safetensors); `--resume` continues
+from the newest checkpoint with the losses an uninterrupted run would have had.
 
 Measured with the reference on 2 shared, busy cores (seed 0): the defaults reach 99.9% exact match
 on the 1,000 test strings after 300 steps (about 7 minutes, decoding included);
@@ -19,7 +23,7 @@ on the 1,000 test strings after 300 steps (about 7 minutes, decoding included);
 
 from __future__ import annotations
 
-import argparse
+import math
 import os
 import sys
 import time
@@ -90,60 +94,105 @@ def exact_match(model, strings: list[tuple], task: str, chunk: int = 64) -> floa
     return right / len(strings)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+# What a resumed run cannot change (the task, the model, the data, the schedule) ...
+FROZEN = (
+    "backend",
+    "task",
+    "min_len",
+    "max_len",
+    "d_model",
+    "nhead",
+    "layers",
+    "dim_feedforward",
+    "dropout",
+    "batch_size",
+    "steps",
+    "lr",
+    "warmup",
+    "grad_clip",
+    "valid_size",
+    "test_size",
+    "seed",
+)
+# ... and what it keeps unless given again.
+KEPT = ("log_every", "eval_every", "stop_early", "keep")
+NEEDS = ("Transformer", "TransformerConfig", "AdamW", "CosineWarmupLR", "clip_grad_norm")
+NEEDS += ("save_training_checkpoint", "load_training_checkpoint", "latest_checkpoint")
+
+
+def parse_args(argv=None):
+    """(arguments, the checkpoint to resume from or None)."""
+    p = common.ArgumentParser(description=__doc__.splitlines()[0])
     common.add_backend_args(p)
+    pos_int, nonneg = common.positive_int, common.non_negative_float
     p.add_argument("--task", default="copy", choices=["copy", "reverse"])
-    p.add_argument("--min-len", type=int, default=3, help="shortest digit string")
-    p.add_argument("--max-len", type=int, default=8, help="longest digit string")
-    p.add_argument("--d-model", type=int, default=16)
-    p.add_argument("--nhead", type=int, default=2)
-    p.add_argument("--layers", type=int, default=1, help="encoder layers = decoder layers")
-    p.add_argument("--dim-feedforward", type=int, default=32)
-    p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--steps", type=int, default=300, help="optimizer steps")
-    p.add_argument("--lr", type=float, default=5e-3)
-    p.add_argument("--warmup", type=int, default=50, help="linear warm-up steps")
-    p.add_argument("--eval-every", type=int, default=50)
+    p.add_argument("--min-len", type=pos_int, default=3, help="shortest digit string")
+    p.add_argument("--max-len", type=pos_int, default=8, help="longest digit string")
+    p.add_argument("--d-model", type=pos_int, default=16)
+    p.add_argument("--nhead", type=pos_int, default=2)
+    p.add_argument("--layers", type=pos_int, default=1, help="encoder layers = decoder layers")
+    p.add_argument("--dim-feedforward", type=pos_int, default=32)
+    p.add_argument("--dropout", type=nonneg, default=0.0)
+    p.add_argument("--batch-size", type=pos_int, default=32)
+    p.add_argument("--steps", type=pos_int, default=300, help="optimizer steps")
+    p.add_argument("--lr", type=nonneg, default=5e-3)
+    p.add_argument("--warmup", type=common.non_negative_int, default=50, help="warm-up steps")
+    p.add_argument("--grad-clip", type=nonneg, default=1.0, help="0 turns clipping off")
+    p.add_argument("--log-every", type=pos_int, default=10)
+    p.add_argument("--eval-every", type=pos_int, default=50)
     p.add_argument(
         "--stop-early",
         action="store_true",
         help="stop once every validation string is right (the test score may still be lower)",
     )
-    p.add_argument("--valid-size", type=int, default=128, help="strings for periodic evaluation")
-    p.add_argument("--test-size", type=int, default=1000, help="strings for the final score")
-    p.add_argument("--out-dir", default="runs/seq2seq", help="checkpoints go here ('' for none)")
-    args = common.finish_backend_args(p.parse_args(argv))
-    if not 1 <= args.min_len <= args.max_len:
-        p.error(f"need 1 <= --min-len <= --max-len, got {args.min_len} and {args.max_len}")
+    p.add_argument("--valid-size", type=pos_int, default=128, help="strings for evaluation")
+    p.add_argument("--test-size", type=pos_int, default=1000, help="strings for the final score")
+    common.add_run_args(p, "runs/seq2seq")
+    args, resume_from = common.parse_run_args(p, argv, FROZEN, KEPT)
+    if args.min_len > args.max_len:
+        common.fail(f"need --min-len <= --max-len, got {args.min_len} and {args.max_len}")
+    if args.d_model % args.nhead:
+        common.fail(f"--d-model ({args.d_model}) must be divisible by --nhead ({args.nhead})")
+    return args, resume_from
 
-    m = common.load_backend(
-        args.backend,
-        "Transformer",
-        "TransformerConfig",
-        "AdamW",
-        "CosineWarmupLR",
-        "clip_grad_norm",
-    )
-    config = m.TransformerConfig(
-        src_vocab_size=VOCAB,
-        tgt_vocab_size=VOCAB,
-        d_model=args.d_model,
-        nhead=args.nhead,
-        num_encoder_layers=args.layers,
-        num_decoder_layers=args.layers,
-        dim_feedforward=args.dim_feedforward,
-        dropout=args.dropout,
-        max_len=args.max_len + 1,  # digits + eos (source), bos + digits (decoder input)
-        pad_id=PAD,
-        bos_id=BOS,
-        eos_id=EOS,
-        seed=args.seed,
-    )
-    model = m.Transformer(config, **common.model_options(args))
-    opt = m.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    schedule = m.CosineWarmupLR(args.lr, args.warmup, args.steps, min_lr=args.lr / 10)
+
+def validation_loss(model, strings: list[tuple], task: str) -> float:
+    """The teacher-forced loss on the validation strings, in eval mode (no dropout)."""
+    model.eval()
+    _, loss = model(*make_batch(strings, task))
+    model.train()
+    return float(loss)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, resume_from = parse_args(argv)
+    m = common.load_backend(args.backend, *NEEDS)
+    with common.user_errors():
+        config = m.TransformerConfig(
+            src_vocab_size=VOCAB,
+            tgt_vocab_size=VOCAB,
+            d_model=args.d_model,
+            nhead=args.nhead,
+            num_encoder_layers=args.layers,
+            num_decoder_layers=args.layers,
+            dim_feedforward=args.dim_feedforward,
+            dropout=args.dropout,
+            max_len=args.max_len + 1,  # digits + eos (source), bos + digits (decoder input)
+            pad_id=PAD,
+            bos_id=BOS,
+            eos_id=EOS,
+            seed=args.seed,
+        )
+        model = m.Transformer(config, **common.model_options(args))
+        opt = m.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+        warmup = min(args.warmup, args.steps - 1)  # the schedule needs warmup < steps
+        schedule = m.CosineWarmupLR(args.lr, warmup, args.steps, min_lr=args.lr / 10)
+    history = []  # (step, validation exact match, validation loss)
+    run = common.Run(
+        "train_seq2seq.py", args, FROZEN + KEPT, m, model, opt, resume_from,
+        state=lambda: {"history": history}, export=model.save_pretrained,
+    )  # fmt: skip
+    history[:] = [tuple(h) for h in run.saved.get("history", [])]
     valid = draw_strings(args.seed, VALID_STREAM, args.valid_size, args.min_len, args.max_len)
     test = draw_strings(args.seed, TEST_STREAM, args.test_size, args.min_len, args.max_len)
     held_out = set(valid) | set(test)
@@ -154,39 +203,53 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.max_len} digits, batch {args.batch_size}, AdamW lr {args.lr}",
         flush=True,
     )
+    run.resuming()
     mean_len = (args.min_len + args.max_len) / 2 + 1
-    progress = common.Progress(args.steps, int(2 * args.batch_size * mean_len))
-    t0 = time.perf_counter()
-    step, loss = 0, float("nan")
-    while step < args.steps:
-        opt.lr = schedule(step)
-        src, tgt, targets = make_batch(train_batch(args, step, held_out), args.task)
-        _, loss = model(src, tgt, targets)  # 1. the loss, teacher-forced
-        model.zero_grad()
-        model.backward()  # 2. backpropagate
-        m.clip_grad_norm(model.parameters(), 1.0)
-        opt.step()  # 3. update
-        step += 1
-        if step % 10 == 0 or step == 1:
-            progress.report(step, loss, f"lr {opt.lr:.2e}")
-        if step % args.eval_every == 0 or step == args.steps:
-            acc = exact_match(model, valid, args.task)
-            print(f"  step {step}: validation exact match {acc:.2%}", flush=True)
-            if args.out_dir:
-                model.save_pretrained(args.out_dir)
-            if args.stop_early and acc == 1.0:
+    progress = common.Progress(args.steps, int(2 * args.batch_size * mean_len), start=run.start)
+    done = run.start
+    with common.StopSignals() as stop:
+        if resume_from is None:
+            run.checkpoint(0)
+        for step in range(run.start + 1, args.steps + 1):
+            if stop.requested:
+                break
+            opt.lr = schedule(step - 1)
+            src, tgt, targets = make_batch(train_batch(args, step - 1, held_out), args.task)
+            _, loss = model(src, tgt, targets)  # 1. the loss, teacher-forced
+            done = step
+            if not math.isfinite(loss):
+                return run.diverged(loss, step)
+            norm = common.update(m, model, opt, args.grad_clip)  # 2. backpropagate, 3. update
+            logged = step % args.log_every == 0 or step == 1 or step == args.steps
+            evaluated = step % args.eval_every == 0 or step == args.steps
+            rate = progress.report(step, loss, f"lr {opt.lr:.2e}") if logged else None
+            acc = val_loss = None
+            if evaluated:
+                acc = exact_match(model, valid, args.task)
+                val_loss = validation_loss(model, valid, args.task)
+                history.append((step, acc, val_loss))
+                print(
+                    f"  step {step}: validation exact match {acc:.2%}, loss {val_loss:.4f}",
+                    flush=True,
+                )
+            if logged or evaluated:
+                run.log_step(step, loss, norm, rate, val_loss=val_loss, val_exact_match=acc)
+            if evaluated:
+                run.checkpoint(step)
+            if evaluated and args.stop_early and acc == 1.0:
                 print(f"  every validation string right: stopping at step {step}")
                 break
-    train_time = time.perf_counter() - t0
+        if stop.requested:
+            return run.stopped(done)
+    run.close()
     if args.out_dir:
-        model.save_pretrained(args.out_dir)
-        print(f"checkpoint: {args.out_dir}/config.json + model.safetensors")
+        print(f"model: {args.out_dir}/config.json + model.safetensors; metrics: {run.metrics.path}")
 
     t1 = time.perf_counter()
     acc = exact_match(model, test, args.task)
     print(
-        f"{step} steps ({step * args.batch_size:,} strings) in {train_time:.0f}s; last loss "
-        f"{loss:.4f}; held-out exact match (greedy) {acc:.2%} on {len(test)} strings "
+        f"{done} steps ({done * args.batch_size:,} strings) in {run.elapsed():.0f}s; held-out "
+        f"exact match (greedy) {acc:.2%} on {len(test)} strings "
         f"({time.perf_counter() - t1:.0f}s to decode)"
     )
     samples = test[:4]
@@ -201,4 +264,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(common.cli(main))

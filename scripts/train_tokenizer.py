@@ -11,13 +11,14 @@ a sample of English, code and Chinese is cut into tokens.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402  (puts the repository root on sys.path)
 
 import reference  # noqa: E402  (the corpus loader is shared by every backend)
 
@@ -40,11 +41,13 @@ def show_segmentation(tok, text: str) -> str:
     return "|" + "|".join(p.replace("\n", "\\n").replace("\t", "\\t") for p in pieces) + "|"
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = common.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--input", help="a UTF-8 text file (default: the stdlib's .py sources)")
-    parser.add_argument("--max-bytes", type=int, default=1_000_000, help="cut the corpus here")
-    parser.add_argument("--vocab-size", type=int, default=1000)
+    parser.add_argument(
+        "--max-bytes", type=common.positive_int, default=1_000_000, help="cut the corpus here"
+    )
+    parser.add_argument("--vocab-size", type=common.positive_int, default=1000)
     parser.add_argument(
         "--pattern", default="gpt2", choices=["gpt2", "cl100k", "cl100k_tiktoken", "none"]
     )
@@ -54,8 +57,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sample", default=SAMPLE, help="text whose segmentation is printed")
     parser.add_argument("--backend", default="reference", choices=["reference", "fast"])
     args = parser.parse_args(argv)
+    common.check_text_file(args.input, "--input")
+    if args.vocab_size < 256:
+        common.fail(f"--vocab-size must be >= 256 (the byte tokens), got {args.vocab_size}")
 
-    text = reference.load_text_corpus(max_bytes=args.max_bytes, path=args.input)
+    with common.user_errors("--input: " if args.input else ""):
+        text = reference.load_text_corpus(max_bytes=args.max_bytes, path=args.input)
     n_bytes = len(text.encode("utf-8"))
     source = args.input or "the standard library's .py sources"
     print(f"corpus: {n_bytes:,} bytes, {len(text):,} characters from {source}")
@@ -77,20 +84,24 @@ def main(argv: list[str] | None = None) -> None:
     if tok.decode(ids) != text:
         raise SystemExit("round trip failed: decode(encode(text)) != text")
 
-    tok.save(args.out)
+    with common.user_errors("--out: "):
+        tok.save(args.out)
     print(f"saved {args.out}")
     if args.tiktoken:
-        tok.save_tiktoken(args.tiktoken)
+        with common.user_errors("--tiktoken: "):
+            tok.save_tiktoken(args.tiktoken)
         print(f"saved {args.tiktoken} (tiktoken ranks)")
     if args.hf_dir:
-        tok.save_huggingface(args.hf_dir)
+        with common.user_errors("--hf-dir: "):
+            tok.save_huggingface(args.hf_dir)
         print(f"saved {args.hf_dir}/vocab.json and merges.txt")
 
     longest = sorted(tok.vocab.values(), key=len, reverse=True)[:8]
     print("longest tokens:", [t.decode("utf-8", errors="backslashreplace") for t in longest])
     print(f"sample: {args.sample}")
     print(f"tokens ({len(tok.encode(args.sample))}): {show_segmentation(tok, args.sample)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(common.cli(main))

@@ -4,16 +4,11 @@ bit-identical losses, and bad arguments or files get one `error:` line and statu
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPTS = os.path.join(ROOT, "scripts")
-sys.path.insert(0, SCRIPTS)
-
-import common  # noqa: E402
+from .helpers import ROOT, assert_one_error_line, check_sigterm_then_resume, command, common, run
 
 GPT_TINY = [
     "--backend", "fast", "--text-bytes", "20000", "--vocab-size", "256", "--block-size", "16",
@@ -21,44 +16,6 @@ GPT_TINY = [
     "--log-interval", "1", "--eval-interval", "100", "--eval-batches", "1", "--sample-tokens", "4",
 ]  # fmt: skip
 MLP_SGD = ["--backend", "fast", "--batch-size", "1", "--epochs", "2", "--log-interval", "1"]
-
-
-def command(script, *args):
-    return [sys.executable, os.path.join(SCRIPTS, script), *args]
-
-
-def run(script, *args, timeout=300):
-    return subprocess.run(
-        command(script, *args), cwd=ROOT, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def interrupt(script, args, when, sig=signal.SIGTERM, timeout=300):
-    """Start the script, send `sig` once a stdout line starts with `when`; (rc, stdout, stderr)."""
-    proc = subprocess.Popen(
-        command(script, *args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    lines, sent = [], False
-    for line in proc.stdout:
-        lines.append(line)
-        if not sent and line.startswith(when):
-            proc.send_signal(sig)
-            sent = True
-    rc = proc.wait(timeout=timeout)
-    assert sent, "".join(lines) + proc.stderr.read()
-    return rc, "".join(lines), proc.stderr.read()
-
-
-def losses(out_dir):
-    """{step: loss} and {step: val_loss} from a run's metrics.jsonl."""
-    records = common.read_metrics(out_dir)
-    steps = [r["step"] for r in records if "loss" in r]
-    assert len(steps) == len(set(steps)), "a step logged twice"
-    return (
-        {r["step"]: r["loss"] for r in records if "loss" in r},
-        {r["step"]: r["val_loss"] for r in records if "val_loss" in r},
-    )
 
 
 @pytest.mark.parametrize(
@@ -70,22 +27,7 @@ def losses(out_dir):
     ids=["gpt", "mlp"],
 )
 def test_sigterm_then_resume_gives_the_uninterrupted_losses(tmp_path, script, args, when, total):
-    whole, part = str(tmp_path / "whole"), str(tmp_path / "part")
-    r = run(script, *args, "--out-dir", whole)
-    assert r.returncode == 0, r.stderr
-    rc, out, err = interrupt(script, [*args, "--out-dir", part], when)
-    assert rc == 0, err
-    assert "SIGTERM: finishing this step" in err and "Traceback" not in err
-    assert f"resume with: python scripts/{script} --out-dir {part} --resume" in out
-    stopped = int(out.split("stopped at step ")[1].split(";")[0])
-    assert stopped < total, "the run ended before the signal arrived: nothing was resumed"
-    assert max(losses(part)[0]) <= stopped
-    r = run(script, "--out-dir", part, "--resume")
-    assert r.returncode == 0, r.stderr
-    assert f"resuming from {part}" in r.stdout
-    (a, va), (b, vb) = losses(whole), losses(part)
-    assert len(a) == total and a == b  # every step's loss, exactly
-    assert va == vb
+    check_sigterm_then_resume(tmp_path, script, args, when, total)
 
 
 def test_sigint_twice_quits_at_once(tmp_path):
@@ -172,8 +114,4 @@ def test_bad_arguments_and_files_get_one_error_line(tmp_path):
     cases = [("train_gpt.py", a, e) for a, e in gpt] + [("train_mlp.py", a, e) for a, e in mlp]
     cases += [("sample_gpt.py", a, e) for a, e in sample]
     for script, args, expected in cases:
-        r = run(script, *args)
-        lines = r.stderr.splitlines()
-        assert r.returncode == 2, (script, args, r.stderr)
-        assert len(lines) == 1 and lines[0].startswith("error: "), (script, args, r.stderr)
-        assert expected in lines[0], (script, args, lines[0])
+        assert_one_error_line(script, args, expected)
