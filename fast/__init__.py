@@ -15,12 +15,20 @@ Threads: Numba's OpenMP layer spin-waits between parallel regions by default; on
 backward 383 ms instead of 6 ms (measured side by side at load average 6). We default the
 OpenMP wait policy to passive (measured: within a few ms of one thread under the same load); set
 OMP_WAIT_POLICY yourself to override it.
+
+fork: Numba's GNU OpenMP layer (`omp`, its default on Linux without TBB) kills a child made by
+fork() (multiprocessing's default start method on Linux, as data loaders use) once the parent ran
+a parallel kernel. So `fast` asks Numba for its `forksafe` threading layer: TBB (the `tbb`
+package, a dependency; fork- and thread-safe) or, where TBB is missing, Numba's own `workqueue`
+(fork-safe, but calling kernels from several Python threads at once is not allowed). Speed
+(`scripts/bench_threads.py`, 2 cores, provisional): TBB matched OpenMP on a GPT step and the
+digit epoch; workqueue matched it on the GPT step but took about 30% longer per epoch. pip puts
+TBB's library in the environment's lib/ folder, where the loader does not look inside a virtual
+environment, so `fast` loads it from there first. A NUMBA_THREADING_LAYER you set yourself is
+respected (`omp` is then yours to choose).
 """
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # before Numba starts its thread pool
-
+from . import _threads  # noqa: F401  (first: the threading layer, before Numba loads)
 from .activations import (
     ACTIVATIONS,
     gelu,

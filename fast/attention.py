@@ -13,8 +13,9 @@ mask and dropout rules). Differences: arrays in (nested lists accepted), arrays 
 inputs' float dtype (float32 or float64); `split_heads` and `split_qkv` return views, not copies.
 The cache is (q, k, v, weights, dropped weights or None, scale, causal): backward needs only the
 weights w before dropout and wd = w * keep after it (see the backward kernel), not the keep mask.
-q, k and v are held as given (views, not copies), as the reference holds its lists: do not write
-into them between the forward and the backward.
+The cache holds q, k and v as the forward read them: a caller's arrays are copied first (see
+`fast/validate.py`), so writing into them before the backward changes nothing; a fast model's own
+activations are held as they are (views, not copies).
 
 Dimension legend: B batch, T time (Tq queries, Tk keys/values), C channels, H heads,
 hs head size = C / H.
@@ -55,18 +56,20 @@ def _gpu():
 
 
 def _float_array(x, name: str, dtype=None, like=None):
-    """x as a float array on the device of `like` (or of x); see `_float_arrays`."""
+    """x as a float array on the device of `like` (or of x), read now and not kept (so not
+    copied); see `_float_arrays`."""
     if is_device_array(x) or is_device_array(like):
         return _gpu().device_float(x, name, dtype)
-    return as_float_array(x, name, dtype)
+    return as_float_array(x, name, dtype, kept=False)
 
 
-def _float_arrays(named: dict) -> list[np.ndarray]:
+def _float_arrays(named: dict, kept: bool = False) -> list[np.ndarray]:
     """The arrays as one float dtype: float32 if all are float32, else float64. On the GPU when
-    any of them is a DeviceArray (then all must be: no silent copies)."""
+    any of them is a DeviceArray (then all must be: no silent copies). `kept`: the cache holds
+    them, so a caller's arrays are copied."""
     if any(is_device_array(x) for x in named.values()):
-        return _gpu().device_floats(named)
-    arrays = [as_float_array(x, name) for name, x in named.items()]
+        return _gpu().device_floats(named, kept)
+    arrays = [as_float_array(x, name, kept=kept) for name, x in named.items()]
     dtype = np.result_type(*arrays)
     return [a.astype(dtype, copy=False) for a in arrays]
 
@@ -271,7 +274,7 @@ def attention_forward(
     >>> out.tolist()
     [[[[2.0], [2.0]]]]
     """
-    q, k, v = _float_arrays({"q": q, "k": k, "v": v})
+    q, k, v = _float_arrays({"q": q, "k": k, "v": v}, kept=True)
     if q.ndim != 4:
         raise ValueError(f"q must have shape (B, H, Tq, hs), got {q.shape}")
     B, H, Tq, hs = q.shape
@@ -324,7 +327,7 @@ def multi_head_attention_forward(
     q (B, Tq, C), k and v (B, Tk, C) -> (B, Tq, C). The heads are strided views, never copied;
     cache = the `attention_forward` cache.
     """
-    q, k, v = _float_arrays({"q": q, "k": k, "v": v})
+    q, k, v = _float_arrays({"q": q, "k": k, "v": v}, kept=True)
     for name, t in (("q", q), ("k", k), ("v", v)):
         if t.ndim != 3:
             raise ValueError(f"{name} must have shape (B, T, C), got {t.shape}")

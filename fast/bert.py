@@ -61,7 +61,7 @@ from .layers import (
 from .losses import softmax_cross_entropy
 from .module import Module, ModuleList, Parameter
 from .rng import random_u32s
-from .validate import as_float_array
+from .validate import as_float_array, owns_inputs
 
 __all__ = [
     "BERTConfig", "BERT", "BERTForSequenceClassification", "mask_tokens", "check_bert_inputs",
@@ -75,12 +75,13 @@ _INT64_MAX = np.iinfo(np.int64).max
 # reference's checks (exact: a bool among ints is refused, as there); and whenever a vectorized
 # check fails, the reference's check runs to raise its error. One definition of every message.
 def _int_array(x: Any) -> np.ndarray | None:
-    """`x` as a (B, T) int64 array if it is a numpy int array with B, T >= 1, else None."""
+    """`x` as a new (B, T) int64 array (a copy: the caller may refill x after the forward) if
+    it is a numpy int array with B, T >= 1, else None."""
     if not isinstance(x, np.ndarray) or x.ndim != 2 or 0 in x.shape or x.dtype.kind not in "iu":
         return None
     if x.dtype.kind == "u" and x.max() > _INT64_MAX:
         return None
-    return np.ascontiguousarray(x, dtype=np.int64)
+    return np.array(x, dtype=np.int64, order="C", copy=True)
 
 
 def _in_range(a: np.ndarray, high: int) -> bool:
@@ -524,6 +525,7 @@ class BERT(_BertBase):
         self._shape: tuple = ()
         self.to(device)
 
+    @owns_inputs
     def forward(
         self,
         idx: Any,
@@ -550,6 +552,7 @@ class BERT(_BertBase):
             loss, self._loss_cache = cross_entropy_forward(logits, labels, IGNORE_INDEX)
         return logits, loss
 
+    @owns_inputs
     def backward(self, dlogits: Any = None) -> None:
         """Backpropagate dL/dlogits (B, T, V), or the loss's gradient when dlogits is None,
         through every layer, adding into each `p.grad`."""
@@ -593,6 +596,7 @@ class BERTForSequenceClassification(_BertBase):
         self._shape: tuple = ()
         self.to(device)
 
+    @owns_inputs
     def forward(
         self,
         idx: Any,
@@ -615,6 +619,7 @@ class BERTForSequenceClassification(_BertBase):
             loss, self._loss_cache = softmax_cross_entropy(logits, labels)
         return logits, loss
 
+    @owns_inputs
     def backward(self, dlogits: Any = None) -> None:
         """Backpropagate dL/dlogits (B, num_labels), or the loss's when dlogits is None."""
         d = self._check_backward(dlogits, self._shape)

@@ -51,7 +51,7 @@ from .layers import (
     set_dropout_rng,
 )
 from .module import Module, ModuleList
-from .validate import as_index_array, check_ids
+from .validate import as_index_array, check_ids, owns_inputs
 
 __all__ = ["GPTConfig", "GPT", "KVCache", "sample_next_token", "convert_hf_gpt2_state_dict"]
 
@@ -226,6 +226,7 @@ class GPT(Module):
             )
         return t
 
+    @owns_inputs
     def forward(self, idx, targets=None):
         """(logits (B, T, V), mean cross-entropy or None); see `reference.GPT.forward`."""
         idx = self._check_idx(idx, max_len=self.config.block_size)
@@ -244,6 +245,7 @@ class GPT(Module):
         self._cache = (x2, loss_cache, (B, T))
         return logits, loss
 
+    @owns_inputs
     def backward(self, dlogits=None) -> None:
         """Backpropagate into every `p.grad` (accumulating), from the loss or from `dlogits`."""
         if self._cache is None:
@@ -278,6 +280,7 @@ class GPT(Module):
         x = self.transformer(idx, kv_cache)  # (B, T, C)
         return x[:, -1, :] @ self.lm_head_weight.data.T  # (B, V)
 
+    @owns_inputs
     def generate(
         self,
         idx,

@@ -47,7 +47,7 @@ from .dtypes import resolve_dtype
 from .losses import softmax_cross_entropy
 from .module import Module, Parameter
 from .rng import uniforms
-from .validate import as_float_array, as_index_array
+from .validate import as_float_array, as_index_array, model_owned
 
 __all__ = [
     "normal_tensor", "embedding_forward", "embedding_backward", "position_ids",
@@ -105,8 +105,10 @@ def normal_tensor(shape, std: float, seed: int, stream: int, dtype="float64") ->
 def embedding_forward(weight, idx):
     """Rows of `weight` (num, C) for int ids `idx` -> idx.shape + (C,).
 
-    cache = (flat ids, idx shape, weight shape)."""
-    w = _floats(weight, "weight")
+    cache = (flat ids, idx shape, weight shape): the ids are a copy, so refilling `idx` before
+    the backward changes nothing."""
+    with model_owned():  # the table is read now, not kept: no copy of it
+        w = _floats(weight, "weight")
     if w.ndim != 2:
         raise ValueError(f"weight must have shape (num_embeddings, C), got {w.shape}")
     ids = as_index_array(idx, "idx")

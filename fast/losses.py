@@ -23,7 +23,7 @@ def _floats(x, name: str):
     checked as numpy input."""
     if is_device_array(x):
         return _gpu().device_input(x, name)
-    return as_float_array(x, name)
+    return as_float_array(x, name, kept=False)  # a loss keeps nothing of its inputs
 
 
 def _rows(x, name):

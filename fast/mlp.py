@@ -26,7 +26,7 @@ from .device import cuda_ops, is_device_array, resolve_device, to_device, to_hos
 from .dtypes import dtype_name, resolve_dtype
 from .losses import mse_loss, softmax, softmax_cross_entropy
 from .module import Module, ModuleList, Parameter
-from .validate import as_float_array, as_index_array, check_finite
+from .validate import as_float_array, as_index_array, check_finite, owns_inputs, private
 
 
 class Layer(Module):
@@ -113,8 +113,11 @@ class MLP(Module):
             )
         a = np.ascontiguousarray(a, dtype=self.dtype)
         check_finite(a, "x")
-        return to_device(a, self.device)
+        if self.device == "cuda":
+            return to_device(a, "cuda")  # a new GPU array
+        return private(a, x)  # the backward reads it: never the caller's buffer
 
+    @owns_inputs
     def forward(self, x, targets=None):
         """Forward pass on a batch x (B, sizes[0]): returns (outputs (B, sizes[-1]), loss)."""
         y = self._check_inputs(x)
@@ -167,6 +170,7 @@ class MLP(Module):
         activation_backward_kernel(kind, net.reshape(-1), dy.reshape(-1), out.reshape(-1))
         return out
 
+    @owns_inputs
     def backward(self, grad_output=None) -> np.ndarray:
         """Backpropagate and accumulate into every `grad`; return dE/dx (B, in)."""
         if not self.nets:

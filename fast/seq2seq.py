@@ -61,7 +61,7 @@ from .layers import (
 )
 from .module import Module, ModuleList, Parameter
 from .rng import uniforms
-from .validate import as_float_array
+from .validate import as_float_array, owns_inputs, private
 
 __all__ = ["TransformerConfig", "Transformer"]
 
@@ -91,12 +91,13 @@ class _ArrayInit(_Init):
 
 # -- input checks: vectorized for arrays; the reference's own checks otherwise -------------------
 def _int_array(x: Any) -> np.ndarray | None:
-    """`x` as a (B, T) int64 array if it is a numpy int array with B, T >= 1, else None."""
+    """`x` as a new (B, T) int64 array (a copy: the caller may refill x after the forward) if
+    it is a numpy int array with B, T >= 1, else None."""
     if not isinstance(x, np.ndarray) or x.ndim != 2 or 0 in x.shape or x.dtype.kind not in "iu":
         return None
     if x.dtype.kind == "u" and x.max() > _INT64_MAX:
         return None
-    return np.ascontiguousarray(x, dtype=np.int64)
+    return np.array(x, dtype=np.int64, order="C", copy=True)
 
 
 def _ids(name: str, ids: Any, vocab_size: int, vocab_name: str, max_len: int) -> np.ndarray:
@@ -379,25 +380,33 @@ class Transformer(Module):
     def _embed_backward(self, embedding: Embedding, dropout: Dropout, dx: np.ndarray) -> None:
         embedding.backward(dropout.backward(dx) * math.sqrt(self.config.d_model))
 
+    @owns_inputs
     def encode(self, src: Any) -> np.ndarray:
         """The encoder's output, the memory (B, Ts, C), for source ids src (B, Ts)."""
         src = self._check_src(src)
         x = self._embed(self.src_embed, self.src_dropout, src)  # (B, Ts, C)
         return self.transformer.encoder(x, self._padding_mask(src))  # (B, Ts, C)
 
+    @owns_inputs
     def decode(self, tgt: Any, memory: Any, src: Any) -> np.ndarray:
         """Logits (B, Tt, V) for decoder inputs tgt (B, Tt) given memory (B, Ts, C) = encode(src).
 
-        `src` supplies the memory's padding mask.
+        `src` supplies the memory's padding mask. The memory is copied (the backward reads it).
         """
         src = self._check_src(src)
         tgt = self._check_tgt(tgt, len(src))
         if not is_device_array(memory):
-            memory = as_float_array(memory, "memory", self.dtype)
+            memory = private(as_float_array(memory, "memory", self.dtype), memory)
         expected = (src.shape[0], src.shape[1], self.config.d_model)
         if memory.shape != expected:  # checked before any upload
             raise ValueError(f"memory must have shape {expected} = encode(src), got {memory.shape}")
-        memory = to_device(memory, self.device, self.dtype)
+        on_device = to_device(memory, self.device, self.dtype)
+        if on_device is memory and is_device_array(memory):
+            on_device = memory.copy()  # the caller's DeviceArray: copied like a host array
+        return self._decode(tgt, on_device, src)
+
+    def _decode(self, tgt: np.ndarray, memory, src: np.ndarray) -> np.ndarray:
+        """`decode` on checked ids and a memory of this model's own (not copied again)."""
         if not is_device_array(memory):
             memory = np.ascontiguousarray(memory)
         y = self._embed(self.tgt_embed, self.tgt_dropout, tgt)  # (B, Tt, C)
@@ -406,6 +415,7 @@ class Transformer(Module):
         )  # (B, Tt, C)
         return self.generator(h)  # (B, Tt, V)
 
+    @owns_inputs
     def forward(self, src: Any, tgt: Any, targets: Any = None):
         """(logits (B, Tt, V), mean cross-entropy over counted positions or None)."""
         src = self._check_src(src)
@@ -416,7 +426,7 @@ class Transformer(Module):
             set_dropout_rng(self, self.config.seed, self.dropout_step)
             self.dropout_step += 1
         memory = self.encode(src)  # (B, Ts, C)
-        logits = self.decode(tgt, memory, src)  # (B, Tt, V)
+        logits = self._decode(tgt, memory, src)  # (B, Tt, V)
         self._ran_forward = True
         self._shape = logits.shape
         if targets is None:
@@ -425,6 +435,7 @@ class Transformer(Module):
         loss, self._loss_cache = cross_entropy_forward(logits, targets, IGNORE_INDEX)
         return logits, loss
 
+    @owns_inputs
     def backward(self, dlogits: Any = None) -> None:
         """Backpropagate the last forward's loss (or `dlogits` (B, Tt, V)) and ACCUMULATE dL/dp
         into every parameter's grad."""
@@ -449,6 +460,7 @@ class Transformer(Module):
         self._embed_backward(self.src_embed, self.src_dropout, dx)
 
     # -- decoding --------------------------------------------------------------------------------
+    @owns_inputs
     def greedy_decode(self, src: Any, max_len: int | None = None) -> list[list[int]]:
         """Each source's output by picking the most likely next token until eos_id or `max_len`
         tokens; see `reference.Transformer.greedy_decode` (same tokens for the same weights).
@@ -463,7 +475,7 @@ class Transformer(Module):
             live = np.arange(len(src))  # rows that have not produced eos yet
             n = 0
             for n in range(1, max_len + 1):
-                logits = self.decode(out[live, :n], memory[live], src[live])  # (live, n, V)
+                logits = self._decode(out[live, :n], memory[live], src[live])  # (live, n, V)
                 last = to_host(logits[:, -1])  # (live, V) back to the host
                 out[live, n] = np.argmax(last, axis=1)  # first maximum: lowest id
                 live = live[out[live, n] != c.eos_id]

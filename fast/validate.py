@@ -1,15 +1,71 @@
 """Checks at the public boundary: kernels do no bounds checks, so nothing unchecked reaches them.
 
 Every error names the argument, what was expected and what was given.
+
+What a public function keeps for later (a backward reads its forward's cache) must not be memory
+the caller can still write: a data loader that refills its batch buffer between forward and
+backward would otherwise change the gradient, or, with ids, send the embedding's scatter-add out
+of bounds. So the checks below hand back an array the caller cannot reach: ids and labels are
+always copied (they are small); a float array is copied only when checking did not already make
+a new one. Inside a fast model's own forward and backward (`model_owned`), the arrays passing
+between layers are the model's activations, which nobody else holds: those are not copied.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
+import numbers
+
 import numpy as np
 
+_MODEL_OWNED = contextvars.ContextVar("fast_model_owned", default=False)
 
-def as_float_array(x, name: str, dtype=None) -> np.ndarray:
-    """`x` as a float array (of `dtype` when given), or a TypeError naming `name`."""
+
+@contextlib.contextmanager
+def model_owned():
+    """Within this block the floats reaching the checks are a fast model's own activations (its
+    boundary already copied what came from the caller), so `as_float_array` does not copy them."""
+    token = _MODEL_OWNED.set(True)
+    try:
+        yield
+    finally:
+        _MODEL_OWNED.reset(token)
+
+
+def owns_inputs(method):
+    """Run a model method under `model_owned`: for methods whose caller's arrays are all ids
+    (always copied) or copied explicitly with `private`."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with model_owned():
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
+def models_own_inputs() -> bool:
+    """True inside `model_owned` (fast/cuda's checks ask this too)."""
+    return _MODEL_OWNED.get()
+
+
+def private(a: np.ndarray, source) -> np.ndarray:
+    """`a`, an array made from the caller's `source`, in memory the caller cannot write: `a`
+    itself when making it already copied (a list, a dtype conversion, a contiguous copy), else a
+    copy (C-contiguous)."""
+    if isinstance(source, (list, tuple, numbers.Number)):
+        return a  # numpy built a new array from Python objects
+    if isinstance(source, np.ndarray) and not np.may_share_memory(a, source):
+        return a  # a conversion made a new array
+    return np.array(a, order="C", copy=True)
+
+
+def as_float_array(x, name: str, dtype=None, *, kept: bool = True) -> np.ndarray:
+    """`x` as a float array (of `dtype` when given), or a TypeError naming `name`. Never the
+    caller's memory (see the module docstring) unless inside `model_owned`, or `kept=False`:
+    the function reads `x` only while it runs."""
     try:
         a = np.asarray(x)
     except ValueError:
@@ -19,15 +75,15 @@ def as_float_array(x, name: str, dtype=None) -> np.ndarray:
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold numbers, got dtype {a.dtype}")
     if dtype is not None:
-        return a.astype(dtype, copy=False)
-    if a.dtype not in (np.float32, np.float64):
+        a = a.astype(dtype, copy=False)
+    elif a.dtype not in (np.float32, np.float64):
         a = a.astype(np.float64)
-    return a
+    return private(a, x) if kept and not _MODEL_OWNED.get() else a
 
 
 def as_index_array(x, name: str) -> np.ndarray:
-    """`x` as an int64 array of ids/labels, or a TypeError naming `name` (bools and floats are
-    not ids)."""
+    """`x` as a new C-contiguous int64 array of ids/labels (never the caller's memory), or a
+    TypeError naming `name` (bools and floats are not ids)."""
     try:
         a = np.asarray(x)
     except ValueError:
@@ -42,7 +98,7 @@ def as_index_array(x, name: str) -> np.ndarray:
         if a.size == 0:
             return a.astype(np.int64)
         raise TypeError(f"{name} must hold ints (ids or class labels), got dtype {a.dtype}")
-    return np.ascontiguousarray(a, dtype=np.int64)
+    return np.array(a, dtype=np.int64, order="C", copy=True)
 
 
 def check_finite(x: np.ndarray, name: str) -> None:

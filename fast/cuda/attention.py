@@ -45,6 +45,7 @@ import numpy as np
 from numba import cuda, float64, types
 
 from ..cpu.rng import MASK32, SHIFT, philox_word
+from ..validate import models_own_inputs
 from .array import DeviceArray, empty, to_device
 from .gemm import gemm
 from .launch import ROW_THREADS
@@ -176,11 +177,16 @@ def device_float(x, name: str, dtype=None) -> DeviceArray:
     return x if dtype is None or x.dtype == np.dtype(dtype) else x.astype(dtype)
 
 
-def device_floats(named: dict) -> list[DeviceArray]:
-    """The arrays as one float dtype: float32 if all are float32, else float64."""
+def device_floats(named: dict, kept: bool = False) -> list[DeviceArray]:
+    """The arrays as one float dtype: float32 if all are float32, else float64. `kept`: the
+    cache holds them, so a caller's arrays are copied (see `fast/validate.py`)."""
+    given = list(named.values())
     arrays = [device_float(x, name) for name, x in named.items()]
     dtype = np.result_type(*(a.dtype for a in arrays))
-    return [a if a.dtype == dtype else a.astype(dtype) for a in arrays]
+    arrays = [a if a.dtype == dtype else a.astype(dtype) for a in arrays]
+    if kept and not models_own_inputs():
+        arrays = [a.copy() if a is x else a for a, x in zip(arrays, given)]
+    return arrays
 
 
 def heads(x: DeviceArray, n_head: int) -> DeviceArray:

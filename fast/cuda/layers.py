@@ -30,6 +30,7 @@ from numba import cuda, float64, types
 
 from ..cpu.elementwise import _df, _f
 from ..cpu.rng import philox_word
+from ..validate import models_own_inputs
 from .array import (
     DeviceArray,
     ascontiguous,
@@ -190,7 +191,8 @@ PTX_KERNELS = _ptx_kernels()
 # -- checks ----------------------------------------------------------------------------------------
 def device_floats(x, name: str, dtype=None) -> DeviceArray:
     """x as a contiguous float DeviceArray, or a clear error. A numpy array beside DeviceArrays
-    is refused, not copied over silently (as in `attention.py`): copy it with `to_device`."""
+    is refused, not copied over silently (as in `attention.py`): copy it with `to_device`.
+    Never the caller's own array outside a model (as `as_float_array`: a cache may keep it)."""
     if not isinstance(x, DeviceArray):
         raise TypeError(
             f"{name} must be a DeviceArray like the other operands, got {type(x).__name__} "
@@ -198,9 +200,11 @@ def device_floats(x, name: str, dtype=None) -> DeviceArray:
         )
     if x.dtype not in (np.float32, np.float64):
         raise TypeError(f"{name} must hold float32 or float64, got {x.dtype}")
+    given = x
     if dtype is not None and x.dtype != dtype:
         x = x.astype(dtype)
-    return ascontiguous(x)
+    x = ascontiguous(x)
+    return x.copy() if x is given and not models_own_inputs() else x
 
 
 def _launch(kernel, n, *args):

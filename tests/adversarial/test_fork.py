@@ -1,0 +1,87 @@
+"""fast survives fork(): a data loader's worker processes run kernels after the parent did.
+
+Numba's GNU OpenMP layer kills such a child ("fork() called from a process already using GNU
+OpenMP"); `fast` picks a fork-safe layer (fast/_threads.py). Each case runs in a fresh
+interpreter (the layer is chosen once per process): the parent runs a GPT step, a child made by
+each multiprocessing start method runs one, then the parent runs another.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.adversarial.harness import ROOT
+
+SCRIPT = r"""
+import json, multiprocessing as mp, sys
+sys.path.insert(0, {root!r})
+{before}
+import numpy as np
+import fast
+
+def step(_=None):
+    g = fast.GPT(fast.GPTConfig(vocab_size=32, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    _, loss = g(np.array([[1, 2, 3, 4]] * 4), np.array([[2, 3, 4, 5]] * 4))
+    g.backward()
+    return float(loss), float(np.abs(g.lm_head_weight.grad).sum())
+
+if __name__ == "__main__":
+    import numba
+    first = step()
+    ctx = mp.get_context({method!r})
+    with ctx.Pool(2) as pool:
+        children = pool.map(step, range(2))
+    after = step()
+    print(json.dumps({{"layer": numba.threading_layer(), "first": first,
+                      "children": children, "after": after}}))
+"""
+
+
+def run(tmp_path, method: str, before: str = "") -> dict:
+    """The script as a file: spawn and forkserver children import `step` from it."""
+    script = tmp_path / "fork_case.py"
+    script.write_text(SCRIPT.format(root=ROOT, method=method, before=before))
+    child_env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=child_env,
+    )
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-1500:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_children_run_kernels_after_the_parent_did(tmp_path, method):
+    out = run(tmp_path, method)
+    assert out["layer"] != "omp"
+    for got in out["children"] + [out["after"]]:
+        assert got == pytest.approx(out["first"], rel=1e-6)
+
+
+def test_the_layer_is_chosen_even_when_numba_was_imported_first(tmp_path):
+    out = run(tmp_path, "fork", before="import numba")
+    assert out["layer"] != "omp"
+
+
+def test_a_users_threading_layer_is_respected():
+    code = (
+        f"import sys, os; sys.path.insert(0, {ROOT!r}); import fast; "
+        "print(os.environ['NUMBA_THREADING_LAYER'])"
+    )
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.stdout.strip() == "workqueue"
+    env.pop("NUMBA_THREADING_LAYER")
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.stdout.strip() == "forksafe"
