@@ -102,10 +102,11 @@ def masked_softmax_dropout_kernel(
         for j in range(t, lim, ROW_THREADS):
             att[base + j] = att[base + j] * inv
     # 4. dropout on the weights, keep decisions from the flat index (r, j) -> r*Tk + j
-    if threshold > 0:
+    if threshold > 0:  # a dropped weight is the weight times 0, as in the reference (NaN stays)
+        zero = keep_scale - keep_scale
         for j in range(t, lim, ROW_THREADS):
             word = philox_word(s_lo, s_hi, t_lo, t_hi, np.uint64(base + j))
-            dropped[base + j] = att[base + j] * keep_scale if word >= threshold else 0.0
+            dropped[base + j] = att[base + j] * (keep_scale if word >= threshold else zero)
         for j in range(lim + t, Tk, ROW_THREADS):
             dropped[base + j] = 0.0
 
