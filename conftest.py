@@ -7,7 +7,7 @@ for local runs: HYPOTHESIS_PROFILE=thorough python -m pytest
 
 import os
 
-# CUDA tests run everywhere (DESIGN.md section 5): on the GPU where there is one, otherwise in
+# CUDA tests run everywhere (docs/design.md, "Tests"): on the GPU where there is one, otherwise in
 # Numba's CUDA simulator, which must be chosen before numba is first imported.
 if "NUMBA_ENABLE_CUDASIM" not in os.environ and not os.path.exists("/dev/nvidia0"):
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"

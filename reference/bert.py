@@ -18,7 +18,7 @@ GELU is the exact erf form, layer norms use eps 1e-12, attention scores are scal
 Dimension legend: B batch, T time, C channels (n_embd), H heads, hs head size, V vocabulary,
 I intermediate size.
 
-Randomness that backends share (DESIGN section 4), from the Philox generator in `rng.py`:
+Randomness that backends share (docs/design.md, "Random numbers"), from Philox (`rng.py`):
 - dropout: each training-mode forward uses the model's counter `step` (then adds 1) and
   `set_dropout_rng(model, config.seed, step)`, so the k-th Dropout in `model.modules()` order draws
   from stream step * 2**16 + k. Sites: 1 = embeddings (after their LayerNorm); for layer i

@@ -17,7 +17,7 @@ are Hugging Face's (`transformer.h.0.attn.c_attn.weight` is (C, 3C), stored in x
 Dimension legend: B batch, T time, C channels (n_embd), H heads, hs head size = C / H,
 V vocabulary, L layers.
 
-Randomness shared with other backends (DESIGN section 4):
+Randomness shared with other backends (docs/design.md, "Random numbers"):
 - dropout: the n-th training-mode forward (n = `model.dropout_step`, counting from 0) calls
   `set_dropout_rng(model, model.dropout_seed, n)`, then increments the counter. `dropout_seed`
   starts as `config.seed` and may be set. Sites, in `model.modules()` order: 1 = the embedding

@@ -15,7 +15,7 @@ Dimension legend: B batch, T time, C channels (n_embd), H heads, V vocabulary, h
 Ops on rows (linear, layer norm) take any (..., C) tensor, in practice (B, T, C); elementwise ops
 take any shape.
 
-Randomness (DESIGN section 4) comes from the counter-based Philox generator in `rng.py`:
+Randomness (docs/design.md, "Random numbers") comes from the Philox generator in `rng.py`:
 - dropout: the element at row-major flat index i is kept iff `uniform(seed, stream, i) >= p`;
   a kept element is multiplied by scale = 1 / (1 - p) (computed once). A model forms
   `stream = dropout_stream(step, site)` = step * 2**16 + site: `step` is its training-step counter,

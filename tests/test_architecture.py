@@ -1,4 +1,4 @@
-"""DESIGN.md section 1, mechanically: who may import what."""
+"""docs/design.md, "Layers and import rules", mechanically: who may import what."""
 
 import ast
 import pathlib
