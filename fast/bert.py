@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from reference import bert as reference_bert
+from reference import checks as reference_checks
 from reference.bert import (
     MASK_ACTION_WORD,
     MASK_RANDOM_WORD,
@@ -129,7 +130,7 @@ def check_bert_inputs(
         padding = _padding_mask(attention_mask, (B, T))
         ok = padding is not None
     if not ok:  # lists, or a failed check: the reference's (it raises the error, if any)
-        rows, types, padding = reference_bert.check_bert_inputs(
+        rows, types, padding = reference_checks.check_bert_inputs(
             config, idx, token_type_ids, attention_mask
         )
         ids, types = np.asarray(rows, np.int64), np.asarray(types, np.int64)
