@@ -30,7 +30,7 @@ import numpy as np
 
 from reference.checks import check_flag
 from reference.layers import check_dropout_p
-from reference.rng import _check as _check_u64
+from reference.rng import check_u64 as _check_u64
 
 from .cpu import attention as kernels
 from .device import concatenate, cuda_ops, device_of, empty, is_device_array

@@ -12,8 +12,9 @@ made fast:
   that fails a check, go through the reference's own checks (one definition of every error);
 - `mask_tokens` draws all 3 * B * T Philox words in one Numba call and decides with array masks.
 What is not hot is the reference's own code: `BERTConfig` and its Hugging Face mapping, the
-initialisation streams (`_Init`), the dropout step (`_next_dropout_step`), the Hugging Face
-checkpoint-name mapping and the classifier's partial loading.
+initialisation streams (`InitStreams`), the dropout step (the `BertDropoutSteps` mixin), the
+input checks' error messages (`reference.checks`), the Hugging Face checkpoint-name mapping and
+the classifier's partial loading (`reference.hf`).
 
 Dimension legend: B batch, T time, C channels (n_embd), H heads, V vocabulary, I intermediate size.
 """
@@ -26,17 +27,29 @@ from typing import Any
 
 import numpy as np
 
-from reference import bert as _reference
+from reference import bert as reference_bert
+from reference import checks as reference_checks
 from reference.bert import (
-    IGNORE_INDEX,
     MASK_ACTION_WORD,
     MASK_RANDOM_WORD,
     MASK_SELECT_WORD,
     BERTConfig,
-    _check_range,
-    _Init,
-    _int_grid,
-    _is_int,
+    BertDropoutSteps,
+    InitStreams,
+)
+from reference.checks import (
+    IGNORE_INDEX,
+    check_class_labels,
+    check_mlm_labels,
+    check_num_labels,
+    int_grid,
+)
+from reference.hf import (
+    BERT_CLASSIFIER_UNUSED,
+    BERT_MLM_UNUSED,
+    bert_classifier_config,
+    convert_hf_bert_state_dict,
+    load_bert_classifier_state,
 )
 
 from .attention import (
@@ -117,7 +130,7 @@ def check_bert_inputs(
         padding = _padding_mask(attention_mask, (B, T))
         ok = padding is not None
     if not ok:  # lists, or a failed check: the reference's (it raises the error, if any)
-        rows, types, padding = _reference.check_bert_inputs(
+        rows, types, padding = reference_checks.check_bert_inputs(
             config, idx, token_type_ids, attention_mask
         )
         ids, types = np.asarray(rows, np.int64), np.asarray(types, np.int64)
@@ -129,29 +142,18 @@ def _check_mlm_labels(labels: Any, B: int, T: int, V: int) -> np.ndarray:
     """(B, T) ids in [0, V) or -100, as the reference's BERT.forward checks them."""
     a = _int_array(labels)
     if a is None or a.shape != (B, T) or not ((a == IGNORE_INDEX) | ((a >= 0) & (a < V))).all():
-        rows = _int_grid("labels", labels, (B, T))  # the reference's checks (they raise)
-        _check_range("labels", rows, V, "vocab_size (or -100)", ok=(IGNORE_INDEX,))
-        a = np.asarray(rows, np.int64)
+        a = np.asarray(check_mlm_labels(labels, B, T, V), np.int64)  # the reference's checks
     return a
 
 
 def _check_class_labels(labels: Any, B: int, num_labels: int) -> np.ndarray:
-    """(B,) class ids in [0, num_labels), with the reference's errors: its BERTForSequence-
-    Classification.forward checks them inline, so those few lines are repeated here."""
+    """(B,) class ids in [0, num_labels), as the reference's BERTForSequenceClassification.forward
+    checks them."""
     a = labels
     if isinstance(a, np.ndarray) and a.shape == (B,) and a.dtype.kind in "iu":
         if _in_range(a, num_labels):
             return a.astype(np.int64)
-    if hasattr(labels, "tolist"):
-        labels = labels.tolist()
-    if not isinstance(labels, (list, tuple)) or len(labels) != B:
-        raise ValueError(f"labels must be a list of {B} class ids, got {labels!r:.80}")
-    for b, y in enumerate(labels):
-        if not _is_int(y):
-            raise TypeError(f"labels must hold ints, got {type(y).__name__} at [{b}]")
-        if not 0 <= y < num_labels:
-            raise ValueError(f"labels value {y} out of range for num_labels {num_labels} at [{b}]")
-    return np.asarray(labels, np.int64)
+    return np.asarray(check_class_labels(labels, B, num_labels), np.int64)
 
 
 # -- the masked-LM recipe --------------------------------------------------------------------------
@@ -169,9 +171,9 @@ def mask_tokens(
     one Numba call and every decision made with array masks."""
     rows = _int_array(idx)
     if rows is None:  # lists, or not ints: the reference's checks (they raise the error, if any)
-        rows = np.asarray(_int_grid("idx", idx), np.int64)
+        rows = np.asarray(int_grid("idx", idx), np.int64)
     # the scalar arguments: the reference's checks and messages, run on a 1 x 1 batch
-    _reference.mask_tokens([[0]], vocab_size, mask_token_id, (), seed, stream, mask_prob)
+    reference_bert.mask_tokens([[0]], vocab_size, mask_token_id, (), seed, stream, mask_prob)
     B, T = rows.shape
     special = np.isin(rows, list(set(special_token_ids)))  # (B, T)
     threshold = math.ceil(float(mask_prob) * 4294967296.0)  # u < p <=> word < threshold
@@ -194,7 +196,7 @@ def mask_tokens(
 class BertEmbeddings(Module):
     """word + token type + position embeddings, then LayerNorm and dropout: (B, T) -> (B, T, C)."""
 
-    def __init__(self, config: BERTConfig, init: _Init, dtype):
+    def __init__(self, config: BERTConfig, init: InitStreams, dtype):
         super().__init__()
         C = config.n_embd
         self.word_embeddings = Embedding(config.vocab_size, C, **init(), dtype=dtype)
@@ -219,7 +221,7 @@ class BertSelfAttention(Module):
     """Bidirectional multi-head self-attention. `query`, `key` and `value` hold the parameters
     (HF's names); forward multiplies by all three at once, (B*T, C) x (C, 3C)."""
 
-    def __init__(self, config: BERTConfig, init: _Init, dtype):
+    def __init__(self, config: BERTConfig, init: InitStreams, dtype):
         super().__init__()
         C = config.n_embd
         self.n_head = config.n_head
@@ -264,7 +266,7 @@ class BertSelfAttention(Module):
 class BertResidualOutput(Module):
     """dense, dropout, LayerNorm(branch + residual): the post-LN sublayer end (HF BertOutput)."""
 
-    def __init__(self, c_in: int, config: BERTConfig, init: _Init, dtype):
+    def __init__(self, c_in: int, config: BERTConfig, init: InitStreams, dtype):
         super().__init__()
         self.dense = Linear(c_in, config.n_embd, **init(), dtype=dtype)
         self.LayerNorm = LayerNorm(config.n_embd, config.layer_norm_eps, dtype=dtype)
@@ -284,7 +286,7 @@ class BertResidualOutput(Module):
 class BertAttention(Module):
     """Self-attention and its residual output: HF's `attention.self` and `attention.output`."""
 
-    def __init__(self, config: BERTConfig, init: _Init, dtype):
+    def __init__(self, config: BERTConfig, init: InitStreams, dtype):
         super().__init__()
         self.self = BertSelfAttention(config, init, dtype)
         self.output = BertResidualOutput(config.n_embd, config, init, dtype)
@@ -300,7 +302,7 @@ class BertAttention(Module):
 class BertIntermediate(Module):
     """The feed-forward network's expansion: gelu_erf(dense(x)), (B, T, C) -> (B, T, I)."""
 
-    def __init__(self, config: BERTConfig, init: _Init, dtype):
+    def __init__(self, config: BERTConfig, init: InitStreams, dtype):
         super().__init__()
         self.dense = Linear(config.n_embd, config.intermediate_size, **init(), dtype=dtype)
         self.activation = Activation("gelu_erf")
@@ -315,7 +317,7 @@ class BertIntermediate(Module):
 class BertLayer(Module):
     """One encoder block: attention, then the feed-forward network, each with a post-LN residual."""
 
-    def __init__(self, config: BERTConfig, init: _Init, dtype):
+    def __init__(self, config: BERTConfig, init: InitStreams, dtype):
         super().__init__()
         self.attention = BertAttention(config, init, dtype)
         self.intermediate = BertIntermediate(config, init, dtype)
@@ -333,7 +335,7 @@ class BertLayer(Module):
 class BertEncoder(Module):
     """n_layer BertLayers in a row (`encoder.layer.{i}`)."""
 
-    def __init__(self, config: BERTConfig, init: _Init, dtype):
+    def __init__(self, config: BERTConfig, init: InitStreams, dtype):
         super().__init__()
         self.layer = ModuleList([BertLayer(config, init, dtype) for _ in range(config.n_layer)])
 
@@ -351,7 +353,7 @@ class BertEncoder(Module):
 class BertPooler(Module):
     """tanh(dense(x[:, 0])): the [CLS] position's vector, (B, T, C) -> (B, C)."""
 
-    def __init__(self, config: BERTConfig, init: _Init, dtype):
+    def __init__(self, config: BERTConfig, init: InitStreams, dtype):
         super().__init__()
         self.dense = Linear(config.n_embd, config.n_embd, **init(), dtype=dtype)
         self.activation = Activation("tanh")
@@ -371,7 +373,9 @@ class BertPooler(Module):
 class BertModel(Module):
     """Embeddings and encoder (and the pooler when asked): HF's `bert.` prefix."""
 
-    def __init__(self, config: BERTConfig, init: _Init, dtype, add_pooling_layer: bool = False):
+    def __init__(
+        self, config: BERTConfig, init: InitStreams, dtype, add_pooling_layer: bool = False
+    ):
         super().__init__()
         self.embeddings = BertEmbeddings(config, init, dtype)
         self.encoder = BertEncoder(config, init, dtype)
@@ -397,7 +401,7 @@ class TiedLinear(Linear):
 class BertPredictionHeadTransform(Module):
     """LayerNorm(gelu_erf(dense(x))): (B, T, C) -> (B, T, C)."""
 
-    def __init__(self, config: BERTConfig, init: _Init, dtype):
+    def __init__(self, config: BERTConfig, init: InitStreams, dtype):
         super().__init__()
         self.dense = Linear(config.n_embd, config.n_embd, **init(), dtype=dtype)
         self.activation = Activation("gelu_erf")
@@ -413,7 +417,7 @@ class BertPredictionHeadTransform(Module):
 class BertLMPredictionHead(Module):
     """transform, then logits = h word_embeddings^T + bias (BLAS): (B, T, C) -> (B, T, V)."""
 
-    def __init__(self, config: BERTConfig, init: _Init, word_embeddings: Parameter, dtype):
+    def __init__(self, config: BERTConfig, init: InitStreams, word_embeddings: Parameter, dtype):
         super().__init__()
         self.bias = Parameter(np.zeros(config.vocab_size), dtype)  # `cls.predictions.bias`
         self.transform = BertPredictionHeadTransform(config, init, dtype)
@@ -429,7 +433,7 @@ class BertLMPredictionHead(Module):
 class BertOnlyMLMHead(Module):
     """HF's `cls`: holds `predictions`."""
 
-    def __init__(self, config: BERTConfig, init: _Init, word_embeddings: Parameter, dtype):
+    def __init__(self, config: BERTConfig, init: InitStreams, word_embeddings: Parameter, dtype):
         super().__init__()
         self.predictions = BertLMPredictionHead(config, init, word_embeddings, dtype)
 
@@ -441,15 +445,11 @@ class BertOnlyMLMHead(Module):
 
 
 # -- the models ------------------------------------------------------------------------------------
-_DECODER, _WORD = "cls.predictions.decoder.weight", "bert.embeddings.word_embeddings.weight"
-
-
-class _BertBase(Module):
+class _BertBase(BertDropoutSteps, Module):
     """What both heads share: the dropout step counter, checkpoints in Hugging Face's layout."""
 
     config: BERTConfig
-    _reference_model: type  # the reference twin, whose checkpoint rules this model follows
-    _next_dropout_step = _reference._BertBase._next_dropout_step  # one definition
+    _hf_unused: tuple[str, ...] = ()  # checkpoint keys this model does not use
 
     def _check_backward(self, dlogits: Any, shape: tuple) -> np.ndarray | None:
         if self._loss_cache is None and dlogits is None:
@@ -466,21 +466,6 @@ class _BertBase(Module):
             )
         d = to_device(dlogits, self.device, self.dtype)
         return d if is_device_array(d) else np.ascontiguousarray(d)
-
-    @classmethod
-    def _adapt_hf_state(cls, state: dict[str, Any]) -> dict[str, Any]:
-        """The reference's mapping of a Hugging Face state dict to our names (see there). Its
-        check that a stored decoder copy equals the embedding compares nested lists, so that one
-        runs here on the arrays: an equal copy is dropped, a differing one goes to the
-        reference's check as lists, which raises its error."""
-        state = dict(state)
-        decoder, word = state.get(_DECODER), state.get(_WORD)
-        if decoder is not None and word is not None:
-            if np.array_equal(decoder, word):
-                del state[_DECODER]
-            else:
-                state[_DECODER], state[_WORD] = np.asarray(decoder).tolist(), word.tolist()
-        return cls._reference_model._adapt_hf_state(state)
 
     def _load_hf_state(self, state: dict[str, Any]) -> None:
         self.load_state_dict(state)
@@ -499,7 +484,7 @@ class _BertBase(Module):
         config_path = os.path.join(directory, "config.json")
         model = cls._from_config_file(config_path, dtype=dtype, device=device, **kwargs)
         state = load_safetensors(os.path.join(directory, "model.safetensors"))
-        model._load_hf_state(cls._adapt_hf_state(state))
+        model._load_hf_state(convert_hf_bert_state_dict(state, cls._hf_unused))
         return model.eval()
 
 
@@ -507,7 +492,7 @@ class BERT(_BertBase):
     """BERT with its masked-language-model head, Hugging Face's `BertForMaskedLM`; see
     `reference.BERT`. `dtype` is "float32" (default) or "float64"; `device` "cpu" or "cuda"."""
 
-    _reference_model = _reference.BERT
+    _hf_unused = BERT_MLM_UNUSED  # BertForPreTraining's extras
 
     def __init__(self, config: BERTConfig, dtype="float32", device="cpu"):
         super().__init__()
@@ -516,7 +501,7 @@ class BERT(_BertBase):
         device = resolve_device(device)
         self.config = config
         self.dtype = resolve_dtype(dtype)
-        init = _Init(config)
+        init = InitStreams(config)
         self.bert = BertModel(config, init, self.dtype, add_pooling_layer=False)
         word = self.bert.embeddings.word_embeddings.weight
         self.cls = BertOnlyMLMHead(config, init, word, self.dtype)
@@ -544,7 +529,7 @@ class BERT(_BertBase):
         V = self.config.vocab_size
         if labels is not None:
             labels = _check_mlm_labels(labels, B, T, V)
-        self._next_dropout_step()
+        self.next_dropout_step()
         x = self.bert(idx, token_type_ids, key_padding_mask)  # (B, T, C)
         logits = self.cls(x)  # (B, T, V)
         self._shape, self._loss_cache, loss = (B, T, V), None, None
@@ -574,20 +559,16 @@ class BERTForSequenceClassification(_BertBase):
     `BertForSequenceClassification`; see `reference.BERTForSequenceClassification` (which also
     says how a BertForMaskedLM directory starts one). `dtype` as for `BERT`."""
 
-    _reference_model = _reference.BERTForSequenceClassification
-    _load_hf_state = _reference.BERTForSequenceClassification._load_hf_state  # one definition
-    config_dict = _reference.BERTForSequenceClassification.config_dict
+    _hf_unused = BERT_CLASSIFIER_UNUSED  # an MLM head in the checkpoint is not used here
 
     def __init__(self, config: BERTConfig, num_labels: int = 2, dtype="float32", device="cpu"):
         super().__init__()
         if not isinstance(config, BERTConfig):
             raise TypeError(f"config must be a BERTConfig, got {type(config).__name__}")
         device = resolve_device(device)
-        if not _is_int(num_labels) or num_labels < 2:
-            raise ValueError(f"num_labels must be an int >= 2 (classification), got {num_labels!r}")
-        self.config, self.num_labels = config, num_labels
+        self.config, self.num_labels = config, check_num_labels(num_labels)
         self.dtype = resolve_dtype(dtype)
-        init = _Init(config)
+        init = InitStreams(config)
         self.bert = BertModel(config, init, self.dtype, add_pooling_layer=True)
         self.dropout = Dropout(config.dropout)
         self.classifier = Linear(config.n_embd, num_labels, **init(), dtype=self.dtype)
@@ -611,7 +592,7 @@ class BERTForSequenceClassification(_BertBase):
         B = idx.shape[0]
         if labels is not None:
             labels = _check_class_labels(labels, B, self.num_labels)
-        self._next_dropout_step()
+        self.next_dropout_step()
         x = self.bert(idx, token_type_ids, key_padding_mask)  # (B, T, C)
         logits = self.classifier(self.dropout(self.bert.pooler(x)))  # (B, num_labels)
         self._shape, self._loss_cache, loss = (B, self.num_labels), None, None
@@ -627,6 +608,12 @@ class BERTForSequenceClassification(_BertBase):
             d = self._loss_cache  # softmax_cross_entropy's gradient for dloss = 1
         dpooled = self.dropout.backward(self.classifier.backward(d))  # (B, C)
         self.bert.backward(self.bert.pooler.backward(dpooled))
+
+    def config_dict(self) -> dict[str, Any]:
+        return bert_classifier_config(self.config, self.num_labels)
+
+    def _load_hf_state(self, state: dict[str, Any]) -> None:
+        load_bert_classifier_state(self, state, stacklevel=3)  # warns at from_pretrained's caller
 
     @classmethod
     def from_config_dict(

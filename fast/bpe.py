@@ -24,7 +24,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from reference import bpe as _ref
-from reference.bpe import TokenizerFileError, _clean_text
+from reference.bpe import TokenizerFileError, clean_text
 
 from .cpu import bpe as _k
 from .pretokenize import split_batch, split_mode
@@ -108,7 +108,7 @@ class BPETokenizer(_ref.BPETokenizer):
             # (through _train_merges).
             super().train(text, vocab_size)
             return
-        text = _clean_text(text)
+        text = clean_text(text)
         # The reference's argument checks, word for word (the conformance suite compares them).
         if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
             raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
@@ -183,7 +183,7 @@ class BPETokenizer(_ref.BPETokenizer):
         >>> BPETokenizer().encode_ordinary("hi")  # untrained: one id per byte
         [104, 105]
         """
-        return self._encode_texts([_clean_text(text)])[0]
+        return self._encode_texts([clean_text(text)])[0]
 
     def encode_ordinary_batch(self, texts: Iterable[str]) -> list[list[int]]:
         """`[encode_ordinary(t) for t in texts]` in one kernel call (chunks cached across texts).
@@ -220,7 +220,7 @@ class BPETokenizer(_ref.BPETokenizer):
     def _clean_texts(texts: Iterable[str]) -> list[str]:
         if isinstance(texts, (str, bytes)):
             raise TypeError(f"texts must be a collection of str, got {type(texts).__name__}")
-        return [_clean_text(text) for text in texts]
+        return [clean_text(text) for text in texts]
 
     # -- decoding -----------------------------------------------------------------------------
 

@@ -20,16 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from reference.gpt import (
-    IGNORE_INDEX,
-    INIT_STD,
-    GPTConfig,
-    _check_int,
-    _check_sampling,
-    convert_hf_gpt2_state_dict,
-    sample_next_token,
-)
-from reference.rng import MASK64, uniform
+from reference.checks import IGNORE_INDEX
+from reference.decoding import check_generate_args, sample_next_token
+from reference.gpt import INIT_STD, GPTConfig
+from reference.hf import convert_hf_gpt2_state_dict
+from reference.rng import uniform
 
 from .attention import (
     concat_qkv,
@@ -294,10 +289,7 @@ class GPT(Module):
         """Continue each row of idx by max_new_tokens tokens; see `reference.GPT.generate`
         (same sampling rule and Philox draws, so the same tokens for the same weights)."""
         idx = self._check_idx(idx)
-        _check_int("max_new_tokens", max_new_tokens, low=0)
-        _check_sampling(temperature, top_k, top_p)
-        if _check_int("seed", seed, low=0) > MASK64:
-            raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+        check_generate_args(max_new_tokens, temperature, top_k, top_p, seed)
         bs, B = self.config.block_size, idx.shape[0]
         out = np.empty((B, idx.shape[1] + max_new_tokens), dtype=np.int64)
         out[:, : idx.shape[1]] = idx

@@ -25,8 +25,8 @@ from reference.optim import (
     ConstantLR,
     CosineWarmupLR,
     StepDecayLR,
-    _check_nonneg,
-    _check_tensor,
+    check_nonneg,
+    check_state_tensor,
 )
 
 from .cpu import optim as cpu_kernels
@@ -151,7 +151,7 @@ class Optimizer(_ref.Optimizer):
             except Exception:  # noqa: BLE001 - e.g. a GPU torch tensor: read it via tolist()
                 pass
         if not isinstance(value, np.ndarray) or value.dtype.kind == "O":
-            value = np.array(_check_tensor(value, where, p.shape, nonneg)).reshape(p.shape)
+            value = np.array(check_state_tensor(value, where, p.shape, nonneg)).reshape(p.shape)
         if value.dtype.kind not in "iuf":
             raise TypeError(f"{where} must hold numbers, found dtype {value.dtype}")
         if value.shape != tuple(p.shape):
@@ -187,7 +187,7 @@ class Optimizer(_ref.Optimizer):
             for b, (w, _, _) in enumerate(packed.buffers):
                 states.append(self._stitch(w, members.get(b, []), state))
             new_states.append(states)
-        _ref.Optimizer._restore(self, hyper, {})
+        super()._restore(hyper, {})  # the reference Optimizer's: install the hyperparameters
         for group, states in zip(self.param_groups, new_states):
             for (_, _, old), new in zip(group["_packed"].buffers, states):
                 old.clear()
@@ -283,7 +283,7 @@ class AdamW(_ref.AdamW, Adam):
 
 def clip_grad_norm(parameters, max_norm: float) -> float:
     """Scale gradients in place so their joint L2 norm is at most `max_norm`; return the norm."""
-    max_norm = _check_nonneg("max_norm", max_norm)
+    max_norm = check_nonneg("max_norm", max_norm)
     params = list(parameters)
     on_gpu = [p.grad.reshape(-1) for p in params if is_device_array(p.grad)]
     total = math.sqrt(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from reference.checks import MAX_NUMEL, check_count
-from reference.rng import _check, below, check_draws, philox4x32
+from reference.rng import below, check_draws, check_u64, philox4x32
 
 from .cpu.rng import permutation_kernel, random_u32s_kernel
 
@@ -27,7 +27,7 @@ def random_u32s(seed: int, stream: int, n: int, start: int = 0) -> np.ndarray:
 
 def random_u32(seed: int, stream: int, index: int) -> int:
     """The `index`-th random 32-bit word of (seed, stream)."""
-    _check("seed", seed), _check("stream", stream), _check("index", index)
+    check_u64("seed", seed), check_u64("stream", stream), check_u64("index", index)
     return int(random_u32s(seed, stream, 1, index)[0])
 
 

@@ -12,12 +12,13 @@ file for the model itself. How this one is made fast:
 - ids given as numpy int arrays are validated by a few array reductions; nested lists, and any
   input that fails a check, go through the reference's own checks (one definition of every error);
 - `greedy_decode` steps every live row at once on arrays (argmax: the first maximum, i.e. the
-  lowest token id, as the reference's `_argmax`).
-What is not hot is the reference's own code: `TransformerConfig` and its checks, the init stream
-bookkeeping (`_Init`; only the Xavier draw is vectorised, same formula), the feed-forward block
-(`FeedForward`), the encoder stack's composition, `config_dict` / `from_config_dict`'s parsing,
-and all of beam search (`beam_search`, `_beam_search_one`: ranking and bookkeeping on the rows
-of the logits this model computes).
+  lowest token id, as in `reference.decoding`).
+What is not hot is the reference's own code: `TransformerConfig` and its checks and parsing, the
+init stream bookkeeping (`XavierInit`; only the Xavier draw is vectorised, same formula), the
+feed-forward block (the `FeedForward` mixin), the input checks' error messages
+(`reference.checks`), the decoding argument checks and all of beam search
+(`reference.decoding.beam_search`: ranking and bookkeeping on the rows of the logits this model
+computes).
 
 Dimension legend: B batch, Ts source time, Tt target time, C channels (d_model), H heads,
 F feed-forward width (dim_feedforward), V vocabulary.
@@ -30,15 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from reference import seq2seq as _reference
-from reference.seq2seq import (
-    IGNORE_INDEX,
-    FeedForward,
-    TransformerConfig,
-    _check_ids,
-    _Init,
-    _strip,
-)
+from reference.checks import IGNORE_INDEX, check_seq2seq_ids, check_seq2seq_targets
+from reference.decoding import beam_search, check_max_len, strip_eos
+from reference.seq2seq import FeedForward, TransformerConfig, XavierInit
 
 from .attention import (
     concat_qkv,
@@ -69,8 +64,8 @@ _INT64_MAX = np.iinfo(np.int64).max
 
 
 # -- initialisation: the reference's streams, the Xavier draw vectorised -------------------------
-class _ArrayInit(_Init):
-    """The reference's `_Init` (the same stream per tensor, in the same order), drawing each
+class _ArrayInit(XavierInit):
+    """The reference's `XavierInit` (the same stream per tensor, in the same order), drawing each
     Xavier-uniform matrix as one array: (2u - 1) * sqrt(6 / (fan_in + fan_out))."""
 
     def __init__(self, seed: int, dtype: np.dtype):
@@ -101,10 +96,10 @@ def _int_array(x: Any) -> np.ndarray | None:
 
 
 def _ids(name: str, ids: Any, vocab_size: int, vocab_name: str, max_len: int) -> np.ndarray:
-    """The reference's `_check_ids` as array reductions when `ids` is a numpy int array."""
+    """The reference's `check_seq2seq_ids` as array reductions when `ids` is a numpy int array."""
     a = _int_array(ids)
     if a is None or a.shape[1] > max_len or a.min() < 0 or a.max() >= vocab_size:
-        rows = _check_ids(name, ids, vocab_size, vocab_name, max_len)  # raises the error, if any
+        rows = check_seq2seq_ids(name, ids, vocab_size, vocab_name, max_len)  # raises, if any
         a = np.asarray(rows, dtype=np.int64)
     return a
 
@@ -249,24 +244,35 @@ class TransformerDecoderLayer(Module, FeedForward):
 class TransformerEncoder(Module):
     """A stack of encoder layers and a final layer norm (torch's `encoder.norm`)."""
 
-    forward = _reference.TransformerEncoder.forward  # pure composition: one definition
-    backward = _reference.TransformerEncoder.backward
-
     def __init__(self, layers: list[TransformerEncoderLayer], norm: LayerNorm):
         super().__init__()
         self.layers = ModuleList(layers)
         self.norm = norm
 
+    def forward(self, x: np.ndarray, key_padding_mask=None) -> np.ndarray:
+        for layer in self.layers:
+            x = layer(x, key_padding_mask)
+        return self.norm(x)  # (B, Ts, C): the memory
+
+    def backward(self, dmemory: np.ndarray) -> np.ndarray:
+        dx = self.norm.backward(dmemory)
+        for layer in reversed(list(self.layers)):
+            dx = layer.backward(dx)
+        return dx
+
 
 class TransformerDecoder(Module):
     """A stack of decoder layers and a final layer norm (torch's `decoder.norm`)."""
-
-    forward = _reference.TransformerDecoder.forward
 
     def __init__(self, layers: list[TransformerDecoderLayer], norm: LayerNorm):
         super().__init__()
         self.layers = ModuleList(layers)
         self.norm = norm
+
+    def forward(self, y, memory, tgt_key_padding_mask=None, memory_key_padding_mask=None):
+        for layer in self.layers:
+            y = layer(y, memory, tgt_key_padding_mask, memory_key_padding_mask)
+        return self.norm(y)  # (B, Tt, C)
 
     def backward(self, dout: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(dy, dmemory): every layer read the memory, so its gradient sums over layers."""
@@ -304,11 +310,6 @@ class Transformer(Module):
     with pad_id; logits come back as a (B, Tt, V) array of the model's dtype.
     """
 
-    # the reference's own: checkpoint config, decoding argument checks, all of beam search
-    config_dict = _reference.Transformer.config_dict
-    _decoding = _reference.Transformer._decoding
-    beam_search = _reference.Transformer.beam_search
-
     def __init__(self, config: TransformerConfig, dtype="float32", device="cpu"):
         super().__init__()
         if not isinstance(config, TransformerConfig):
@@ -339,9 +340,10 @@ class Transformer(Module):
 
     @classmethod
     def from_config_dict(cls, config: dict[str, Any], dtype="float32", device="cpu") -> Transformer:
-        # the reference's parsing and checks, with `cls` the identity: it hands back the config
-        parsed = _reference.Transformer.from_config_dict.__func__(lambda cfg: cfg, config)
-        return cls(parsed, dtype=dtype, device=device)
+        return cls(TransformerConfig.from_dict(config), dtype=dtype, device=device)
+
+    def config_dict(self) -> dict[str, Any]:
+        return self.config.to_dict()
 
     # -- validation ------------------------------------------------------------------------------
     def _check_src(self, src: Any) -> np.ndarray:
@@ -360,7 +362,7 @@ class Transformer(Module):
         a = _int_array(targets)
         V = self.config.tgt_vocab_size
         if a is None or a.shape != shape or not ((a == IGNORE_INDEX) | ((a >= 0) & (a < V))).all():
-            rows = _reference.Transformer._check_targets(self, targets, shape)  # raises, if any
+            rows = check_seq2seq_targets(targets, shape, V, self.config.pad_id)  # raises, if any
             return np.asarray(rows, dtype=np.int64)
         return np.where(a == self.config.pad_id, IGNORE_INDEX, a)
 
@@ -465,8 +467,9 @@ class Transformer(Module):
         """Each source's output by picking the most likely next token until eos_id or `max_len`
         tokens; see `reference.Transformer.greedy_decode` (same tokens for the same weights).
         Every live row steps at once: they all hold the same number of tokens."""
-        src, max_len = self._decoding(src, max_len)
+        src = self._check_src(src)
         c = self.config
+        max_len = check_max_len(max_len, c.max_len)
         was_training = self.training
         self.eval()
         try:
@@ -483,14 +486,18 @@ class Transformer(Module):
                     break
         finally:
             self.train(was_training)
-        return [_strip(row[1 : n + 1], c.eos_id) for row in out.tolist()]
+        return [strip_eos(row[1 : n + 1], c.eos_id) for row in out.tolist()]
 
-    def _beam_search_one(self, memory, src, k, max_len, length_penalty) -> list[int]:
-        """The reference's beam search for one source, on this model's logits (src as a list,
-        which `decode` takes stacked)."""
-        return _reference.Transformer._beam_search_one(
-            _HostLogits(self), memory, np.asarray(src).tolist(), k, max_len, length_penalty
-        )
+    def beam_search(
+        self,
+        src: Any,
+        beam_width: int = 4,
+        max_len: int | None = None,
+        length_penalty: float = 1.0,
+    ) -> list[list[int]]:
+        """Each source's best output by beam search; see `reference.Transformer.beam_search`
+        (the reference's search itself, on this model's logits)."""
+        return beam_search(_HostLogits(self), src, beam_width, max_len, length_penalty)
 
 
 class _HostLogits:
@@ -501,9 +508,21 @@ class _HostLogits:
 
     def __init__(self, model: Transformer):
         self._model = model
+        self.config = model.config
 
-    def __getattr__(self, name):
-        return getattr(self._model, name)
+    @property
+    def training(self) -> bool:
+        return self._model.training
+
+    def train(self, mode: bool = True) -> _HostLogits:
+        self._model.train(mode)
+        return self
+
+    def eval(self) -> _HostLogits:
+        return self.train(False)
+
+    def encode(self, src):
+        return self._model.encode(src)
 
     def decode(self, tgt, memories, srcs):
         if is_device_array(memories[0]):

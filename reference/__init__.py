@@ -3,6 +3,11 @@
 Every concept of the project is here, readable like a textbook; the `fast` backend implements the
 same public API and the conformance suite checks it against this package.
 
+The model files (`gpt.py`, `bert.py`, `seq2seq.py`) hold the architectures; what every model and
+every backend shares has a module of its own: `checks.py` (argument and input checks),
+`config_fields.py` (config fields and the config classes' checks), `hf.py` (Hugging Face config
+and checkpoint-name mapping) and `decoding.py` (the sampling rule, greedy and beam decoding).
+
 Teaching-only names (present here, not required of other backends): see `TEACHING_ONLY`.
 """
 

@@ -14,6 +14,8 @@ some tokens, predict them from both sides. The architecture, exactly as Hugging 
 
 GELU is the exact erf form, layer norms use eps 1e-12, attention scores are scaled by
 1/sqrt(hs), and the MLM decoder reuses the word-embedding table (weight tying: one Parameter).
+The Hugging Face config and checkpoint mapping live in `hf.py`, the input checks in `checks.py`
+and `config_fields.py`; the masked-LM recipe `mask_tokens` closes this file.
 
 Dimension legend: B batch, T time, C channels (n_embd), H heads, hs head size, V vocabulary,
 I intermediate size.
@@ -35,20 +37,28 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from .attention import multi_head_attention_backward, multi_head_attention_forward
 from .checkpoint import load_safetensors
-from .checks import MAX_NUMEL, check_count
-from .config_fields import (
-    bool_field,
-    float_field,
-    int_field,
-    optional_int_field,
-    require_dict,
-    str_field,
+from .checks import (
+    IGNORE_INDEX,
+    check_bert_inputs,
+    check_class_labels,
+    check_mlm_labels,
+    check_num_labels,
+    int_grid,
+)
+from .config_fields import check_bert_config
+from .hf import (
+    BERT_CLASSIFIER_UNUSED,
+    BERT_MLM_UNUSED,
+    bert_classifier_config,
+    bert_config_from_hf,
+    bert_config_to_hf,
+    convert_hf_bert_state_dict,
+    load_bert_classifier_state,
 )
 from .layers import (
     Activation,
@@ -56,7 +66,6 @@ from .layers import (
     Embedding,
     LayerNorm,
     Linear,
-    check_dropout_p,
     cross_entropy_backward,
     cross_entropy_forward,
     position_ids,
@@ -68,7 +77,6 @@ from .nested import shape_of
 from .rng import below, random_u32s
 
 Tensor = Any  # a nested list of floats
-IGNORE_INDEX = -100  # a label that counts for nothing, as in torch and Hugging Face
 INIT_STREAM_BASE = 1 << 63  # initialisation streams 2**63 + k (see the module docstring)
 MASK_SELECT_WORD, MASK_ACTION_WORD, MASK_RANDOM_WORD = 0, 1, 2  # word 3i + these (mask_tokens)
 
@@ -104,128 +112,459 @@ class BERTConfig:
             self.intermediate_size = 4 * self.n_embd if _is_int(self.n_embd) else None
         if self.attn_dropout is None:
             self.attn_dropout = self.dropout
-        sizes = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "intermediate_size")
-        for name in (*sizes, "type_vocab_size"):
-            v = getattr(self, name)
-            if not _is_int(v):
-                raise TypeError(f"BERTConfig.{name} must be an int, got {type(v).__name__}")
-            if v < 1:
-                raise ValueError(f"BERTConfig.{name} must be positive, got {v}")
-            check_count(f"BERTConfig.{name}", v, 1, MAX_NUMEL)  # refuse what cannot be built
-        if self.n_embd % self.n_head != 0:
-            raise ValueError(
-                f"BERTConfig.n_embd (hidden_size) = {self.n_embd} must be divisible by "
-                f"n_head (num_attention_heads) = {self.n_head}"
-            )
-        for name in ("layer_norm_eps", "initializer_range"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise TypeError(f"BERTConfig.{name} must be a float, got {type(v).__name__}")
-            if not 0.0 < v < math.inf:  # also rejects NaN
-                raise ValueError(f"BERTConfig.{name} must be positive and finite, got {v}")
-        for name in ("dropout", "attn_dropout"):
-            p = check_dropout_p(getattr(self, name), f"BERTConfig.{name}")
-            if p >= 1.0:
-                raise ValueError(f"BERTConfig.{name} must be in [0, 1), got {p}")
-        if self.pad_token_id is not None:
-            if not _is_int(self.pad_token_id):
-                raise TypeError(
-                    f"BERTConfig.pad_token_id must be an int or None, got "
-                    f"{type(self.pad_token_id).__name__}"
-                )
-            if not 0 <= self.pad_token_id < self.vocab_size:
-                raise ValueError(
-                    f"BERTConfig.pad_token_id {self.pad_token_id} out of range for "
-                    f"vocab_size {self.vocab_size}"
-                )
-        if not _is_int(self.seed) or not 0 <= self.seed < 1 << 64:
-            raise ValueError(f"BERTConfig.seed must be an int in [0, 2**64), got {self.seed!r}")
+        check_bert_config(self)  # each field's type and range (config_fields.py)
 
     def to_hf_dict(self) -> dict[str, Any]:
         """The Hugging Face `config.json` fields (BertForMaskedLM), plus our `seed`."""
-        return {
-            "architectures": ["BertForMaskedLM"],
-            "model_type": "bert",
-            "vocab_size": self.vocab_size,
-            "max_position_embeddings": self.block_size,
-            "num_hidden_layers": self.n_layer,
-            "num_attention_heads": self.n_head,
-            "hidden_size": self.n_embd,
-            "intermediate_size": self.intermediate_size,
-            "type_vocab_size": self.type_vocab_size,
-            "layer_norm_eps": self.layer_norm_eps,
-            "hidden_dropout_prob": self.dropout,
-            "attention_probs_dropout_prob": self.attn_dropout,
-            "pad_token_id": self.pad_token_id,
-            "initializer_range": self.initializer_range,
-            "hidden_act": "gelu",  # Hugging Face's "gelu" is the exact erf form
-            "position_embedding_type": "absolute",
-            "tie_word_embeddings": True,
-            "is_decoder": False,
-            "seed": self.seed,
-        }
+        return bert_config_to_hf(self)
 
     @classmethod
     def from_hf_dict(cls, d: dict[str, Any]) -> BERTConfig:
-        """Read a Hugging Face BERT `config.json`, refusing variants this BERT does not compute.
-
-        Missing keys take `BertConfig`'s defaults; every field read is checked for type and range
-        (a TypeError or ValueError naming the key).
-        """
-        require_dict(d)
-        for key, allowed in (
-            ("model_type", ("bert",)),
-            ("hidden_act", ("gelu",)),
-            ("position_embedding_type", ("absolute",)),
-        ):
-            if key in d and str_field(d, key, None) not in allowed:
-                raise ValueError(f"config.json: {key}={d[key]!r} is not supported (need {allowed})")
-        for key, needed in (
-            ("is_decoder", False),
-            ("add_cross_attention", False),
-            ("tie_word_embeddings", True),
-        ):
-            if bool_field(d, key, needed) != needed:
-                raise ValueError(f"config.json: {key}={d[key]!r} is not supported (need {needed})")
-        n_embd = int_field(d, "hidden_size", 768)
-        n_head = int_field(d, "num_attention_heads", 12)
-        if n_embd % n_head:
-            raise ValueError(
-                f"config field hidden_size ({n_embd}) must be divisible by num_attention_heads "
-                f"({n_head})"
-            )
-        vocab_size = int_field(d, "vocab_size", 30522)
-        pad_token_id = optional_int_field(d, "pad_token_id", 0)
-        if pad_token_id is not None and pad_token_id >= vocab_size:
-            raise ValueError(
-                f"config field pad_token_id must be an id in [0, vocab_size={vocab_size}), got "
-                f"{pad_token_id}"
-            )
-        dropout = float_field(d, "hidden_dropout_prob", 0.1, 0.0, 1.0)
-        attn_dropout = d.get("attention_probs_dropout_prob")
-        if attn_dropout is not None:
-            attn_dropout = float_field(d, "attention_probs_dropout_prob", None, 0.0, 1.0)
-        return cls(
-            vocab_size=vocab_size,
-            block_size=int_field(d, "max_position_embeddings", 512),
-            n_layer=int_field(d, "num_hidden_layers", 12),
-            n_head=n_head,
-            n_embd=n_embd,
-            intermediate_size=optional_int_field(d, "intermediate_size", None, low=1),
-            type_vocab_size=int_field(d, "type_vocab_size", 2),
-            layer_norm_eps=float_field(d, "layer_norm_eps", 1e-12, 0.0, math.inf, low_open=True),
-            dropout=dropout,
-            attn_dropout=attn_dropout,
-            pad_token_id=pad_token_id,
-            initializer_range=float_field(
-                d, "initializer_range", 0.02, 0.0, math.inf, low_open=True
-            ),
-            seed=int_field(d, "seed", 0, low=0, high=2**64),
-        )
+        """Read a Hugging Face BERT `config.json`, refusing variants this BERT does not compute
+        (see `hf.bert_config_from_hf`)."""
+        return cls(**bert_config_from_hf(d))
 
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+# -- building blocks, named as Hugging Face's modeling_bert ----------------------------------------
+def _add(x: Tensor, y: Tensor) -> Tensor:
+    """x + y for two (B, T, C) tensors: where a residual branch's gradient rejoins the stream."""
+    return [[[a + b for a, b in zip(xr, yr)] for xr, yr in zip(xs, ys)] for xs, ys in zip(x, y)]
+
+
+class InitStreams:
+    """Hands out the initialisation streams 2**63 + 0, 1, 2, ... in construction order."""
+
+    def __init__(self, config: BERTConfig):
+        self.seed, self.std, self.k = config.seed, config.initializer_range, 0
+
+    def __call__(self) -> dict[str, Any]:
+        self.k += 1
+        return {"std": self.std, "seed": self.seed, "stream": INIT_STREAM_BASE + self.k - 1}
+
+
+class BertEmbeddings(Module):
+    """word + token type + position embeddings, then LayerNorm and dropout: (B, T) -> (B, T, C)."""
+
+    def __init__(self, config: BERTConfig, init: InitStreams):
+        super().__init__()
+        C = config.n_embd
+        self.word_embeddings = Embedding(config.vocab_size, C, **init())
+        self.position_embeddings = Embedding(config.block_size, C, **init())
+        self.token_type_embeddings = Embedding(config.type_vocab_size, C, **init())
+        self.LayerNorm = LayerNorm(C, config.layer_norm_eps)
+        self.dropout = Dropout(config.dropout)
+
+    def forward(self, idx: list[list[int]], token_type_ids: list[list[int]]) -> Tensor:
+        B, T = len(idx), len(idx[0])
+        x = _add(self.word_embeddings(idx), self.token_type_embeddings(token_type_ids))
+        x = _add(x, self.position_embeddings(position_ids(B, T)))  # (B, T, C), HF's sum order
+        return self.dropout(self.LayerNorm(x))
+
+    def backward(self, dout: Tensor) -> None:
+        dx = self.LayerNorm.backward(self.dropout.backward(dout))  # (B, T, C)
+        for table in (self.word_embeddings, self.token_type_embeddings, self.position_embeddings):
+            table.backward(dx)  # a sum passes its gradient to every term
+
+
+class BertSelfAttention(Module):
+    """Bidirectional multi-head self-attention: query, key, value projections and the softmax.
+
+    `dropout` is the attention-probabilities site: attention_forward draws its mask.
+    """
+
+    def __init__(self, config: BERTConfig, init: InitStreams):
+        super().__init__()
+        C = config.n_embd
+        self.n_head = config.n_head
+        self.query = Linear(C, C, **init())
+        self.key = Linear(C, C, **init())
+        self.value = Linear(C, C, **init())
+        self.dropout = Dropout(config.attn_dropout)
+        self._cache: tuple | None = None
+
+    def forward(self, x: Tensor, key_padding_mask: Any) -> Tensor:
+        q, k, v = self.query(x), self.key(x), self.value(x)  # (B, T, C) each
+        d = self.dropout
+        out, self._cache = multi_head_attention_forward(
+            q, k, v, self.n_head, False, key_padding_mask, d.effective_p(), d.seed, d.stream
+        )  # no causal mask: every token sees the whole sequence
+        return out  # (B, T, C)
+
+    def backward(self, dout: Tensor) -> Tensor:
+        if self._cache is None:
+            raise RuntimeError("BertSelfAttention.backward called before forward")
+        dq, dk, dv = multi_head_attention_backward(dout, self._cache)  # (B, T, C) each
+        # x fed all three projections, so its gradient is the sum of theirs
+        return _add(_add(self.query.backward(dq), self.key.backward(dk)), self.value.backward(dv))
+
+
+class BertResidualOutput(Module):
+    """dense, dropout, LayerNorm(branch + residual): the post-LN sublayer end (HF BertOutput)."""
+
+    def __init__(self, c_in: int, config: BERTConfig, init: InitStreams):
+        super().__init__()
+        self.dense = Linear(c_in, config.n_embd, **init())
+        self.LayerNorm = LayerNorm(config.n_embd, config.layer_norm_eps)
+        self.dropout = Dropout(config.dropout)
+
+    def forward(self, h: Tensor, residual: Tensor) -> Tensor:
+        branch = self.dropout(self.dense(h))  # (B, T, C)
+        return self.LayerNorm(_add(branch, residual))  # (B, T, C)
+
+    def backward(self, dout: Tensor) -> tuple[Tensor, Tensor]:
+        """(dh, dresidual)."""
+        dsum = self.LayerNorm.backward(dout)  # (B, T, C), the gradient of branch + residual
+        return self.dense.backward(self.dropout.backward(dsum)), dsum
+
+
+class BertAttention(Module):
+    """Self-attention and its residual output: HF's `attention.self` and `attention.output`."""
+
+    def __init__(self, config: BERTConfig, init: InitStreams):
+        super().__init__()
+        self.self = BertSelfAttention(config, init)
+        self.output = BertResidualOutput(config.n_embd, config, init)
+
+    def forward(self, x: Tensor, key_padding_mask: Any) -> Tensor:
+        return self.output(self.self(x, key_padding_mask), x)
+
+    def backward(self, dout: Tensor) -> Tensor:
+        dctx, dx = self.output.backward(dout)
+        return _add(dx, self.self.backward(dctx))
+
+
+class BertIntermediate(Module):
+    """The feed-forward network's expansion: gelu_erf(dense(x)), (B, T, C) -> (B, T, I)."""
+
+    def __init__(self, config: BERTConfig, init: InitStreams):
+        super().__init__()
+        self.dense = Linear(config.n_embd, config.intermediate_size, **init())
+        self.activation = Activation("gelu_erf")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.activation(self.dense(x))
+
+    def backward(self, dout: Tensor) -> Tensor:
+        return self.dense.backward(self.activation.backward(dout))
+
+
+class BertLayer(Module):
+    """One encoder block: attention, then the feed-forward network, each with a post-LN residual."""
+
+    def __init__(self, config: BERTConfig, init: InitStreams):
+        super().__init__()
+        self.attention = BertAttention(config, init)
+        self.intermediate = BertIntermediate(config, init)
+        self.output = BertResidualOutput(config.intermediate_size, config, init)
+
+    def forward(self, x: Tensor, key_padding_mask: Any) -> Tensor:
+        a = self.attention(x, key_padding_mask)  # (B, T, C)
+        return self.output(self.intermediate(a), a)  # (B, T, C)
+
+    def backward(self, dout: Tensor) -> Tensor:
+        dh, da = self.output.backward(dout)
+        return self.attention.backward(_add(da, self.intermediate.backward(dh)))
+
+
+class BertEncoder(Module):
+    """n_layer BertLayers in a row (`encoder.layer.{i}`)."""
+
+    def __init__(self, config: BERTConfig, init: InitStreams):
+        super().__init__()
+        self.layer = ModuleList([BertLayer(config, init) for _ in range(config.n_layer)])
+
+    def forward(self, x: Tensor, key_padding_mask: Any) -> Tensor:
+        for block in self.layer:
+            x = block(x, key_padding_mask)
+        return x
+
+    def backward(self, dout: Tensor) -> Tensor:
+        for block in reversed(list(self.layer)):
+            dout = block.backward(dout)
+        return dout
+
+
+class BertPooler(Module):
+    """tanh(dense(x[:, 0])): the [CLS] position's vector, (B, T, C) -> (B, C)."""
+
+    def __init__(self, config: BERTConfig, init: InitStreams):
+        super().__init__()
+        self.dense = Linear(config.n_embd, config.n_embd, **init())
+        self.activation = Activation("tanh")
+        self._T = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._T = len(x[0])
+        return self.activation(self.dense([list(seq[0]) for seq in x]))  # (B, C)
+
+    def backward(self, dout: Tensor) -> Tensor:
+        dfirst = self.dense.backward(self.activation.backward(dout))  # (B, C)
+        C = len(dfirst[0])
+        # only position 0 was read, so the other positions get no gradient from here
+        return [[list(row)] + [[0.0] * C for _ in range(self._T - 1)] for row in dfirst]
+
+
+class BertModel(Module):
+    """Embeddings and encoder (and the pooler when asked): HF's `bert.` prefix."""
+
+    def __init__(self, config: BERTConfig, init: InitStreams, add_pooling_layer: bool = False):
+        super().__init__()
+        self.embeddings = BertEmbeddings(config, init)
+        self.encoder = BertEncoder(config, init)
+        self.pooler = BertPooler(config, init) if add_pooling_layer else None
+
+    def forward(self, idx, token_type_ids, key_padding_mask) -> Tensor:
+        return self.encoder(self.embeddings(idx, token_type_ids), key_padding_mask)  # (B, T, C)
+
+    def backward(self, dout: Tensor) -> None:
+        self.embeddings.backward(self.encoder.backward(dout))
+
+
+class TiedLinear(Linear):
+    """A Linear whose weight and bias are Parameters owned elsewhere (weight tying).
+
+    named_parameters yields a shared Parameter once, under its first name, so the MLM decoder's
+    weight is saved as `bert.embeddings.word_embeddings.weight` only, as Hugging Face saves it;
+    backward adds the decoder's gradient into the same `.grad` the embedding lookup fills.
+    """
+
+    def __init__(self, weight: Parameter, bias: Parameter | None):
+        Module.__init__(self)
+        self.weight = weight
+        self.bias = bias
+
+
+class BertPredictionHeadTransform(Module):
+    """LayerNorm(gelu_erf(dense(x))): (B, T, C) -> (B, T, C)."""
+
+    def __init__(self, config: BERTConfig, init: InitStreams):
+        super().__init__()
+        self.dense = Linear(config.n_embd, config.n_embd, **init())
+        self.activation = Activation("gelu_erf")
+        self.LayerNorm = LayerNorm(config.n_embd, config.layer_norm_eps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.LayerNorm(self.activation(self.dense(x)))
+
+    def backward(self, dout: Tensor) -> Tensor:
+        return self.dense.backward(self.activation.backward(self.LayerNorm.backward(dout)))
+
+
+class BertLMPredictionHead(Module):
+    """transform, then logits = h word_embeddings^T + bias: (B, T, C) -> (B, T, V)."""
+
+    def __init__(self, config: BERTConfig, init: InitStreams, word_embeddings: Parameter):
+        super().__init__()
+        self.bias = Parameter([0.0] * config.vocab_size)  # `cls.predictions.bias`
+        self.transform = BertPredictionHeadTransform(config, init)
+        self.decoder = TiedLinear(word_embeddings, self.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.decoder(self.transform(x))
+
+    def backward(self, dout: Tensor) -> Tensor:
+        return self.transform.backward(self.decoder.backward(dout))
+
+
+class BertOnlyMLMHead(Module):
+    """HF's `cls`: holds `predictions`."""
+
+    def __init__(self, config: BERTConfig, init: InitStreams, word_embeddings: Parameter):
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config, init, word_embeddings)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.predictions(x)
+
+    def backward(self, dout: Tensor) -> Tensor:
+        return self.predictions.backward(dout)
+
+
+# -- the models ------------------------------------------------------------------------------------
+class BertDropoutSteps:
+    """The dropout bookkeeping of both BERT heads, in every backend (a mixin): `step` counts
+    the training-mode forwards, and the n-th one draws its masks from (config.seed, n)."""
+
+    def next_dropout_step(self) -> None:
+        """Point every Dropout at this forward's numbers (training mode only), then count it."""
+        if self.training:
+            set_dropout_rng(self, self.config.seed, self.step)
+            self.step += 1
+
+
+class _BertBase(BertDropoutSteps, Module):
+    """What both heads share: the dropout step counter, checkpoints in Hugging Face's layout."""
+
+    config: BERTConfig
+    _hf_unused: tuple[str, ...] = ()  # checkpoint keys this model does not use
+
+    def _check_backward(self, dlogits: Tensor | None, shape: tuple) -> Tensor:
+        if self._loss_cache is None and dlogits is None:
+            raise RuntimeError(
+                "backward needs a forward first: pass labels to forward, or dlogits to backward"
+            )
+        if dlogits is None:
+            return None
+        if hasattr(dlogits, "tolist"):
+            dlogits = dlogits.tolist()
+        if shape_of(dlogits) != shape:
+            raise ValueError(
+                f"dlogits must have shape {shape} like the logits, got {shape_of(dlogits)}"
+            )
+        return dlogits
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, **kwargs: Any) -> _BertBase:
+        """Read `config.json` + `model.safetensors` written by us or by Hugging Face; the model
+        comes back in evaluation mode, as in `transformers` (`.train()` to train)."""
+        directory = os.fspath(directory)
+        for f in ("config.json", "model.safetensors"):
+            if not os.path.isfile(os.path.join(directory, f)):
+                raise FileNotFoundError(f"{directory!r} has no {f}")
+        model = cls._from_config_file(os.path.join(directory, "config.json"), **kwargs)
+        state = load_safetensors(os.path.join(directory, "model.safetensors"))
+        model._load_hf_state(convert_hf_bert_state_dict(state, cls._hf_unused))
+        return model.eval()
+
+    def _load_hf_state(self, state: dict[str, Any]) -> None:
+        self.load_state_dict(state)
+
+
+class BERT(_BertBase):
+    """BERT with its masked-language-model head, Hugging Face's `BertForMaskedLM`.
+
+    >>> model = BERT(BERTConfig(vocab_size=7, block_size=4, n_layer=1, n_head=2, n_embd=4))
+    >>> logits, loss = model([[1, 2, 3]], labels=[[-100, 2, -100]])
+    >>> len(logits[0][0]), abs(loss - math.log(7)) < 0.1  # near-uniform guesses at first
+    (7, True)
+    """
+
+    _hf_unused = BERT_MLM_UNUSED  # BertForPreTraining's extras
+
+    def __init__(self, config: BERTConfig):
+        super().__init__()
+        if not isinstance(config, BERTConfig):
+            raise TypeError(f"config must be a BERTConfig, got {type(config).__name__}")
+        self.config = config
+        init = InitStreams(config)
+        self.bert = BertModel(config, init, add_pooling_layer=False)
+        self.cls = BertOnlyMLMHead(config, init, self.bert.embeddings.word_embeddings.weight)
+        self.step = 0  # training-mode forwards so far: picks the dropout masks
+        self._loss_cache: tuple | None = None
+        self._shape: tuple = ()
+
+    def forward(
+        self,
+        idx: Any,
+        token_type_ids: Any = None,
+        attention_mask: Any = None,
+        labels: Any = None,
+    ) -> tuple[Tensor, float | None]:
+        """(logits (B, T, V), mean cross-entropy over labels != -100, or None without labels).
+
+        attention_mask (B, T): 1 = real token, 0 = padding (keys no query may attend to).
+        """
+        idx, token_type_ids, key_padding_mask = check_bert_inputs(
+            self.config, idx, token_type_ids, attention_mask
+        )
+        B, T, V = len(idx), len(idx[0]), self.config.vocab_size
+        if labels is not None:
+            labels = check_mlm_labels(labels, B, T, V)
+        self.next_dropout_step()
+        x = self.bert(idx, token_type_ids, key_padding_mask)  # (B, T, C)
+        logits = self.cls(x)  # (B, T, V)
+        self._shape, self._loss_cache, loss = (B, T, V), None, None
+        if labels is not None:
+            loss, self._loss_cache = cross_entropy_forward(logits, labels, IGNORE_INDEX)
+        return logits, loss
+
+    def backward(self, dlogits: Tensor | None = None) -> None:
+        """Backpropagate dL/dlogits (B, T, V), or the loss's gradient when dlogits is None,
+        through every layer, adding into each `p.grad`."""
+        dlogits = self._check_backward(dlogits, self._shape)
+        if dlogits is None:
+            dlogits = cross_entropy_backward(1.0, self._loss_cache)  # (B, T, V)
+        self.bert.backward(self.cls.backward(dlogits))
+
+    def config_dict(self) -> dict[str, Any]:
+        return self.config.to_hf_dict()
+
+    @classmethod
+    def from_config_dict(cls, config: dict[str, Any]) -> BERT:
+        return cls(BERTConfig.from_hf_dict(config))
+
+
+class BERTForSequenceClassification(_BertBase):
+    """BERT with a classifier on the pooled [CLS] vector: Hugging Face's
+    `BertForSequenceClassification` (single-label, cross-entropy).
+
+    `from_pretrained` also takes a BertForMaskedLM directory (pre-training, then fine-tuning): the
+    encoder is loaded and the pooler and classifier keep their fresh initialisation, with a
+    warning.
+    """
+
+    _hf_unused = BERT_CLASSIFIER_UNUSED  # an MLM head in the checkpoint is not used here
+
+    def __init__(self, config: BERTConfig, num_labels: int = 2):
+        super().__init__()
+        if not isinstance(config, BERTConfig):
+            raise TypeError(f"config must be a BERTConfig, got {type(config).__name__}")
+        self.config, self.num_labels = config, check_num_labels(num_labels)
+        init = InitStreams(config)
+        self.bert = BertModel(config, init, add_pooling_layer=True)
+        self.dropout = Dropout(config.dropout)
+        self.classifier = Linear(config.n_embd, num_labels, **init())
+        self.step = 0
+        self._loss_cache: tuple | None = None
+        self._shape: tuple = ()
+
+    def forward(
+        self,
+        idx: Any,
+        token_type_ids: Any = None,
+        attention_mask: Any = None,
+        labels: Any = None,
+    ) -> tuple[Tensor, float | None]:
+        """(logits (B, num_labels), mean cross-entropy against labels (B,) or None)."""
+        idx, token_type_ids, key_padding_mask = check_bert_inputs(
+            self.config, idx, token_type_ids, attention_mask
+        )
+        B = len(idx)
+        if labels is not None:
+            labels = check_class_labels(labels, B, self.num_labels)
+        self.next_dropout_step()
+        x = self.bert(idx, token_type_ids, key_padding_mask)  # (B, T, C)
+        logits = self.classifier(self.dropout(self.bert.pooler(x)))  # (B, num_labels)
+        self._shape, self._loss_cache, loss = (B, self.num_labels), None, None
+        if labels is not None:
+            loss, self._loss_cache = softmax_cross_entropy(logits, labels)
+        return logits, loss
+
+    def backward(self, dlogits: Tensor | None = None) -> None:
+        """Backpropagate dL/dlogits (B, num_labels), or the loss's when dlogits is None."""
+        dlogits = self._check_backward(dlogits, self._shape)
+        if dlogits is None:
+            dlogits = self._loss_cache  # softmax_cross_entropy's gradient for dloss = 1
+        dpooled = self.dropout.backward(self.classifier.backward(dlogits))  # (B, C)
+        self.bert.backward(self.bert.pooler.backward(dpooled))
+
+    def config_dict(self) -> dict[str, Any]:
+        return bert_classifier_config(self.config, self.num_labels)
+
+    @classmethod
+    def from_config_dict(
+        cls, config: dict[str, Any], num_labels: int | None = None
+    ) -> BERTForSequenceClassification:
+        if num_labels is None:
+            num_labels = len(config.get("id2label", {})) or 2
+        return cls(BERTConfig.from_hf_dict(config), num_labels)
+
+    def _load_hf_state(self, state: dict[str, Any]) -> None:
+        load_bert_classifier_state(self, state, stacklevel=3)  # warns at from_pretrained's caller
 
 
 # -- the masked-LM recipe --------------------------------------------------------------------------
@@ -257,7 +596,7 @@ def mask_tokens(
     >>> mask_tokens([[5, 6, 7, 8, 0]], 9, 9, {0}, seed=0, stream=0, mask_prob=1.0)
     ([[6, 6, 9, 9, 0]], [[5, 6, 7, 8, -100]])
     """
-    rows = _int_grid("idx", idx)
+    rows = int_grid("idx", idx)
     B, T = len(rows), len(rows[0])
     if not _is_int(vocab_size) or vocab_size < 1:
         raise ValueError(f"vocab_size must be a positive int, got {vocab_size!r}")
@@ -293,560 +632,7 @@ def mask_tokens(
     return inputs, labels
 
 
-# -- input validation ------------------------------------------------------------------------------
-def _int_grid(name: str, x: Any, shape: tuple[int, int] | None = None) -> list[list[int]]:
-    """`x` as a (B, T) list of lists of ints, or a TypeError / ValueError naming `name`."""
-    if hasattr(x, "tolist"):  # a numpy array from a caller that uses both backends
-        x = x.tolist()
-    if (
-        not isinstance(x, (list, tuple))
-        or not x
-        or not all(isinstance(r, (list, tuple)) for r in x)
-    ):
-        raise ValueError(f"{name} must be a non-empty (B, T) nested list of ints, got {x!r:.80}")
-    got = (len(x), len(x[0]))
-    if got[1] == 0 or any(len(r) != got[1] for r in x):
-        raise ValueError(
-            f"{name} must be rectangular with T >= 1, got rows of lengths {[len(r) for r in x][:8]}"
-        )
-    if shape is not None and got != shape:
-        raise ValueError(f"{name} must have shape {shape} like idx, got {got}")
-    for b, row in enumerate(x):
-        for t, v in enumerate(row):
-            if not _is_int(v):
-                raise TypeError(f"{name} must hold ints, got {type(v).__name__} at [{b}][{t}]")
-    return [list(r) for r in x]
-
-
-def _check_range(name: str, rows: list[list[int]], high: int, what: str, ok=()) -> None:
-    for b, row in enumerate(rows):
-        for t, v in enumerate(row):
-            if not 0 <= v < high and v not in ok:
-                raise ValueError(f"{name} value {v} out of range for {what} {high} at [{b}][{t}]")
-
-
-def check_bert_inputs(
-    config: BERTConfig, idx: Any, token_type_ids: Any = None, attention_mask: Any = None
-) -> tuple[list[list[int]], list[list[int]], list[list[bool]] | None]:
-    """Validate a batch -> (idx, token_type_ids, key_padding_mask or None), each (B, T).
-
-    Hugging Face's attention_mask has 1 for a real token and 0 for padding; attention wants the
-    opposite (True = a padded key no query may see), so the mask is inverted here.
-    """
-    idx = _int_grid("idx", idx)
-    B, T = len(idx), len(idx[0])
-    if T > config.block_size:
-        raise ValueError(
-            f"sequence length T={T} exceeds block_size (max_position_embeddings) "
-            f"{config.block_size}"
-        )
-    _check_range("idx", idx, config.vocab_size, "vocab_size")
-    if token_type_ids is None:
-        token_type_ids = [[0] * T for _ in range(B)]  # every token in segment A
-    token_type_ids = _int_grid("token_type_ids", token_type_ids, (B, T))
-    _check_range("token_type_ids", token_type_ids, config.type_vocab_size, "type_vocab_size")
-    if attention_mask is None:
-        return idx, token_type_ids, None
-    if hasattr(attention_mask, "tolist"):
-        attention_mask = attention_mask.tolist()
-    if shape_of(attention_mask) != (B, T) or any(len(r) != T for r in attention_mask):
-        raise ValueError(
-            f"attention_mask must have shape {(B, T)} like idx, got {shape_of(attention_mask)}"
-        )
-    for b, row in enumerate(attention_mask):
-        for t, m in enumerate(row):
-            if isinstance(m, (list, tuple)) or m not in (0, 1):  # bools pass: True == 1
-                raise ValueError(
-                    f"attention_mask must hold 0/1 (1 = real token), got {m!r} at [{b}][{t}]"
-                )
-    return idx, token_type_ids, [[m == 0 for m in row] for row in attention_mask]
-
-
-# -- building blocks, named as Hugging Face's modeling_bert ----------------------------------------
-def _add(x: Tensor, y: Tensor) -> Tensor:
-    """x + y for two (B, T, C) tensors: where a residual branch's gradient rejoins the stream."""
-    return [[[a + b for a, b in zip(xr, yr)] for xr, yr in zip(xs, ys)] for xs, ys in zip(x, y)]
-
-
-class _Init:
-    """Hands out the initialisation streams 2**63 + 0, 1, 2, ... in construction order."""
-
-    def __init__(self, config: BERTConfig):
-        self.seed, self.std, self.k = config.seed, config.initializer_range, 0
-
-    def __call__(self) -> dict[str, Any]:
-        self.k += 1
-        return {"std": self.std, "seed": self.seed, "stream": INIT_STREAM_BASE + self.k - 1}
-
-
-class BertEmbeddings(Module):
-    """word + token type + position embeddings, then LayerNorm and dropout: (B, T) -> (B, T, C)."""
-
-    def __init__(self, config: BERTConfig, init: _Init):
-        super().__init__()
-        C = config.n_embd
-        self.word_embeddings = Embedding(config.vocab_size, C, **init())
-        self.position_embeddings = Embedding(config.block_size, C, **init())
-        self.token_type_embeddings = Embedding(config.type_vocab_size, C, **init())
-        self.LayerNorm = LayerNorm(C, config.layer_norm_eps)
-        self.dropout = Dropout(config.dropout)
-
-    def forward(self, idx: list[list[int]], token_type_ids: list[list[int]]) -> Tensor:
-        B, T = len(idx), len(idx[0])
-        x = _add(self.word_embeddings(idx), self.token_type_embeddings(token_type_ids))
-        x = _add(x, self.position_embeddings(position_ids(B, T)))  # (B, T, C), HF's sum order
-        return self.dropout(self.LayerNorm(x))
-
-    def backward(self, dout: Tensor) -> None:
-        dx = self.LayerNorm.backward(self.dropout.backward(dout))  # (B, T, C)
-        for table in (self.word_embeddings, self.token_type_embeddings, self.position_embeddings):
-            table.backward(dx)  # a sum passes its gradient to every term
-
-
-class BertSelfAttention(Module):
-    """Bidirectional multi-head self-attention: query, key, value projections and the softmax.
-
-    `dropout` is the attention-probabilities site: attention_forward draws its mask.
-    """
-
-    def __init__(self, config: BERTConfig, init: _Init):
-        super().__init__()
-        C = config.n_embd
-        self.n_head = config.n_head
-        self.query = Linear(C, C, **init())
-        self.key = Linear(C, C, **init())
-        self.value = Linear(C, C, **init())
-        self.dropout = Dropout(config.attn_dropout)
-        self._cache: tuple | None = None
-
-    def forward(self, x: Tensor, key_padding_mask: Any) -> Tensor:
-        q, k, v = self.query(x), self.key(x), self.value(x)  # (B, T, C) each
-        d = self.dropout
-        out, self._cache = multi_head_attention_forward(
-            q, k, v, self.n_head, False, key_padding_mask, d.effective_p(), d.seed, d.stream
-        )  # no causal mask: every token sees the whole sequence
-        return out  # (B, T, C)
-
-    def backward(self, dout: Tensor) -> Tensor:
-        if self._cache is None:
-            raise RuntimeError("BertSelfAttention.backward called before forward")
-        dq, dk, dv = multi_head_attention_backward(dout, self._cache)  # (B, T, C) each
-        # x fed all three projections, so its gradient is the sum of theirs
-        return _add(_add(self.query.backward(dq), self.key.backward(dk)), self.value.backward(dv))
-
-
-class BertResidualOutput(Module):
-    """dense, dropout, LayerNorm(branch + residual): the post-LN sublayer end (HF BertOutput)."""
-
-    def __init__(self, c_in: int, config: BERTConfig, init: _Init):
-        super().__init__()
-        self.dense = Linear(c_in, config.n_embd, **init())
-        self.LayerNorm = LayerNorm(config.n_embd, config.layer_norm_eps)
-        self.dropout = Dropout(config.dropout)
-
-    def forward(self, h: Tensor, residual: Tensor) -> Tensor:
-        branch = self.dropout(self.dense(h))  # (B, T, C)
-        return self.LayerNorm(_add(branch, residual))  # (B, T, C)
-
-    def backward(self, dout: Tensor) -> tuple[Tensor, Tensor]:
-        """(dh, dresidual)."""
-        dsum = self.LayerNorm.backward(dout)  # (B, T, C), the gradient of branch + residual
-        return self.dense.backward(self.dropout.backward(dsum)), dsum
-
-
-class BertAttention(Module):
-    """Self-attention and its residual output: HF's `attention.self` and `attention.output`."""
-
-    def __init__(self, config: BERTConfig, init: _Init):
-        super().__init__()
-        self.self = BertSelfAttention(config, init)
-        self.output = BertResidualOutput(config.n_embd, config, init)
-
-    def forward(self, x: Tensor, key_padding_mask: Any) -> Tensor:
-        return self.output(self.self(x, key_padding_mask), x)
-
-    def backward(self, dout: Tensor) -> Tensor:
-        dctx, dx = self.output.backward(dout)
-        return _add(dx, self.self.backward(dctx))
-
-
-class BertIntermediate(Module):
-    """The feed-forward network's expansion: gelu_erf(dense(x)), (B, T, C) -> (B, T, I)."""
-
-    def __init__(self, config: BERTConfig, init: _Init):
-        super().__init__()
-        self.dense = Linear(config.n_embd, config.intermediate_size, **init())
-        self.activation = Activation("gelu_erf")
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.activation(self.dense(x))
-
-    def backward(self, dout: Tensor) -> Tensor:
-        return self.dense.backward(self.activation.backward(dout))
-
-
-class BertLayer(Module):
-    """One encoder block: attention, then the feed-forward network, each with a post-LN residual."""
-
-    def __init__(self, config: BERTConfig, init: _Init):
-        super().__init__()
-        self.attention = BertAttention(config, init)
-        self.intermediate = BertIntermediate(config, init)
-        self.output = BertResidualOutput(config.intermediate_size, config, init)
-
-    def forward(self, x: Tensor, key_padding_mask: Any) -> Tensor:
-        a = self.attention(x, key_padding_mask)  # (B, T, C)
-        return self.output(self.intermediate(a), a)  # (B, T, C)
-
-    def backward(self, dout: Tensor) -> Tensor:
-        dh, da = self.output.backward(dout)
-        return self.attention.backward(_add(da, self.intermediate.backward(dh)))
-
-
-class BertEncoder(Module):
-    """n_layer BertLayers in a row (`encoder.layer.{i}`)."""
-
-    def __init__(self, config: BERTConfig, init: _Init):
-        super().__init__()
-        self.layer = ModuleList([BertLayer(config, init) for _ in range(config.n_layer)])
-
-    def forward(self, x: Tensor, key_padding_mask: Any) -> Tensor:
-        for block in self.layer:
-            x = block(x, key_padding_mask)
-        return x
-
-    def backward(self, dout: Tensor) -> Tensor:
-        for block in reversed(list(self.layer)):
-            dout = block.backward(dout)
-        return dout
-
-
-class BertPooler(Module):
-    """tanh(dense(x[:, 0])): the [CLS] position's vector, (B, T, C) -> (B, C)."""
-
-    def __init__(self, config: BERTConfig, init: _Init):
-        super().__init__()
-        self.dense = Linear(config.n_embd, config.n_embd, **init())
-        self.activation = Activation("tanh")
-        self._T = 0
-
-    def forward(self, x: Tensor) -> Tensor:
-        self._T = len(x[0])
-        return self.activation(self.dense([list(seq[0]) for seq in x]))  # (B, C)
-
-    def backward(self, dout: Tensor) -> Tensor:
-        dfirst = self.dense.backward(self.activation.backward(dout))  # (B, C)
-        C = len(dfirst[0])
-        # only position 0 was read, so the other positions get no gradient from here
-        return [[list(row)] + [[0.0] * C for _ in range(self._T - 1)] for row in dfirst]
-
-
-class BertModel(Module):
-    """Embeddings and encoder (and the pooler when asked): HF's `bert.` prefix."""
-
-    def __init__(self, config: BERTConfig, init: _Init, add_pooling_layer: bool = False):
-        super().__init__()
-        self.embeddings = BertEmbeddings(config, init)
-        self.encoder = BertEncoder(config, init)
-        self.pooler = BertPooler(config, init) if add_pooling_layer else None
-
-    def forward(self, idx, token_type_ids, key_padding_mask) -> Tensor:
-        return self.encoder(self.embeddings(idx, token_type_ids), key_padding_mask)  # (B, T, C)
-
-    def backward(self, dout: Tensor) -> None:
-        self.embeddings.backward(self.encoder.backward(dout))
-
-
-class TiedLinear(Linear):
-    """A Linear whose weight and bias are Parameters owned elsewhere (weight tying).
-
-    named_parameters yields a shared Parameter once, under its first name, so the MLM decoder's
-    weight is saved as `bert.embeddings.word_embeddings.weight` only, as Hugging Face saves it;
-    backward adds the decoder's gradient into the same `.grad` the embedding lookup fills.
-    """
-
-    def __init__(self, weight: Parameter, bias: Parameter | None):
-        Module.__init__(self)
-        self.weight = weight
-        self.bias = bias
-
-
-class BertPredictionHeadTransform(Module):
-    """LayerNorm(gelu_erf(dense(x))): (B, T, C) -> (B, T, C)."""
-
-    def __init__(self, config: BERTConfig, init: _Init):
-        super().__init__()
-        self.dense = Linear(config.n_embd, config.n_embd, **init())
-        self.activation = Activation("gelu_erf")
-        self.LayerNorm = LayerNorm(config.n_embd, config.layer_norm_eps)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.LayerNorm(self.activation(self.dense(x)))
-
-    def backward(self, dout: Tensor) -> Tensor:
-        return self.dense.backward(self.activation.backward(self.LayerNorm.backward(dout)))
-
-
-class BertLMPredictionHead(Module):
-    """transform, then logits = h word_embeddings^T + bias: (B, T, C) -> (B, T, V)."""
-
-    def __init__(self, config: BERTConfig, init: _Init, word_embeddings: Parameter):
-        super().__init__()
-        self.bias = Parameter([0.0] * config.vocab_size)  # `cls.predictions.bias`
-        self.transform = BertPredictionHeadTransform(config, init)
-        self.decoder = TiedLinear(word_embeddings, self.bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.decoder(self.transform(x))
-
-    def backward(self, dout: Tensor) -> Tensor:
-        return self.transform.backward(self.decoder.backward(dout))
-
-
-class BertOnlyMLMHead(Module):
-    """HF's `cls`: holds `predictions`."""
-
-    def __init__(self, config: BERTConfig, init: _Init, word_embeddings: Parameter):
-        super().__init__()
-        self.predictions = BertLMPredictionHead(config, init, word_embeddings)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.predictions(x)
-
-    def backward(self, dout: Tensor) -> Tensor:
-        return self.predictions.backward(dout)
-
-
-# -- the models ------------------------------------------------------------------------------------
-class _BertBase(Module):
-    """What both heads share: the dropout step counter, checkpoints in Hugging Face's layout."""
-
-    config: BERTConfig
-    _hf_ignored: tuple[str, ...] = ()  # checkpoint keys this model does not use
-
-    def _next_dropout_step(self) -> None:
-        """Point every Dropout at this forward's numbers (training mode only), then count it."""
-        if self.training:
-            set_dropout_rng(self, self.config.seed, self.step)
-            self.step += 1
-
-    def _check_backward(self, dlogits: Tensor | None, shape: tuple) -> Tensor:
-        if self._loss_cache is None and dlogits is None:
-            raise RuntimeError(
-                "backward needs a forward first: pass labels to forward, or dlogits to backward"
-            )
-        if dlogits is None:
-            return None
-        if hasattr(dlogits, "tolist"):
-            dlogits = dlogits.tolist()
-        if shape_of(dlogits) != shape:
-            raise ValueError(
-                f"dlogits must have shape {shape} like the logits, got {shape_of(dlogits)}"
-            )
-        return dlogits
-
-    @classmethod
-    def _adapt_hf_state(cls, state: dict[str, Any]) -> dict[str, Any]:
-        """A Hugging Face state dict in our names: old gamma/beta LayerNorm names renamed, tied
-        copies (the decoder's weight and bias), buffers and unused heads dropped."""
-        out = {}
-        for name, value in state.items():
-            if name.endswith(".gamma"):
-                name = name[: -len("gamma")] + "weight"
-            elif name.endswith(".beta"):
-                name = name[: -len("beta")] + "bias"
-            out[name] = value
-        word = out.get("bert.embeddings.word_embeddings.weight")
-        decoder = out.pop("cls.predictions.decoder.weight", None)
-        if decoder is not None and word is not None and decoder != word:
-            raise ValueError(
-                "checkpoint's cls.predictions.decoder.weight differs from "
-                "bert.embeddings.word_embeddings.weight; this BERT ties them"
-            )
-        bias = out.pop("cls.predictions.decoder.bias", None)  # the same tensor as ...
-        if bias is not None:
-            out.setdefault("cls.predictions.bias", bias)  # ... this one, which some files omit
-        return {
-            n: v
-            for n, v in out.items()
-            if not n.endswith("position_ids") and not n.startswith(cls._hf_ignored)
-        }
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, **kwargs: Any) -> _BertBase:
-        """Read `config.json` + `model.safetensors` written by us or by Hugging Face; the model
-        comes back in evaluation mode, as in `transformers` (`.train()` to train)."""
-        directory = os.fspath(directory)
-        for f in ("config.json", "model.safetensors"):
-            if not os.path.isfile(os.path.join(directory, f)):
-                raise FileNotFoundError(f"{directory!r} has no {f}")
-        model = cls._from_config_file(os.path.join(directory, "config.json"), **kwargs)
-        state = load_safetensors(os.path.join(directory, "model.safetensors"))
-        model._load_hf_state(cls._adapt_hf_state(state))
-        return model.eval()
-
-    def _load_hf_state(self, state: dict[str, Any]) -> None:
-        self.load_state_dict(state)
-
-
-class BERT(_BertBase):
-    """BERT with its masked-language-model head, Hugging Face's `BertForMaskedLM`.
-
-    >>> model = BERT(BERTConfig(vocab_size=7, block_size=4, n_layer=1, n_head=2, n_embd=4))
-    >>> logits, loss = model([[1, 2, 3]], labels=[[-100, 2, -100]])
-    >>> len(logits[0][0]), abs(loss - math.log(7)) < 0.1  # near-uniform guesses at first
-    (7, True)
-    """
-
-    _hf_ignored = ("bert.pooler.", "cls.seq_relationship.")  # BertForPreTraining's extras
-
-    def __init__(self, config: BERTConfig):
-        super().__init__()
-        if not isinstance(config, BERTConfig):
-            raise TypeError(f"config must be a BERTConfig, got {type(config).__name__}")
-        self.config = config
-        init = _Init(config)
-        self.bert = BertModel(config, init, add_pooling_layer=False)
-        self.cls = BertOnlyMLMHead(config, init, self.bert.embeddings.word_embeddings.weight)
-        self.step = 0  # training-mode forwards so far: picks the dropout masks
-        self._loss_cache: tuple | None = None
-        self._shape: tuple = ()
-
-    def forward(
-        self,
-        idx: Any,
-        token_type_ids: Any = None,
-        attention_mask: Any = None,
-        labels: Any = None,
-    ) -> tuple[Tensor, float | None]:
-        """(logits (B, T, V), mean cross-entropy over labels != -100, or None without labels).
-
-        attention_mask (B, T): 1 = real token, 0 = padding (keys no query may attend to).
-        """
-        idx, token_type_ids, key_padding_mask = check_bert_inputs(
-            self.config, idx, token_type_ids, attention_mask
-        )
-        B, T, V = len(idx), len(idx[0]), self.config.vocab_size
-        if labels is not None:
-            labels = _int_grid("labels", labels, (B, T))
-            _check_range("labels", labels, V, "vocab_size (or -100)", ok=(IGNORE_INDEX,))
-        self._next_dropout_step()
-        x = self.bert(idx, token_type_ids, key_padding_mask)  # (B, T, C)
-        logits = self.cls(x)  # (B, T, V)
-        self._shape, self._loss_cache, loss = (B, T, V), None, None
-        if labels is not None:
-            loss, self._loss_cache = cross_entropy_forward(logits, labels, IGNORE_INDEX)
-        return logits, loss
-
-    def backward(self, dlogits: Tensor | None = None) -> None:
-        """Backpropagate dL/dlogits (B, T, V), or the loss's gradient when dlogits is None,
-        through every layer, adding into each `p.grad`."""
-        dlogits = self._check_backward(dlogits, self._shape)
-        if dlogits is None:
-            dlogits = cross_entropy_backward(1.0, self._loss_cache)  # (B, T, V)
-        self.bert.backward(self.cls.backward(dlogits))
-
-    def config_dict(self) -> dict[str, Any]:
-        return self.config.to_hf_dict()
-
-    @classmethod
-    def from_config_dict(cls, config: dict[str, Any]) -> BERT:
-        return cls(BERTConfig.from_hf_dict(config))
-
-
-class BERTForSequenceClassification(_BertBase):
-    """BERT with a classifier on the pooled [CLS] vector: Hugging Face's
-    `BertForSequenceClassification` (single-label, cross-entropy).
-
-    `from_pretrained` also takes a BertForMaskedLM directory (pre-training, then fine-tuning): the
-    encoder is loaded and the pooler and classifier keep their fresh initialisation, with a
-    warning.
-    """
-
-    _hf_ignored = ("cls.",)  # an MLM head in the checkpoint is not used here
-
-    def __init__(self, config: BERTConfig, num_labels: int = 2):
-        super().__init__()
-        if not isinstance(config, BERTConfig):
-            raise TypeError(f"config must be a BERTConfig, got {type(config).__name__}")
-        if not _is_int(num_labels) or num_labels < 2:
-            raise ValueError(f"num_labels must be an int >= 2 (classification), got {num_labels!r}")
-        self.config, self.num_labels = config, num_labels
-        init = _Init(config)
-        self.bert = BertModel(config, init, add_pooling_layer=True)
-        self.dropout = Dropout(config.dropout)
-        self.classifier = Linear(config.n_embd, num_labels, **init())
-        self.step = 0
-        self._loss_cache: tuple | None = None
-        self._shape: tuple = ()
-
-    def forward(
-        self,
-        idx: Any,
-        token_type_ids: Any = None,
-        attention_mask: Any = None,
-        labels: Any = None,
-    ) -> tuple[Tensor, float | None]:
-        """(logits (B, num_labels), mean cross-entropy against labels (B,) or None)."""
-        idx, token_type_ids, key_padding_mask = check_bert_inputs(
-            self.config, idx, token_type_ids, attention_mask
-        )
-        B = len(idx)
-        if labels is not None:
-            if hasattr(labels, "tolist"):
-                labels = labels.tolist()
-            if not isinstance(labels, (list, tuple)) or len(labels) != B:
-                raise ValueError(f"labels must be a list of {B} class ids, got {labels!r:.80}")
-            for b, y in enumerate(labels):
-                if not _is_int(y):
-                    raise TypeError(f"labels must hold ints, got {type(y).__name__} at [{b}]")
-                if not 0 <= y < self.num_labels:
-                    raise ValueError(
-                        f"labels value {y} out of range for num_labels {self.num_labels} at [{b}]"
-                    )
-        self._next_dropout_step()
-        x = self.bert(idx, token_type_ids, key_padding_mask)  # (B, T, C)
-        logits = self.classifier(self.dropout(self.bert.pooler(x)))  # (B, num_labels)
-        self._shape, self._loss_cache, loss = (B, self.num_labels), None, None
-        if labels is not None:
-            loss, self._loss_cache = softmax_cross_entropy(logits, list(labels))
-        return logits, loss
-
-    def backward(self, dlogits: Tensor | None = None) -> None:
-        """Backpropagate dL/dlogits (B, num_labels), or the loss's when dlogits is None."""
-        dlogits = self._check_backward(dlogits, self._shape)
-        if dlogits is None:
-            dlogits = self._loss_cache  # softmax_cross_entropy's gradient for dloss = 1
-        dpooled = self.dropout.backward(self.classifier.backward(dlogits))  # (B, C)
-        self.bert.backward(self.bert.pooler.backward(dpooled))
-
-    def config_dict(self) -> dict[str, Any]:
-        d = self.config.to_hf_dict()
-        d["architectures"] = ["BertForSequenceClassification"]
-        d["id2label"] = {str(i): f"LABEL_{i}" for i in range(self.num_labels)}
-        d["label2id"] = {f"LABEL_{i}": i for i in range(self.num_labels)}
-        d["problem_type"] = "single_label_classification"
-        return d
-
-    @classmethod
-    def from_config_dict(
-        cls, config: dict[str, Any], num_labels: int | None = None
-    ) -> BERTForSequenceClassification:
-        if num_labels is None:
-            num_labels = len(config.get("id2label", {})) or 2
-        return cls(BERTConfig.from_hf_dict(config), num_labels)
-
-    def _load_hf_state(self, state: dict[str, Any]) -> None:
-        params = dict(self.named_parameters())
-        missing = [n for n in params if n not in state]
-        fresh = [n for n in missing if n.startswith(("bert.pooler.", "classifier."))]
-        if len(fresh) != len(missing) or [n for n in state if n not in params]:
-            self.load_state_dict(state)  # strict: raises naming what does not match
-        if fresh:
-            warnings.warn(f"freshly initialised (not in the checkpoint): {fresh}", stacklevel=3)
-        self.load_state_dict(state, strict=False)
-
-
 __all__ = [
     "BERTConfig", "BERT", "BERTForSequenceClassification", "mask_tokens", "check_bert_inputs",
+    "BertDropoutSteps", "InitStreams",
 ]  # fmt: skip

@@ -229,7 +229,7 @@ def bytes_to_unicode() -> dict[int, str]:
     return mapping
 
 
-def _clean_text(text: object, name: str = "text") -> str:
+def clean_text(text: object, name: str = "text") -> str:
     """Check that `text` is a str; lone surrogates (not encodable) become U+FFFD, as in tiktoken."""
     if not isinstance(text, str):
         raise TypeError(f"{name} must be str, got {type(text).__name__}")
@@ -340,7 +340,7 @@ class BPETokenizer:
         Starts again from the 256 bytes. Stops early, with a warning, when no adjacent pair is
         left. Special tokens in the training text are treated as ordinary text.
         """
-        text = _clean_text(text)
+        text = clean_text(text)
         if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
             raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
         if vocab_size < 256:
@@ -379,7 +379,7 @@ class BPETokenizer:
         >>> BPETokenizer().encode_ordinary("hi")  # untrained: one id per byte
         [104, 105]
         """
-        text = _clean_text(text)
+        text = clean_text(text)
         ids: list[int] = []
         cache: dict[str, list[int]] = {}  # words repeat; encode each distinct chunk once
         for chunk in self._split(text):
@@ -413,7 +413,7 @@ class BPETokenizer:
         ValueError, so user text cannot smuggle in control tokens; pass `disallowed_special=()` to
         encode it as ordinary text instead.
         """
-        text = _clean_text(text)
+        text = clean_text(text)
         allowed = self._special_set(allowed_special, "allowed_special")
         if disallowed_special == "all":
             disallowed = set(self.special_tokens) - allowed

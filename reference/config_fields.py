@@ -1,15 +1,22 @@
-"""Reading the fields of a `config.json`: each one's type and range checked before a model sees it.
+"""A config's fields, each one's type and range checked before a model sees it.
 
 A config file comes from anywhere (a hub download, a hand edit), so a field can hold any JSON
 value: a string where a size belongs, a float id, a list. Each reader below takes the parsed dict
 and a key, applies the field's default when the key is absent, and raises a TypeError (wrong type)
 or a ValueError (out of range) that names the key, what it expects and what it got.
+
+The config classes (`GPTConfig`, `BERTConfig`, `TransformerConfig`) check themselves on
+construction with the functions at the end, so a model is never built from a bad size.
 """
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+from .checks import MAX_NUMEL, check_count, check_eps, check_int, check_interval
+from .layers import check_dropout_p
+from .rng import MASK64
 
 _ABSENT = object()
 
@@ -85,3 +92,126 @@ def str_field(config: dict, key: str, default: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"config field {key} must be a string, got {_got(value)}")
     return value
+
+
+# -- the config classes' own checks, run on construction -------------------------------------------
+def check_gpt_config(config: Any) -> None:
+    """Every field of a `GPTConfig`: sizes ints in [1, MAX_NUMEL] with n_embd divisible by
+    n_head, dropout in [0, 1), layer norm eps > 0, a 64-bit seed, bos/eos None or in the
+    vocabulary."""
+    for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+        check_int(name, getattr(config, name))
+        check_count(name, getattr(config, name), 1, MAX_NUMEL)  # refuse what cannot be built
+    if config.n_embd % config.n_head != 0:
+        raise ValueError(
+            f"n_embd must be divisible by n_head (each head takes n_embd / n_head channels), "
+            f"got n_embd={config.n_embd} and n_head={config.n_head}"
+        )
+    check_interval("dropout", config.dropout, 0.0, 1.0, high_open=True)
+    # > 0: with eps = 0 a constant row (variance 0) would divide by zero in layer norm
+    check_eps(config.layer_norm_epsilon, "layer_norm_epsilon")
+    check_int("seed", config.seed, low=0)
+    if config.seed > MASK64:
+        raise ValueError(f"seed must be in [0, 2**64), got {config.seed}")
+    for name in ("bos_token_id", "eos_token_id"):
+        value = getattr(config, name)
+        if value is not None and not 0 <= check_int(name, value, low=0) < config.vocab_size:
+            raise ValueError(
+                f"{name} must be None or an id in [0, vocab_size={config.vocab_size}), got {value}"
+            )
+
+
+def check_bert_config(config: Any) -> None:
+    """Every field of a `BERTConfig` (its defaults filled in): sizes positive ints (n_embd
+    divisible by n_head), eps and initializer_range positive and finite, dropouts in [0, 1),
+    pad_token_id None or in the vocabulary, a 64-bit seed."""
+    sizes = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "intermediate_size")
+    for name in (*sizes, "type_vocab_size"):
+        v = getattr(config, name)
+        if not _is_int(v):
+            raise TypeError(f"BERTConfig.{name} must be an int, got {type(v).__name__}")
+        if v < 1:
+            raise ValueError(f"BERTConfig.{name} must be positive, got {v}")
+        check_count(f"BERTConfig.{name}", v, 1, MAX_NUMEL)  # refuse what cannot be built
+    if config.n_embd % config.n_head != 0:
+        raise ValueError(
+            f"BERTConfig.n_embd (hidden_size) = {config.n_embd} must be divisible by "
+            f"n_head (num_attention_heads) = {config.n_head}"
+        )
+    for name in ("layer_norm_eps", "initializer_range"):
+        v = getattr(config, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"BERTConfig.{name} must be a float, got {type(v).__name__}")
+        if not 0.0 < v < math.inf:  # also rejects NaN
+            raise ValueError(f"BERTConfig.{name} must be positive and finite, got {v}")
+    for name in ("dropout", "attn_dropout"):
+        p = check_dropout_p(getattr(config, name), f"BERTConfig.{name}")
+        if p >= 1.0:
+            raise ValueError(f"BERTConfig.{name} must be in [0, 1), got {p}")
+    if config.pad_token_id is not None:
+        if not _is_int(config.pad_token_id):
+            raise TypeError(
+                f"BERTConfig.pad_token_id must be an int or None, got "
+                f"{type(config.pad_token_id).__name__}"
+            )
+        if not 0 <= config.pad_token_id < config.vocab_size:
+            raise ValueError(
+                f"BERTConfig.pad_token_id {config.pad_token_id} out of range for "
+                f"vocab_size {config.vocab_size}"
+            )
+    if not _is_int(config.seed) or not 0 <= config.seed < 1 << 64:
+        raise ValueError(f"BERTConfig.seed must be an int in [0, 2**64), got {config.seed!r}")
+
+
+def check_transformer_config(config: Any) -> None:
+    """Every field of a `TransformerConfig`: sizes positive ints (d_model divisible by nhead),
+    dropout in [0, 1), layer_norm_eps in (0, 1), pad/bos/eos distinct ids that fit their
+    vocabularies, a 64-bit seed."""
+    for name in (
+        "src_vocab_size",
+        "tgt_vocab_size",
+        "d_model",
+        "nhead",
+        "num_encoder_layers",
+        "num_decoder_layers",
+        "dim_feedforward",
+        "max_len",
+    ):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be a positive int, got {type(value).__name__}")
+        if value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value}")
+        check_count(name, value, 1, MAX_NUMEL)  # refuse what cannot be built
+    if config.d_model % config.nhead != 0:
+        raise ValueError(
+            f"d_model ({config.d_model}) must be divisible by nhead ({config.nhead}): each head "
+            "takes d_model / nhead channels"
+        )
+    for name, low, high, low_ok in (("dropout", 0, 1, True), ("layer_norm_eps", 0, 1, False)):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+        if not (low <= value if low_ok else low < value) or not value < high:  # NaN fails
+            interval = f"{'[' if low_ok else '('}{low}, {high})"
+            raise ValueError(f"{name} must be a float in {interval}, got {value!r}")
+    both = min(config.src_vocab_size, config.tgt_vocab_size)
+    for name, limit in (
+        ("pad_id", both),
+        ("bos_id", config.tgt_vocab_size),
+        ("eos_id", config.tgt_vocab_size),
+    ):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int token id, got {type(value).__name__}")
+        if not 0 <= value < limit:
+            raise ValueError(f"{name} must be in [0, {limit}) to fit the vocabulary, got {value}")
+    if len({config.pad_id, config.bos_id, config.eos_id}) != 3:
+        raise ValueError(
+            f"pad_id, bos_id and eos_id must be distinct, got {config.pad_id}, {config.bos_id}, "
+            f"{config.eos_id}"
+        )
+    if isinstance(config.seed, bool) or not isinstance(config.seed, int):
+        raise TypeError(f"seed must be an int, got {type(config.seed).__name__}")
+    if not 0 <= config.seed < 1 << 64:  # a Philox key is 64 bits
+        raise ValueError(f"seed must be in [0, 2**64), got {config.seed}")

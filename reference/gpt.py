@@ -13,6 +13,9 @@ GELU is the tanh approximation ("gelu_new"), layer norm eps 1e-5, attention scor
 1/sqrt(hs) before the causal mask, and every linear layer has a bias. Parameter names and shapes
 are Hugging Face's (`transformer.h.0.attn.c_attn.weight` is (C, 3C), stored in x out), so
 `save_pretrained` writes a directory that `transformers` loads as `GPT2LMHeadModel`.
+This file holds the model; its neighbours hold what every model shares: the Hugging Face config
+and checkpoint-name mapping (`hf.py`), the input checks (`checks.py`, `config_fields.py`) and the
+sampling rule (`decoding.py`).
 
 Dimension legend: B batch, T time, C channels (n_embd), H heads, hs head size = C / H,
 V vocabulary, L layers.
@@ -35,7 +38,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,15 +48,10 @@ from .attention import (
     split_qkv,
 )
 from .checkpoint import load_safetensors
-from .checks import MAX_NUMEL, check_count, check_eps
-from .config_fields import (
-    bool_field,
-    float_field,
-    int_field,
-    optional_int_field,
-    require_dict,
-    str_field,
-)
+from .checks import IGNORE_INDEX, check_gpt_idx, check_gpt_targets
+from .config_fields import check_gpt_config
+from .decoding import check_generate_args, sample_next_token
+from .hf import GPT2_INIT_STD, convert_hf_gpt2_state_dict, gpt2_config_from_hf, gpt2_config_to_hf
 from .layers import (
     Activation,
     Conv1D,
@@ -71,31 +68,10 @@ from .layers import (
 )
 from .module import Module, ModuleList
 from .nested import shape_of
-from .rng import MASK64, uniform
+from .rng import uniform
 
 Tensor = Any  # a nested list of floats
-IGNORE_INDEX = -100  # targets equal to this count for nothing (torch / Hugging Face labels)
-INIT_STD = 0.02
-# Hugging Face spells the tanh-approximated GELU two ways; both are the same function.
-TANH_GELU_NAMES = ("gelu_new", "gelu_pytorch_tanh")
-
-
-def _check_int(name: str, value: Any, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value}")
-    return value
-
-
-def _check_float(name: str, value: Any, low: float, high: float, high_open: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    ok = low <= value < high if high_open else low <= value <= high  # also rejects NaN
-    if not ok:
-        interval = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
-        raise ValueError(f"{name} must be in {interval}, got {value}")
-    return float(value)
+INIT_STD = GPT2_INIT_STD  # 0.02, the std of every initial weight but the residual projections
 
 
 # -- configuration ---------------------------------------------------------------------------------
@@ -122,27 +98,8 @@ class GPTConfig:
     eos_token_id: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            _check_int(name, getattr(self, name))
-            check_count(name, getattr(self, name), 1, MAX_NUMEL)  # refuse what cannot be built
-        if self.n_embd % self.n_head != 0:
-            raise ValueError(
-                f"n_embd must be divisible by n_head (each head takes n_embd / n_head channels), "
-                f"got n_embd={self.n_embd} and n_head={self.n_head}"
-            )
-        self.dropout = _check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
-        # > 0: with eps = 0 a constant row (variance 0) would divide by zero in layer norm
-        self.layer_norm_epsilon = check_eps(self.layer_norm_epsilon, "layer_norm_epsilon")
-        _check_int("seed", self.seed, low=0)
-        if self.seed > MASK64:
-            raise ValueError(f"seed must be in [0, 2**64), got {self.seed}")
-        for name in ("bos_token_id", "eos_token_id"):
-            value = getattr(self, name)
-            if value is not None and not 0 <= _check_int(name, value, low=0) < self.vocab_size:
-                raise ValueError(
-                    f"{name} must be None or an id in [0, vocab_size={self.vocab_size}), "
-                    f"got {value}"
-                )
+        check_gpt_config(self)  # each field's type and range (config_fields.py)
+        self.dropout, self.layer_norm_epsilon = float(self.dropout), float(self.layer_norm_epsilon)
 
     @property
     def head_size(self) -> int:
@@ -150,102 +107,13 @@ class GPTConfig:
 
     def to_hf_dict(self) -> dict[str, Any]:
         """The Hugging Face `GPT2Config` JSON for this model (what `config.json` holds)."""
-        return {
-            "model_type": "gpt2",
-            "architectures": ["GPT2LMHeadModel"],
-            "vocab_size": self.vocab_size,
-            "n_positions": self.block_size,
-            "n_ctx": self.block_size,  # the older name of n_positions, still in GPT-2's files
-            "n_embd": self.n_embd,
-            "n_layer": self.n_layer,
-            "n_head": self.n_head,
-            "n_inner": None,  # None means 4 * n_embd
-            "activation_function": "gelu_new",
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-            "embd_pdrop": self.dropout,
-            "resid_pdrop": self.dropout,
-            "attn_pdrop": self.dropout,
-            "initializer_range": INIT_STD,
-            "scale_attn_weights": True,
-            "scale_attn_by_inverse_layer_idx": False,
-            "reorder_and_upcast_attn": False,
-            "tie_word_embeddings": True,
-            "use_cache": True,
-            "bos_token_id": self.bos_token_id,
-            "eos_token_id": self.eos_token_id,
-            "model_archaeology": {"seed": self.seed},  # ours; transformers keeps it as-is
-        }
+        return gpt2_config_to_hf(self)
 
     @classmethod
     def from_hf_dict(cls, config: dict[str, Any]) -> GPTConfig:
-        """Read a Hugging Face GPT-2 `config.json` (ours, or the official one).
-
-        Missing keys take `GPT2Config`'s defaults. Every field this model reads is checked for
-        type and range (a TypeError or ValueError naming the key). Variants this model does not
-        implement (an untied head, another activation, other attention scalings) raise a
-        ValueError. A bos/eos id outside the vocabulary becomes None, as in foreign configs.
-        """
-        require_dict(config)
-        model_type = config.get("model_type", "gpt2")
-        if model_type != "gpt2":
-            raise ValueError(f"config is not a GPT-2 config (model_type={model_type!r})")
-        missing = [k for k in ("vocab_size", "n_embd", "n_layer", "n_head") if k not in config]
-        if "n_positions" not in config and "n_ctx" not in config:
-            missing.append("n_positions")
-        if missing:
-            raise ValueError(f"GPT-2 config lacks {missing}")
-        sizes = {k: int_field(config, k) for k in ("vocab_size", "n_layer", "n_head", "n_embd")}
-        block_size = int_field(config, "n_positions" if "n_positions" in config else "n_ctx")
-        if sizes["n_embd"] % sizes["n_head"]:
-            raise ValueError(
-                f"config field n_embd must be divisible by n_head (each head takes n_embd / "
-                f"n_head channels), got n_embd={sizes['n_embd']} and n_head={sizes['n_head']}"
-            )
-        rates = {
-            key: float_field(config, key, 0.1, 0.0, 1.0)
-            for key in ("embd_pdrop", "resid_pdrop", "attn_pdrop")
-        }
-        if len(set(rates.values())) != 1:
-            raise ValueError(f"this GPT uses one dropout rate for all three sites, got {rates}")
-        eps = float_field(config, "layer_norm_epsilon", 1e-5, 0.0, math.inf, low_open=True)
-        ours = config.get("model_archaeology")
-        ours = require_dict({} if ours is None else ours, "config field model_archaeology")
-        seed = int_field(ours, "seed", 0, low=0, high=MASK64 + 1)
-        activation = str_field(config, "activation_function", "gelu_new")
-        if activation not in TANH_GELU_NAMES:
-            raise ValueError(
-                f"GPT-2 config has activation_function={activation!r}; this GPT needs one of "
-                f"{TANH_GELU_NAMES} (GELU with the tanh approximation)"
-            )
-        n_inner = optional_int_field(config, "n_inner", None, low=1)
-        if n_inner not in (None, 4 * sizes["n_embd"]):
-            raise ValueError(
-                f"GPT-2 config has n_inner={n_inner!r}; this GPT needs None or "
-                f"{4 * sizes['n_embd']} (4 * n_embd)"
-            )
-        for key, needed in (
-            ("scale_attn_weights", True),
-            ("scale_attn_by_inverse_layer_idx", False),
-            ("tie_word_embeddings", True),
-            ("add_cross_attention", False),
-        ):
-            if bool_field(config, key, needed) != needed:
-                raise ValueError(
-                    f"GPT-2 config has {key}={not needed!r}; this GPT needs {needed!r}"
-                )
-        ids = {}
-        for key in ("bos_token_id", "eos_token_id"):
-            token_id = optional_int_field(config, key, None, low=-(2**63))
-            inside = token_id is not None and 0 <= token_id < sizes["vocab_size"]
-            ids[key] = token_id if inside else None
-        return cls(
-            **sizes,
-            block_size=block_size,
-            dropout=rates["embd_pdrop"],
-            layer_norm_epsilon=eps,
-            seed=seed,
-            **ids,
-        )
+        """Read a Hugging Face GPT-2 `config.json` (ours, or the official one); see
+        `hf.gpt2_config_from_hf` for the fields read and the variants refused."""
+        return cls(**gpt2_config_from_hf(config))
 
 
 # -- the key/value cache ---------------------------------------------------------------------------
@@ -414,72 +282,16 @@ class GPT(Module):
         """The output head's (V, C) weight: the token embedding's Parameter (tied)."""
         return self.transformer.wte.weight
 
-    # -- input checks --------------------------------------------------------------------------
-    def _check_idx(self, idx: Any, name: str = "idx", max_len: int | None = None) -> list:
-        """idx as a (B, T) list of lists of ints in [0, vocab_size), or a clear error."""
-        if hasattr(idx, "tolist"):
-            idx = idx.tolist()  # a numpy array
-        if not isinstance(idx, (list, tuple)) or not all(isinstance(r, (list, tuple)) for r in idx):
-            raise TypeError(f"{name} must be a (B, T) nested list of token ids, got {idx!r:.60}")
-        if not idx or not idx[0]:
-            raise ValueError(
-                f"{name} must have shape (B, T) with B >= 1 and T >= 1, got {shape_of(idx)}"
-            )
-        T = len(idx[0])
-        for b, row in enumerate(idx):
-            if len(row) != T:
-                raise ValueError(
-                    f"{name} must be rectangular: row 0 has {T} ids, row {b} has {len(row)}"
-                )
-        if max_len is not None and T > max_len:
-            raise ValueError(
-                f"sequence length T={T} exceeds block_size={max_len} (the model has {max_len} "
-                f"positions; crop {name} to its last {max_len} tokens)"
-            )
-        V = self.config.vocab_size
-        for b, row in enumerate(idx):
-            for t, i in enumerate(row):
-                if isinstance(i, bool) or not isinstance(i, int):
-                    raise TypeError(
-                        f"{name} must hold ints, got {type(i).__name__} {i!r} at [{b}][{t}]"
-                    )
-                if not 0 <= i < V:
-                    raise ValueError(
-                        f"token id {i} out of range for vocab_size {V} (at {name}[{b}][{t}])"
-                    )
-        return [list(row) for row in idx]
-
-    def _check_targets(self, targets: Any, B: int, T: int) -> list:
-        if hasattr(targets, "tolist"):
-            targets = targets.tolist()
-        if shape_of(targets) != (B, T) or any(len(row) != T for row in targets):
-            raise ValueError(
-                f"targets must have the shape of idx ({B}, {T}), got {shape_of(targets)}"
-            )
-        V = self.config.vocab_size
-        for b, row in enumerate(targets):
-            for t, i in enumerate(row):
-                if isinstance(i, bool) or not isinstance(i, int):
-                    raise TypeError(
-                        f"targets must hold ints, got {type(i).__name__} {i!r} at [{b}][{t}]"
-                    )
-                if i != IGNORE_INDEX and not 0 <= i < V:
-                    raise ValueError(
-                        f"target id {i} out of range for vocab_size {V} (at targets[{b}][{t}]; "
-                        f"{IGNORE_INDEX} means ignore)"
-                    )
-        return [list(row) for row in targets]
-
     # -- training ------------------------------------------------------------------------------
     def forward(self, idx: Any, targets: Any = None) -> tuple[Tensor, float | None]:
         """(logits (B, T, V), mean cross-entropy or None) for idx (B, T) ints, T <= block_size.
 
         targets (B, T) are the next tokens; positions holding -100 count for nothing.
         """
-        idx = self._check_idx(idx, max_len=self.config.block_size)
+        idx = check_gpt_idx(idx, self.config.vocab_size, max_len=self.config.block_size)
         B, T = len(idx), len(idx[0])
         if targets is not None:
-            targets = self._check_targets(targets, B, T)
+            targets = check_gpt_targets(targets, B, T, self.config.vocab_size)
         if self.training:  # this forward's dropout masks: see the module docstring
             set_dropout_rng(self, self.dropout_seed, self.dropout_step)
             self.dropout_step += 1
@@ -546,11 +358,8 @@ class GPT(Module):
         computes the same numbers, so use_cache only changes the speed, never the tokens.
         Runs in eval mode (no dropout) and restores the previous mode.
         """
-        idx = self._check_idx(idx)  # longer than block_size is fine: it is cropped
-        _check_int("max_new_tokens", max_new_tokens, low=0)
-        _check_sampling(temperature, top_k, top_p)
-        if _check_int("seed", seed, low=0) > MASK64:
-            raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+        idx = check_gpt_idx(idx, self.config.vocab_size)  # longer than block_size: cropped
+        check_generate_args(max_new_tokens, temperature, top_k, top_p, seed)
         bs, B = self.config.block_size, len(idx)
         was_training = self.training
         self.eval()
@@ -600,109 +409,6 @@ class GPT(Module):
         model = cls._from_config_file(config_path)
         model.load_state_dict(convert_hf_gpt2_state_dict(load_safetensors(weights)))
         return model.eval()
-
-
-_BUFFER = re.compile(r"transformer\.h\.\d+\.attn\.(bias|masked_bias)")
-
-
-def convert_hf_gpt2_state_dict(state: dict[str, Any]) -> dict[str, Any]:
-    """A Hugging Face GPT-2 state dict under our names: `wte.weight` -> `transformer.wte.weight`.
-
-    The official files lack the `transformer.` prefix and carry the causal mask as buffers
-    (`h.0.attn.bias`, `h.0.attn.masked_bias`); those are dropped, as is `lm_head.weight` once it
-    is checked to equal the tied embedding.
-    """
-    out = {}
-    for name, tensor in state.items():
-        key = (
-            name
-            if name.startswith("transformer.") or name.startswith("lm_head.")
-            else ("transformer." + name)
-        )
-        if not _BUFFER.fullmatch(key):
-            out[key] = tensor
-    head = out.pop("lm_head.weight", None)
-    wte = out.get("transformer.wte.weight")
-    if head is not None and isinstance(head, list):
-        same = head == wte
-    elif head is not None:  # a backend's arrays compare element by element
-        same = wte is not None and head.shape == wte.shape and bool((head == wte).all())
-    if head is not None and not same:
-        raise ValueError("lm_head.weight differs from transformer.wte.weight: this GPT ties them")
-    return out
-
-
-# -- sampling --------------------------------------------------------------------------------------
-def _check_sampling(temperature: Any, top_k: Any, top_p: Any) -> None:
-    _check_float("temperature", temperature, 0.0, math.inf, high_open=True)
-    if top_k is not None:
-        _check_int("top_k", top_k, low=1)
-    if top_p is not None:
-        if _check_float("top_p", top_p, 0.0, 1.0, high_open=False) == 0.0:
-            raise ValueError("top_p must be in (0, 1], got 0.0 (it would keep no token)")
-
-
-def sample_next_token(
-    logits: list[float],
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    u: float = 0.0,
-) -> int:
-    """One token id from a row of V logits and a uniform u in [0, 1), by inverse-CDF sampling.
-
-    The exact arithmetic, so that another backend picks the same token (sums run left to right):
-    1. temperature 0: the argmax, ties to the lowest id (u is unused).
-    2. z_i = logits_i / temperature; order the ids by z descending, ties by id ascending.
-    3. top_k: keep the first top_k ids of that order (all of them if top_k >= V).
-    4. softmax over the kept ids in that order: e_i = exp(z_i - z_first), p_i = e_i / sum(e).
-    5. top_p: keep the shortest prefix whose running sum of p reaches top_p (at least one id).
-    6. mass = sum of the kept p; walk the kept ids, c += p_i, and return the first with
-       u * mass < c (the last kept id if rounding leaves none).
-
-    >>> sample_next_token([0.0, 0.0, 1.0], u=0.99), sample_next_token([0.0, 0.0, 1.0], 0.0)
-    (1, 2)
-    """
-    _check_sampling(temperature, top_k, top_p)
-    if not 0.0 <= u < 1.0:
-        raise ValueError(f"u must be a uniform draw in [0, 1), got {u}")
-    if not logits:
-        raise ValueError("logits must hold at least one value")
-    if temperature == 0.0:
-        best = 0
-        for i in range(1, len(logits)):
-            if logits[i] > logits[best]:  # strictly greater: a tie keeps the lower id
-                best = i
-        return best
-    z = [zi / temperature for zi in logits]  # (V,)
-    for i, zi in enumerate(z):
-        if not math.isfinite(zi):
-            raise ValueError(f"logits / temperature must be finite, got {zi} at id {i}")
-    order = sorted(range(len(z)), key=lambda i: (-z[i], i))  # most likely first
-    if top_k is not None:
-        order = order[:top_k]
-    m = z[order[0]]  # the max: exp never overflows
-    e = [math.exp(z[i] - m) for i in order]
-    total = 0.0
-    for ei in e:
-        total += ei
-    probs = [ei / total for ei in e]
-    if top_p is not None and top_p < 1.0:
-        c = 0.0
-        for n, p in enumerate(probs, start=1):
-            c += p
-            if c >= top_p:  # the nucleus: the fewest most-likely tokens holding top_p
-                order, probs = order[:n], probs[:n]
-                break
-    mass = 0.0
-    for p in probs:
-        mass += p
-    target, c = u * mass, 0.0
-    for i, p in zip(order, probs):
-        c += p
-        if target < c:
-            return i
-    return order[-1]
 
 
 __all__ = [

@@ -51,7 +51,8 @@ _TORCH_KEYS = {
 }
 
 
-def _check_nonneg(name: str, value: Any) -> float:
+def check_nonneg(name: str, value: Any) -> float:
+    """`value` as a finite float >= 0 (a learning rate, a decay, a norm), or an error."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     if not math.isfinite(value) or value < 0:
@@ -106,7 +107,7 @@ def _flat_numbers(value: Any, where: str) -> tuple[tuple[int, ...], list[float]]
     return tuple(shape), out
 
 
-def _check_tensor(value: Any, where: str, shape: tuple, nonneg: bool = False) -> list[float]:
+def check_state_tensor(value: Any, where: str, shape: tuple, nonneg: bool = False) -> list[float]:
     """The flat floats of a state tensor, after checking it is numbers of the parameter's shape,
     finite (and >= 0 where `nonneg`: a running mean of squares)."""
     got, flat = _flat_numbers(value, where)
@@ -153,8 +154,8 @@ class Optimizer:
         self.state: dict[int, dict[str, Any]] = {}
 
     def _validate(self, group: dict[str, Any]) -> None:
-        _check_nonneg("lr", group["lr"])
-        _check_nonneg("weight_decay", group.get("weight_decay", 0.0))
+        check_nonneg("lr", group["lr"])
+        check_nonneg("weight_decay", group.get("weight_decay", 0.0))
 
     @property
     def lr(self) -> float:
@@ -163,7 +164,7 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value: float) -> None:
-        value = _check_nonneg("lr", value)
+        value = check_nonneg("lr", value)
         for group in self.param_groups:
             group["lr"] = value
 
@@ -335,7 +336,7 @@ class Optimizer:
 
     def _tensor(self, value: Any, where: str, p: Any, nonneg: bool = False) -> Any:
         """A saved state tensor as this backend keeps it: here a flat list of floats."""
-        return _check_tensor(value, where, p.shape, nonneg)
+        return check_state_tensor(value, where, p.shape, nonneg)
 
     def _restore(self, hyper: list[dict[str, Any]], state: dict[int, dict[str, Any]]) -> None:
         """Install checked hyperparameters and state (nothing here can fail)."""
@@ -361,7 +362,7 @@ class SGD(Optimizer):
 
     def _validate(self, group):
         super()._validate(group)
-        _check_nonneg("momentum", group["momentum"])
+        check_nonneg("momentum", group["momentum"])
         if not isinstance(group["nesterov"], bool):
             raise TypeError(f"nesterov must be True or False, got {group['nesterov']!r}")
         if group["nesterov"] and group["momentum"] <= 0:
@@ -406,9 +407,9 @@ class Adam(Optimizer):
         super()._validate(group)
         b1, b2 = group["betas"]
         for name, b in (("betas[0]", b1), ("betas[1]", b2)):
-            if not 0.0 <= _check_nonneg(name, b) < 1.0:
+            if not 0.0 <= check_nonneg(name, b) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {b}")
-        _check_nonneg("eps", group["eps"])
+        check_nonneg("eps", group["eps"])
 
     def update(self, w, g, state, group):
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
@@ -446,7 +447,7 @@ def clip_grad_norm(parameters: Iterable[Any], max_norm: float) -> float:
 
     As in PyTorch: the scale is max_norm / (norm + 1e-6), applied only when it is below 1.
     """
-    max_norm = _check_nonneg("max_norm", max_norm)
+    max_norm = check_nonneg("max_norm", max_norm)
     params = list(parameters)
     total = math.sqrt(sum(x * x for p in params for x in flatten(p.grad)))
     scale = max_norm / (total + 1e-6)
@@ -493,7 +494,7 @@ class ConstantLR(_Schedule):
     fields = ("lr",)
 
     def __init__(self, lr: float):
-        self.lr = _check_nonneg("lr", lr)
+        self.lr = check_nonneg("lr", lr)
 
     def __call__(self, step: int) -> float:
         return self.lr
@@ -508,10 +509,10 @@ class StepDecayLR(_Schedule):
     fields = ("lr", "step_size", "gamma")
 
     def __init__(self, lr: float, step_size: int, gamma: float = 0.1):
-        self.lr = _check_nonneg("lr", lr)
+        self.lr = check_nonneg("lr", lr)
         if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
             raise ValueError(f"step_size must be an int >= 1, got {step_size!r}")
-        self.step_size, self.gamma = step_size, _check_nonneg("gamma", gamma)
+        self.step_size, self.gamma = step_size, check_nonneg("gamma", gamma)
 
     def __call__(self, step: int) -> float:
         return self.lr * self.gamma ** (step // self.step_size)
@@ -527,7 +528,7 @@ class CosineWarmupLR(_Schedule):
     fields = ("lr", "warmup_steps", "total_steps", "min_lr")
 
     def __init__(self, lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0):
-        self.lr, self.min_lr = _check_nonneg("lr", lr), _check_nonneg("min_lr", min_lr)
+        self.lr, self.min_lr = check_nonneg("lr", lr), check_nonneg("min_lr", min_lr)
         if not (isinstance(warmup_steps, int) and isinstance(total_steps, int)):
             raise TypeError("warmup_steps and total_steps must be ints")
         if not 0 <= warmup_steps < total_steps:

@@ -49,7 +49,8 @@ def philox4x32(counter: tuple[int, int, int, int], key: tuple[int, int]) -> tupl
     return c0, c1, c2, c3
 
 
-def _check(name: str, v: int) -> int:
+def check_u64(name: str, v: int) -> int:
+    """`v` as an int in [0, 2**64) (a seed, a stream or an index), or an error naming `name`."""
     if isinstance(v, bool) or not isinstance(v, int):
         raise TypeError(f"{name} must be an int, got {type(v).__name__}")
     if not 0 <= v <= MASK64:
@@ -59,14 +60,14 @@ def _check(name: str, v: int) -> int:
 
 def check_seed_stream(seed: int, stream: int) -> None:
     """seed and stream as ints in [0, 2**64), or the error `uniforms` would raise."""
-    _check("seed", seed), _check("stream", stream)
+    check_u64("seed", seed), check_u64("stream", stream)
 
 
 def check_draws(seed: int, stream: int, n: int, start: int) -> None:
     """The arguments of a call that draws `n` numbers from index `start`: seed, stream and start
     in [0, 2**64), n in [0, MAX_NUMEL] (a bigger request is refused, never run for hours), and
     the last index start + n - 1 still below 2**64."""
-    _check("seed", seed), _check("stream", stream), _check("start", start)
+    check_u64("seed", seed), check_u64("stream", stream), check_u64("start", start)
     check_count("n", n, 0, MAX_NUMEL)
     if start + n > MASK64 + 1:
         raise ValueError(f"start + n must be at most 2**64 (the last index), got {start + n}")
@@ -74,7 +75,7 @@ def check_draws(seed: int, stream: int, n: int, start: int) -> None:
 
 def random_u32(seed: int, stream: int, index: int) -> int:
     """The `index`-th random 32-bit word of (`seed`, `stream`)."""
-    _check("seed", seed), _check("stream", stream), _check("index", index)
+    check_u64("seed", seed), check_u64("stream", stream), check_u64("index", index)
     block = index >> 2
     words = philox4x32(
         (block & MASK32, block >> 32, stream & MASK32, stream >> 32),

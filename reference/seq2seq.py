@@ -30,9 +30,9 @@ Conventions:
   `torch.nn.Transformer` resets its parameters; embeddings are N(0, 1/C), so that after the
   sqrt(C) scale they have unit variance like the positions; biases 0, layer norms (1, 0). Tensor k
   draws from Philox stream 2**63 + k, far from dropout's streams.
-- Decoding (`greedy_decode`, `beam_search`) runs without dropout, encodes once and stops a row at
-  `eos_id`. Ties go to the lowest token id (greedy) and to the lowest (beam, token id) (beam);
-  results hold neither `bos_id` nor `eos_id`.
+- Decoding (`greedy_decode`, `beam_search`, written once in `decoding.py`) runs without dropout,
+  encodes once and stops a row at `eos_id`. Ties go to the lowest token id (greedy) and to the
+  lowest (beam, token id) (beam); results hold neither `bos_id` nor `eos_id`.
 
 Dimension legend: B batch, Ts source time, Tt target time, C channels (d_model), H heads,
 F feed-forward width (dim_feedforward), V vocabulary.
@@ -50,8 +50,9 @@ from .attention import (
     multi_head_attention_forward,
     split_qkv,
 )
-from .checks import MAX_NUMEL, check_count
-from .config_fields import require_dict
+from .checks import IGNORE_INDEX, check_seq2seq_ids, check_seq2seq_targets
+from .config_fields import check_transformer_config, require_dict
+from .decoding import beam_search, greedy_decode
 from .layers import (
     Activation,
     Dropout,
@@ -66,13 +67,11 @@ from .layers import (
     set_dropout_rng,
     sinusoidal_position_encoding,
 )
-from .losses import log_softmax
 from .module import Module, ModuleList, Parameter
 from .nested import shape_of
 from .rng import uniforms
 
 Tensor = Any  # a nested list of floats
-IGNORE_INDEX = -100  # targets with this value (or pad_id) count for nothing, as in torch
 INIT_STREAM_BASE = 1 << 63  # init tensor k draws from stream 2**63 + k
 
 
@@ -97,56 +96,11 @@ class TransformerConfig:
     seed: int = 0  # initialisation and dropout
 
     def __post_init__(self) -> None:
-        for name in (
-            "src_vocab_size",
-            "tgt_vocab_size",
-            "d_model",
-            "nhead",
-            "num_encoder_layers",
-            "num_decoder_layers",
-            "dim_feedforward",
-            "max_len",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be a positive int, got {type(value).__name__}")
-            if value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value}")
-            check_count(name, value, 1, MAX_NUMEL)  # refuse what cannot be built
-        if self.d_model % self.nhead != 0:
-            raise ValueError(
-                f"d_model ({self.d_model}) must be divisible by nhead ({self.nhead}): each head "
-                "takes d_model / nhead channels"
-            )
-        for name, low, high, low_ok in (("dropout", 0, 1, True), ("layer_norm_eps", 0, 1, False)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a float, got {type(value).__name__}")
-            if not (low <= value if low_ok else low < value) or not value < high:  # NaN fails
-                interval = f"{'[' if low_ok else '('}{low}, {high})"
-                raise ValueError(f"{name} must be a float in {interval}, got {value!r}")
-        both = min(self.src_vocab_size, self.tgt_vocab_size)
-        for name, limit in (
-            ("pad_id", both),
-            ("bos_id", self.tgt_vocab_size),
-            ("eos_id", self.tgt_vocab_size),
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int token id, got {type(value).__name__}")
-            if not 0 <= value < limit:
-                raise ValueError(
-                    f"{name} must be in [0, {limit}) to fit the vocabulary, got {value}"
-                )
-        if len({self.pad_id, self.bos_id, self.eos_id}) != 3:
-            raise ValueError(
-                f"pad_id, bos_id and eos_id must be distinct, got {self.pad_id}, {self.bos_id}, "
-                f"{self.eos_id}"
-            )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise TypeError(f"seed must be an int, got {type(self.seed).__name__}")
-        if not 0 <= self.seed < 1 << 64:  # a Philox key is 64 bits
-            raise ValueError(f"seed must be in [0, 2**64), got {self.seed}")
+        check_transformer_config(self)  # each field's type and range (config_fields.py)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `config.json` that `Transformer.save_pretrained` writes (read by `from_dict`)."""
+        return {"model_type": "transformer", **asdict(self)}
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> TransformerConfig:
@@ -200,7 +154,7 @@ def xavier_uniform(shape: tuple[int, int], seed: int, stream: int) -> list[list[
     ]
 
 
-class _Init:
+class XavierInit:
     """Hands out Xavier-uniform matrices, each from the next Philox stream."""
 
     def __init__(self, seed: int):
@@ -219,64 +173,6 @@ class _Init:
         return layer
 
 
-def _check_ids(name: str, ids: Any, vocab_size: int, vocab_name: str, max_len: int) -> list:
-    """`ids` as a (B, T) list of lists of ints in [0, vocab_size), 1 <= T <= max_len, or a clear
-    TypeError / ValueError naming the argument."""
-    if hasattr(ids, "tolist"):  # a numpy array is welcome too
-        ids = ids.tolist()
-    if not isinstance(ids, (list, tuple)) or not ids:
-        raise TypeError(f"{name} must be a non-empty (B, T) nested list of token ids, got {ids!r}")
-    T = None
-    for b, row in enumerate(ids):
-        if not isinstance(row, (list, tuple)):
-            raise TypeError(
-                f"{name} must be a (B, T) nested list of token ids, but {name}[{b}] is a "
-                f"{type(row).__name__}"
-            )
-        if T is None:
-            T = len(row)
-        elif len(row) != T:
-            raise ValueError(
-                f"{name} must be rectangular (pad with pad_id): {name}[0] has length {T}, "
-                f"{name}[{b}] has length {len(row)}"
-            )
-        for t, i in enumerate(row):
-            if isinstance(i, bool) or not isinstance(i, int):
-                raise TypeError(f"{name}[{b}][{t}] must be an int token id, got {i!r}")
-            if not 0 <= i < vocab_size:
-                raise ValueError(
-                    f"{name} token id {i} out of range for {vocab_name}={vocab_size} "
-                    f"(at [{b}][{t}])"
-                )
-    if T == 0:
-        raise ValueError(f"{name} must hold at least one token per sequence, got length 0")
-    if T > max_len:
-        raise ValueError(f"{name} has length {T}, longer than max_len={max_len}")
-    return [list(row) for row in ids]
-
-
-def _check_count(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
-    return value
-
-
-def _argmax(row: list[float]) -> int:
-    """The index of the largest entry; the lowest index wins a tie."""
-    best = 0
-    for i, v in enumerate(row):
-        if v > row[best]:
-            best = i
-    return best
-
-
-def _strip(tokens: list[int], eos_id: int) -> list[int]:
-    """The generated tokens before the first eos: [5, 3, eos, 7] -> [5, 3]."""
-    return tokens[: tokens.index(eos_id)] if eos_id in tokens else tokens
-
-
 # -- the layers, named as in torch.nn ------------------------------------------------------------
 class MultiheadAttention(Module):
     """torch.nn.MultiheadAttention (batch_first): a packed q, k, v projection, H heads, out_proj.
@@ -285,7 +181,7 @@ class MultiheadAttention(Module):
     cross-attention takes q from the decoder and k, v from the memory.
     """
 
-    def __init__(self, d_model: int, nhead: int, dropout: float, init: _Init):
+    def __init__(self, d_model: int, nhead: int, dropout: float, init: XavierInit):
         super().__init__()
         self.nhead = nhead
         self.in_proj_weight = Parameter(init.matrix((3 * d_model, d_model)))
@@ -355,7 +251,7 @@ class FeedForward:
 class TransformerEncoderLayer(Module, FeedForward):
     """Post-LN encoder layer: x = norm1(x + self_attn(x)); x = norm2(x + ff(x))."""
 
-    def __init__(self, d_model, nhead, dim_feedforward, dropout, eps, init: _Init):
+    def __init__(self, d_model, nhead, dim_feedforward, dropout, eps, init: XavierInit):
         super().__init__()
         # attributes in torch's order, so names and module order match nn.TransformerEncoderLayer
         self.self_attn = MultiheadAttention(d_model, nhead, dropout, init)
@@ -385,7 +281,7 @@ class TransformerEncoderLayer(Module, FeedForward):
 class TransformerDecoderLayer(Module, FeedForward):
     """Post-LN decoder layer: masked self-attention, cross-attention to memory, feed-forward."""
 
-    def __init__(self, d_model, nhead, dim_feedforward, dropout, eps, init: _Init):
+    def __init__(self, d_model, nhead, dim_feedforward, dropout, eps, init: XavierInit):
         super().__init__()
         self.self_attn = MultiheadAttention(d_model, nhead, dropout, init)
         self.multihead_attn = MultiheadAttention(d_model, nhead, dropout, init)
@@ -466,7 +362,7 @@ class TransformerDecoder(Module):
 class EncoderDecoder(Module):
     """torch.nn.Transformer without embeddings: `encoder` and `decoder`, each with a final norm."""
 
-    def __init__(self, config: TransformerConfig, init: _Init):
+    def __init__(self, config: TransformerConfig, init: XavierInit):
         super().__init__()
         c = config
         sizes = (c.d_model, c.nhead, c.dim_feedforward, c.dropout, c.layer_norm_eps)
@@ -502,7 +398,7 @@ class Transformer(Module):
             raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}")
         self.config = config
         c = config
-        init = _Init(c.seed)
+        init = XavierInit(c.seed)
         std = c.d_model**-0.5  # unit variance after the sqrt(C) scale
         self.src_embed = Embedding(
             c.src_vocab_size, c.d_model, std=std, seed=c.seed, stream=init.next_stream()
@@ -520,7 +416,7 @@ class Transformer(Module):
 
     # -- checkpoints -----------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
-        return {"model_type": "transformer", **asdict(self.config)}
+        return self.config.to_dict()
 
     @classmethod
     def from_config_dict(cls, config: dict[str, Any]) -> Transformer:
@@ -529,33 +425,18 @@ class Transformer(Module):
     # -- validation ------------------------------------------------------------------------------
     def _check_src(self, src: Any) -> list[list[int]]:
         c = self.config
-        return _check_ids("src", src, c.src_vocab_size, "src_vocab_size", c.max_len)
+        return check_seq2seq_ids("src", src, c.src_vocab_size, "src_vocab_size", c.max_len)
 
     def _check_tgt(self, tgt: Any, B: int) -> list[list[int]]:
         c = self.config
-        tgt = _check_ids("tgt", tgt, c.tgt_vocab_size, "tgt_vocab_size", c.max_len)
+        tgt = check_seq2seq_ids("tgt", tgt, c.tgt_vocab_size, "tgt_vocab_size", c.max_len)
         if len(tgt) != B:
             raise ValueError(f"tgt must have one row per source (B={B}), got {len(tgt)} rows")
         return tgt
 
     def _check_targets(self, targets: Any, shape: tuple[int, int]) -> list[list[int]]:
-        if hasattr(targets, "tolist"):
-            targets = targets.tolist()
-        if shape_of(targets) != shape or any(len(row) != shape[1] for row in targets):
-            raise ValueError(f"targets must have tgt's shape {shape}, got {shape_of(targets)}")
-        V, pad = self.config.tgt_vocab_size, self.config.pad_id
-        out = []
-        for b, row in enumerate(targets):
-            for t, i in enumerate(row):
-                if isinstance(i, bool) or not isinstance(i, int):
-                    raise TypeError(f"targets[{b}][{t}] must be an int token id, got {i!r}")
-                if not (0 <= i < V or i == IGNORE_INDEX):
-                    raise ValueError(
-                        f"targets token id {i} out of range for tgt_vocab_size={V} (at [{b}][{t}]; "
-                        f"use {IGNORE_INDEX} or pad_id={pad} for positions to ignore)"
-                    )
-            out.append([IGNORE_INDEX if i == pad else i for i in row])
-        return out
+        c = self.config
+        return check_seq2seq_targets(targets, shape, c.tgt_vocab_size, c.pad_id)
 
     def _padding_mask(self, ids: list[list[int]]) -> list[list[bool]]:
         """(B, T) True where ids hold pad_id: keys no query may attend to (torch's convention)."""
@@ -634,37 +515,12 @@ class Transformer(Module):
         dx = self.transformer.encoder.backward(dmemory)  # the memory's gradient enters here
         self._embed_backward(self.src_embed, self.src_dropout, dx)
 
-    # -- decoding --------------------------------------------------------------------------------
-    def _decoding(self, src: Any, max_len: int | None):
-        src = self._check_src(src)
-        if max_len is None:
-            max_len = self.config.max_len
-        return src, _check_count("max_len", max_len, 1, self.config.max_len)
-
+    # -- decoding (the searches are in `decoding.py`) ------------------------------------------
     def greedy_decode(self, src: Any, max_len: int | None = None) -> list[list[int]]:
         """Each source's output by picking the most likely next token until eos_id or `max_len`
         tokens (eos included; default config.max_len). Ties go to the lowest token id.
         Returns B lists of ids without bos_id / eos_id."""
-        src, max_len = self._decoding(src, max_len)
-        was_training = self.training
-        self.eval()
-        try:
-            memory = self.encode(src)  # encode once; every step reuses it
-            c = self.config
-            tgt = [[c.bos_id] for _ in src]
-            live = list(range(len(src)))  # rows that have not produced eos yet
-            for _ in range(max_len):
-                logits = self.decode(
-                    [tgt[b] for b in live], [memory[b] for b in live], [src[b] for b in live]
-                )  # (len(live), t, V): the decoder reruns on the whole prefix (no KV cache)
-                for row, b in zip(logits, live):
-                    tgt[b].append(_argmax(row[-1]))
-                live = [b for b in live if tgt[b][-1] != c.eos_id]
-                if not live:
-                    break
-        finally:
-            self.train(was_training)
-        return [_strip(t[1:], c.eos_id) for t in tgt]
+        return greedy_decode(self, src, max_len)
 
     def beam_search(
         self,
@@ -673,61 +529,7 @@ class Transformer(Module):
         max_len: int | None = None,
         length_penalty: float = 1.0,
     ) -> list[list[int]]:
-        """Each source's best output by beam search: keep the `beam_width` most likely prefixes.
-
-        Each step scores every (beam, token) extension by its summed log-probability and ranks
-        them, ties to the lower beam then the lower token id. Walking down the ranking, an eos
-        extension among the top `beam_width` finishes a hypothesis; other extensions fill the next
-        beam up to `beam_width`. A row stops when `beam_width` hypotheses are finished (or after
-        `max_len` tokens, when the live beams join them); the best by
-        sum log p / length ** length_penalty (length counts eos) wins, the earlier on a tie. With
-        beam_width 1 this is `greedy_decode`.
-        """
-        src, max_len = self._decoding(src, max_len)
-        _check_count("beam_width", beam_width, 1, 1 << 20)
-        if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)):
-            raise TypeError(f"length_penalty must be a number, got {type(length_penalty).__name__}")
-        if not math.isfinite(length_penalty):
-            raise ValueError(f"length_penalty must be finite, got {length_penalty}")
-        was_training = self.training
-        self.eval()
-        try:
-            memory = self.encode(src)  # (B, Ts, C), encoded once
-            return [
-                self._beam_search_one(memory[b], src[b], beam_width, max_len, length_penalty)
-                for b in range(len(src))
-            ]
-        finally:
-            self.train(was_training)
-
-    def _beam_search_one(self, memory, src, k, max_len, length_penalty) -> list[int]:
-        """Beam search for one source: memory (Ts, C), src (Ts,); see `beam_search`."""
-        eos = self.config.eos_id
-        beams = [(0.0, [self.config.bos_id])]  # (sum of log-probabilities, tokens from bos)
-        finished = []  # (sum log p / length ** length_penalty, tokens without bos)
-        for _ in range(max_len):
-            n = len(beams)
-            logits = self.decode([t for _, t in beams], [memory] * n, [src] * n)  # (n, t, V)
-            ranked = sorted(
-                (-(score + lp), i, v)
-                for i, (score, _) in enumerate(beams)
-                for v, lp in enumerate(log_softmax(logits[i][-1]))
-            )  # best first; ties -> the lower beam, then the lower token id
-            beams_next = []
-            for rank, (neg_score, i, v) in enumerate(ranked):
-                tokens = beams[i][1] + [v]
-                if v == eos:
-                    if rank < k:  # an eos ranked below the top k is not worth keeping
-                        length = len(tokens) - 1  # generated tokens, eos included
-                        finished.append((-neg_score / length**length_penalty, tokens[1:]))
-                else:
-                    beams_next.append((-neg_score, tokens))
-                    if len(beams_next) == k:  # every later rank is below the top k
-                        break
-            beams = beams_next
-            if len(finished) >= k or not beams:
-                break
-        else:  # max_len reached: the unfinished beams compete as they are
-            finished.extend((s / (len(t) - 1) ** length_penalty, t[1:]) for s, t in beams)
-        best = min(range(len(finished)), key=lambda j: (-finished[j][0], j))  # earlier on a tie
-        return _strip(finished[best][1], eos)
+        """Each source's best output by beam search, keeping the `beam_width` most likely
+        prefixes, ranked by sum log p / length ** length_penalty; see `decoding.beam_search`.
+        With beam_width 1 this is `greedy_decode`."""
+        return beam_search(self, src, beam_width, max_len, length_penalty)

@@ -1,0 +1,315 @@
+"""Interop with Hugging Face `transformers`: config files and checkpoint names, per family.
+
+A model here is named and shaped like its Hugging Face twin, so moving weights is mostly a matter
+of reading their `config.json` and renaming a few state-dict keys. Those rules live here, apart
+from the models, for both backends to share:
+
+- GPT-2 (`GPT2LMHeadModel`): `gpt2_config_to_hf` / `gpt2_config_from_hf` map `GPTConfig`'s
+  fields to `GPT2Config`'s keys and back; `convert_hf_gpt2_state_dict` adds the `transformer.`
+  prefix the official files lack and drops the causal-mask buffers and the tied head.
+- BERT (`BertForMaskedLM`, `BertForSequenceClassification`): `bert_config_to_hf` /
+  `bert_config_from_hf`, `bert_classifier_config`, `convert_hf_bert_state_dict` (old
+  gamma/beta names, tied copies, buffers, unused heads) and `load_bert_classifier_state` (a
+  pre-training checkpoint starts a classifier, whose fresh parts are named in a warning).
+
+The readers check every field they use for type and range (`config_fields`), and refuse the
+variants these models do not compute with a ValueError naming the key. A reader returns the
+config class's keyword arguments; the config class builds itself from them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from typing import Any
+
+from .config_fields import (
+    bool_field,
+    float_field,
+    int_field,
+    optional_int_field,
+    require_dict,
+    str_field,
+)
+from .rng import MASK64
+
+GPT2_INIT_STD = 0.02  # GPT2Config's initializer_range, which GPT uses for every weight
+# Hugging Face spells the tanh-approximated GELU two ways; both are the same function.
+TANH_GELU_NAMES = ("gelu_new", "gelu_pytorch_tanh")
+
+
+def _same_tensor(a: Any, b: Any) -> bool:
+    """Whether two stored tensors are equal: nested lists, or a backend's arrays."""
+    if isinstance(a, list) or isinstance(b, list):
+        return a == b
+    return a.shape == b.shape and bool((a == b).all())  # arrays compare element by element
+
+
+# -- GPT-2 -----------------------------------------------------------------------------------------
+def gpt2_config_to_hf(config: Any) -> dict[str, Any]:
+    """The Hugging Face `GPT2Config` JSON for a `GPTConfig` (what `config.json` holds)."""
+    return {
+        "model_type": "gpt2",
+        "architectures": ["GPT2LMHeadModel"],
+        "vocab_size": config.vocab_size,
+        "n_positions": config.block_size,
+        "n_ctx": config.block_size,  # the older name of n_positions, still in GPT-2's files
+        "n_embd": config.n_embd,
+        "n_layer": config.n_layer,
+        "n_head": config.n_head,
+        "n_inner": None,  # None means 4 * n_embd
+        "activation_function": "gelu_new",
+        "layer_norm_epsilon": config.layer_norm_epsilon,
+        "embd_pdrop": config.dropout,
+        "resid_pdrop": config.dropout,
+        "attn_pdrop": config.dropout,
+        "initializer_range": GPT2_INIT_STD,
+        "scale_attn_weights": True,
+        "scale_attn_by_inverse_layer_idx": False,
+        "reorder_and_upcast_attn": False,
+        "tie_word_embeddings": True,
+        "use_cache": True,
+        "bos_token_id": config.bos_token_id,
+        "eos_token_id": config.eos_token_id,
+        "model_archaeology": {"seed": config.seed},  # ours; transformers keeps it as-is
+    }
+
+
+def gpt2_config_from_hf(config: dict[str, Any]) -> dict[str, Any]:
+    """`GPTConfig`'s keyword arguments from a Hugging Face GPT-2 `config.json` (ours, or the
+    official one).
+
+    Missing keys take `GPT2Config`'s defaults. Every field this model reads is checked for
+    type and range (a TypeError or ValueError naming the key). Variants this model does not
+    implement (an untied head, another activation, other attention scalings) raise a
+    ValueError. A bos/eos id outside the vocabulary becomes None, as in foreign configs.
+    """
+    require_dict(config)
+    model_type = config.get("model_type", "gpt2")
+    if model_type != "gpt2":
+        raise ValueError(f"config is not a GPT-2 config (model_type={model_type!r})")
+    missing = [k for k in ("vocab_size", "n_embd", "n_layer", "n_head") if k not in config]
+    if "n_positions" not in config and "n_ctx" not in config:
+        missing.append("n_positions")
+    if missing:
+        raise ValueError(f"GPT-2 config lacks {missing}")
+    sizes = {k: int_field(config, k) for k in ("vocab_size", "n_layer", "n_head", "n_embd")}
+    block_size = int_field(config, "n_positions" if "n_positions" in config else "n_ctx")
+    if sizes["n_embd"] % sizes["n_head"]:
+        raise ValueError(
+            f"config field n_embd must be divisible by n_head (each head takes n_embd / "
+            f"n_head channels), got n_embd={sizes['n_embd']} and n_head={sizes['n_head']}"
+        )
+    rates = {
+        key: float_field(config, key, 0.1, 0.0, 1.0)
+        for key in ("embd_pdrop", "resid_pdrop", "attn_pdrop")
+    }
+    if len(set(rates.values())) != 1:
+        raise ValueError(f"this GPT uses one dropout rate for all three sites, got {rates}")
+    eps = float_field(config, "layer_norm_epsilon", 1e-5, 0.0, math.inf, low_open=True)
+    ours = config.get("model_archaeology")
+    ours = require_dict({} if ours is None else ours, "config field model_archaeology")
+    seed = int_field(ours, "seed", 0, low=0, high=MASK64 + 1)
+    activation = str_field(config, "activation_function", "gelu_new")
+    if activation not in TANH_GELU_NAMES:
+        raise ValueError(
+            f"GPT-2 config has activation_function={activation!r}; this GPT needs one of "
+            f"{TANH_GELU_NAMES} (GELU with the tanh approximation)"
+        )
+    n_inner = optional_int_field(config, "n_inner", None, low=1)
+    if n_inner not in (None, 4 * sizes["n_embd"]):
+        raise ValueError(
+            f"GPT-2 config has n_inner={n_inner!r}; this GPT needs None or "
+            f"{4 * sizes['n_embd']} (4 * n_embd)"
+        )
+    for key, needed in (
+        ("scale_attn_weights", True),
+        ("scale_attn_by_inverse_layer_idx", False),
+        ("tie_word_embeddings", True),
+        ("add_cross_attention", False),
+    ):
+        if bool_field(config, key, needed) != needed:
+            raise ValueError(f"GPT-2 config has {key}={not needed!r}; this GPT needs {needed!r}")
+    ids = {}
+    for key in ("bos_token_id", "eos_token_id"):
+        token_id = optional_int_field(config, key, None, low=-(2**63))
+        inside = token_id is not None and 0 <= token_id < sizes["vocab_size"]
+        ids[key] = token_id if inside else None
+    return {
+        **sizes,
+        "block_size": block_size,
+        "dropout": rates["embd_pdrop"],
+        "layer_norm_epsilon": eps,
+        "seed": seed,
+        **ids,
+    }
+
+
+_GPT2_BUFFER = re.compile(r"transformer\.h\.\d+\.attn\.(bias|masked_bias)")
+
+
+def convert_hf_gpt2_state_dict(state: dict[str, Any]) -> dict[str, Any]:
+    """A Hugging Face GPT-2 state dict under our names: `wte.weight` -> `transformer.wte.weight`.
+
+    The official files lack the `transformer.` prefix and carry the causal mask as buffers
+    (`h.0.attn.bias`, `h.0.attn.masked_bias`); those are dropped, as is `lm_head.weight` once it
+    is checked to equal the tied embedding.
+    """
+    out = {}
+    for name, tensor in state.items():
+        key = (
+            name
+            if name.startswith("transformer.") or name.startswith("lm_head.")
+            else ("transformer." + name)
+        )
+        if not _GPT2_BUFFER.fullmatch(key):
+            out[key] = tensor
+    head = out.pop("lm_head.weight", None)
+    wte = out.get("transformer.wte.weight")
+    if head is not None and (wte is None or not _same_tensor(head, wte)):
+        raise ValueError("lm_head.weight differs from transformer.wte.weight: this GPT ties them")
+    return out
+
+
+# -- BERT ------------------------------------------------------------------------------------------
+# Checkpoint keys each BERT head does not use: BertForPreTraining's extras for the MLM model, an
+# MLM head for the classifier (pre-training, then fine-tuning).
+BERT_MLM_UNUSED = ("bert.pooler.", "cls.seq_relationship.")
+BERT_CLASSIFIER_UNUSED = ("cls.",)
+
+
+def bert_config_to_hf(config: Any) -> dict[str, Any]:
+    """The Hugging Face `config.json` fields (BertForMaskedLM) of a `BERTConfig`, plus our
+    `seed`."""
+    return {
+        "architectures": ["BertForMaskedLM"],
+        "model_type": "bert",
+        "vocab_size": config.vocab_size,
+        "max_position_embeddings": config.block_size,
+        "num_hidden_layers": config.n_layer,
+        "num_attention_heads": config.n_head,
+        "hidden_size": config.n_embd,
+        "intermediate_size": config.intermediate_size,
+        "type_vocab_size": config.type_vocab_size,
+        "layer_norm_eps": config.layer_norm_eps,
+        "hidden_dropout_prob": config.dropout,
+        "attention_probs_dropout_prob": config.attn_dropout,
+        "pad_token_id": config.pad_token_id,
+        "initializer_range": config.initializer_range,
+        "hidden_act": "gelu",  # Hugging Face's "gelu" is the exact erf form
+        "position_embedding_type": "absolute",
+        "tie_word_embeddings": True,
+        "is_decoder": False,
+        "seed": config.seed,
+    }
+
+
+def bert_classifier_config(config: Any, num_labels: int) -> dict[str, Any]:
+    """The `config.json` of a `BertForSequenceClassification` with `num_labels` classes."""
+    d = bert_config_to_hf(config)
+    d["architectures"] = ["BertForSequenceClassification"]
+    d["id2label"] = {str(i): f"LABEL_{i}" for i in range(num_labels)}
+    d["label2id"] = {f"LABEL_{i}": i for i in range(num_labels)}
+    d["problem_type"] = "single_label_classification"
+    return d
+
+
+def bert_config_from_hf(d: dict[str, Any]) -> dict[str, Any]:
+    """`BERTConfig`'s keyword arguments from a Hugging Face BERT `config.json`, refusing
+    variants this BERT does not compute.
+
+    Missing keys take `BertConfig`'s defaults; every field read is checked for type and range
+    (a TypeError or ValueError naming the key).
+    """
+    require_dict(d)
+    for key, allowed in (
+        ("model_type", ("bert",)),
+        ("hidden_act", ("gelu",)),
+        ("position_embedding_type", ("absolute",)),
+    ):
+        if key in d and str_field(d, key, None) not in allowed:
+            raise ValueError(f"config.json: {key}={d[key]!r} is not supported (need {allowed})")
+    for key, needed in (
+        ("is_decoder", False),
+        ("add_cross_attention", False),
+        ("tie_word_embeddings", True),
+    ):
+        if bool_field(d, key, needed) != needed:
+            raise ValueError(f"config.json: {key}={d[key]!r} is not supported (need {needed})")
+    n_embd = int_field(d, "hidden_size", 768)
+    n_head = int_field(d, "num_attention_heads", 12)
+    if n_embd % n_head:
+        raise ValueError(
+            f"config field hidden_size ({n_embd}) must be divisible by num_attention_heads "
+            f"({n_head})"
+        )
+    vocab_size = int_field(d, "vocab_size", 30522)
+    pad_token_id = optional_int_field(d, "pad_token_id", 0)
+    if pad_token_id is not None and pad_token_id >= vocab_size:
+        raise ValueError(
+            f"config field pad_token_id must be an id in [0, vocab_size={vocab_size}), got "
+            f"{pad_token_id}"
+        )
+    dropout = float_field(d, "hidden_dropout_prob", 0.1, 0.0, 1.0)
+    attn_dropout = d.get("attention_probs_dropout_prob")
+    if attn_dropout is not None:
+        attn_dropout = float_field(d, "attention_probs_dropout_prob", None, 0.0, 1.0)
+    return {
+        "vocab_size": vocab_size,
+        "block_size": int_field(d, "max_position_embeddings", 512),
+        "n_layer": int_field(d, "num_hidden_layers", 12),
+        "n_head": n_head,
+        "n_embd": n_embd,
+        "intermediate_size": optional_int_field(d, "intermediate_size", None, low=1),
+        "type_vocab_size": int_field(d, "type_vocab_size", 2),
+        "layer_norm_eps": float_field(d, "layer_norm_eps", 1e-12, 0.0, math.inf, low_open=True),
+        "dropout": dropout,
+        "attn_dropout": attn_dropout,
+        "pad_token_id": pad_token_id,
+        "initializer_range": float_field(
+            d, "initializer_range", 0.02, 0.0, math.inf, low_open=True
+        ),
+        "seed": int_field(d, "seed", 0, low=0, high=2**64),
+    }
+
+
+def convert_hf_bert_state_dict(state: dict[str, Any], unused: tuple[str, ...]) -> dict[str, Any]:
+    """A Hugging Face BERT state dict in our names: old gamma/beta LayerNorm names renamed, tied
+    copies (the decoder's weight and bias), buffers and keys starting with `unused` dropped."""
+    out = {}
+    for name, value in state.items():
+        if name.endswith(".gamma"):
+            name = name[: -len("gamma")] + "weight"
+        elif name.endswith(".beta"):
+            name = name[: -len("beta")] + "bias"
+        out[name] = value
+    word = out.get("bert.embeddings.word_embeddings.weight")
+    decoder = out.pop("cls.predictions.decoder.weight", None)
+    if decoder is not None and word is not None and not _same_tensor(decoder, word):
+        raise ValueError(
+            "checkpoint's cls.predictions.decoder.weight differs from "
+            "bert.embeddings.word_embeddings.weight; this BERT ties them"
+        )
+    bias = out.pop("cls.predictions.decoder.bias", None)  # the same tensor as ...
+    if bias is not None:
+        out.setdefault("cls.predictions.bias", bias)  # ... this one, which some files omit
+    return {
+        n: v for n, v in out.items() if not n.endswith("position_ids") and not n.startswith(unused)
+    }
+
+
+def load_bert_classifier_state(model: Any, state: dict[str, Any], stacklevel: int = 2) -> None:
+    """Load `state` (our names) into a BERT classifier: strictly, except that a checkpoint
+    without the pooler and classifier (a BertForMaskedLM one) leaves those freshly initialised,
+    with a warning naming them (`stacklevel` as for `warnings.warn`, counted from the caller)."""
+    params = dict(model.named_parameters())
+    missing = [n for n in params if n not in state]
+    fresh = [n for n in missing if n.startswith(("bert.pooler.", "classifier."))]
+    if len(fresh) != len(missing) or [n for n in state if n not in params]:
+        model.load_state_dict(state)  # strict: raises naming what does not match
+    if fresh:
+        warnings.warn(
+            f"freshly initialised (not in the checkpoint): {fresh}", stacklevel=stacklevel + 1
+        )
+    model.load_state_dict(state, strict=False)
