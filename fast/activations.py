@@ -30,7 +30,7 @@ KINDS = {
 def _as_float_array(x):
     """net as a float array: a DeviceArray checked on its device, host input by numpy."""
     if is_device_array(x):
-        return floats(x, "net", kept=False)
+        return floats(x, "net", kept=False, ints=False)
     a = np.asarray(x)
     if a.dtype not in (np.float32, np.float64):
         if a.dtype.kind not in "biuf":

@@ -104,12 +104,14 @@ def arrays_on(device: str):
     return _backend(device, "array")
 
 
-def floats(x, name: str, dtype=None, *, device: str | None = None, kept: bool = True):
+def floats(x, name: str, dtype=None, *, device: str | None = None, kept=True, ints=True):
     """x as a float array on `device` (default: x's own), float32/float64 kept, bools and ints
     made float64, cast to `dtype` when given; a TypeError naming `name` for non-numbers, or for a
     host operand where the other operands are on the GPU (no silent copies). `kept`: the caller
-    keeps the array (in a cache), so a caller's memory is copied (see `fast/validate.py`)."""
-    return arrays_on(device or device_of(x)).floats(x, name, dtype, kept=kept)
+    keeps the array (in a cache), so a caller's memory is copied (see `fast/validate.py`).
+    `ints=False`: int and bool DeviceArrays are refused rather than converted (what the layers
+    and losses have always done on the GPU; numpy ints are converted on the CPU either way)."""
+    return arrays_on(device or device_of(x)).floats(x, name, dtype, kept=kept, ints=ints)
 
 
 def to_host(x):

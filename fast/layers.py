@@ -60,7 +60,7 @@ def _floats(x, name, dtype=None, like=None):
     DeviceArray on the GPU, where a numpy operand next to a DeviceArray is refused rather than
     copied over silently. (A 0-d array comes back 1-d.)"""
     device = device_of(x, like)
-    return arrays_on(device).ascontiguous(floats(x, name, dtype, device=device))
+    return arrays_on(device).ascontiguous(floats(x, name, dtype, device=device, ints=False))
 
 
 def _device_operand(*xs):

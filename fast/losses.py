@@ -14,9 +14,9 @@ from .device import device_of, floats, kernels, to_device
 from .validate import as_index_array
 
 
-def _floats(x, name: str, dtype=None, device=None):
-    """x as a float array on its device (or `device`); a loss keeps nothing of its inputs."""
-    return floats(x, name, dtype, device=device, kept=False)
+def _floats(x, name: str):
+    """x as a float array on its device; a loss keeps nothing of its inputs."""
+    return floats(x, name, kept=False, ints=False)
 
 
 def _rows(x, name):
@@ -43,7 +43,7 @@ def log_softmax(row):
 def mse_loss(outputs, targets):
     """Mean squared error over every element: (loss, dE/dy = 2 (y - t) / N)."""
     y = _floats(outputs, "outputs")
-    t = _floats(targets, "targets", y.dtype, device_of(targets))
+    t = floats(targets, "targets", y.dtype, device=device_of(targets), kept=False)
     if y.ndim != 2:
         raise ValueError(f"outputs must have shape (B, K), got {y.shape}")
     if t.shape != y.shape:

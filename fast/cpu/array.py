@@ -35,6 +35,7 @@ def ascontiguous(a: np.ndarray) -> np.ndarray:
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
-def floats(x, name: str, dtype=None, *, kept: bool = True) -> np.ndarray:
-    """x as a float numpy array (see `fast.device.floats`)."""
+def floats(x, name: str, dtype=None, *, kept: bool = True, ints: bool = True) -> np.ndarray:
+    """x as a float numpy array (see `fast.device.floats`). Host bools and ints are always made
+    float64, whatever `ints` says (the GPU's rule for DeviceArrays: see fast/cuda/array.py)."""
     return as_float_array(x, name, dtype, kept=kept)

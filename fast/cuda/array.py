@@ -429,18 +429,21 @@ def ascontiguous(a: DeviceArray) -> DeviceArray:
     return a if a.is_contiguous() else a.copy()
 
 
-def floats(x, name: str, dtype=None, *, kept: bool = True) -> DeviceArray:
-    """x as a float DeviceArray, or a TypeError naming `name`: float32/float64 kept, bools and
-    ints made float64 (as `fast.validate.as_float_array` does on the host), cast to `dtype` when
-    given. A numpy operand beside DeviceArrays is refused, not copied over silently: copy it
+def floats(x, name: str, dtype=None, *, kept: bool = True, ints: bool = True) -> DeviceArray:
+    """x as a float DeviceArray, or a TypeError naming `name`: float32/float64 kept, cast to
+    `dtype` when given. Bools and ints are made float64 (as `fast.validate.as_float_array` does
+    on the host), or refused when not `ints` (the layers and losses take float DeviceArrays
+    only). A numpy operand beside DeviceArrays is refused, not copied over silently: copy it
     with `to_device`. `kept`: a caller's array is copied outside a model (a cache may keep it)."""
     if not isinstance(x, DeviceArray):
         raise TypeError(
             f"{name} must be a DeviceArray like the other operands, got {type(x).__name__} "
             "(copy it to the GPU with fast.cuda.array.to_device)"
         )
-    if x.dtype.kind not in "biuf":
+    if ints and x.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold numbers, got dtype {x.dtype}")
+    if not ints and x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name} must hold float32 or float64 numbers, got dtype {x.dtype}")
     if dtype is None and x.dtype not in (np.float32, np.float64):
         dtype = np.float64
     given = x
