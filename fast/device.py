@@ -24,6 +24,7 @@ GPU (see conftest.py).
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 DEVICES = ("cpu", "cuda")
@@ -80,7 +81,9 @@ def device_of(*arrays) -> str:
     return "cpu"
 
 
+@functools.cache  # a dict lookup per call after the first (the models call it per operation)
 def _backend(device: str, module: str):
+    """The module `fast.<device>.<module>`, imported on first use."""
     if device == "cuda":
         _require_numba_cuda()
     return importlib.import_module(f"fast.{device}.{module}")
