@@ -93,13 +93,18 @@ def kernels(concept: str, *arrays):
     """The launchers of `concept` for the device of `arrays`: `fast.cpu.<concept>` or
     `fast.cuda.<concept>` (imported on first use). Host arrays beside a DeviceArray are a
     TypeError here (the public functions check their operands earlier, by name)."""
-    devices = {device_of(x) for x in arrays if x is not None}
-    if len(devices) > 1:
-        raise TypeError(
-            f"operands must all be on one device, got arrays on {sorted(devices)} "
-            "(copy them over with fast.device.to_device)"
-        )
-    return _backend(devices.pop() if devices else "cpu", concept)
+    device = None
+    for x in arrays:
+        if x is None:
+            continue
+        d = type(x).device if is_device_array(x) else "cpu"
+        if device is not None and d != device:
+            raise TypeError(
+                f"operands must all be on one device, got arrays on {device!r} and {d!r} "
+                "(copy them over with fast.device.to_device)"
+            )
+        device = d
+    return _backend(device or "cpu", concept)
 
 
 def arrays_on(device: str):

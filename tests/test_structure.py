@@ -1,5 +1,5 @@
-"""The packages' structure: no import cycles in `fast/` or `reference/`, and CPU use never imports
-numba-cuda.
+"""The packages' structure: no import cycles in `fast/` or `reference/`, CPU use never imports
+numba-cuda, and the CPU and CUDA launchers that `fast.device.kernels` dispatches to match.
 
 The import graph is read from the source with `ast` (nothing is imported to build it): every
 `import` and `from ... import` statement counts, at module level or inside a function, since a
@@ -12,11 +12,16 @@ function-level import that closes a cycle is still a cycle (it only fails later,
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("fast", "reference")
@@ -211,3 +216,47 @@ def test_the_blocker_blocks():
     run = _run_child(_BLOCK_CUDA + "from numba import cuda\n")
     assert run.returncode != 0
     assert "blocked by the test" in run.stderr
+
+
+# -- one dispatch ----------------------------------------------------------------------------------
+def dispatched_launchers() -> set[tuple[str, str]]:
+    """(concept, launcher) for every `kernels("<concept>", ...).<launcher>` and
+    `arrays_on(...).<helper>` (concept "array") written in fast/*.py: what dispatch asks for."""
+    found = set()
+    for path in sorted((ROOT / "fast").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Call)):
+                continue
+            call = node.value
+            name = getattr(call.func, "id", None)
+            if name == "kernels" and call.args and isinstance(call.args[0], ast.Constant):
+                found.add((call.args[0].value, node.attr))
+            elif name == "arrays_on":
+                found.add(("array", node.attr))
+    return found
+
+
+def test_cpu_and_cuda_launchers_have_the_same_names_and_signatures():
+    """Every launcher the public functions ask `fast.device` for exists, with the same
+    parameters, on both devices (a third device would be a third folder passing this test)."""
+    wanted = dispatched_launchers()
+    assert ("layers", "layer_norm_rows") in wanted and ("array", "ascontiguous") in wanted
+    for concept, name in sorted(wanted):
+        params = []
+        for device in ("cpu", "cuda"):
+            module = importlib.import_module(f"fast.{device}.{concept}")
+            f = getattr(module, name, None)
+            assert inspect.isfunction(f), f"fast.{device}.{concept} has no launcher {name}"
+            params.append(list(inspect.signature(f).parameters))
+        assert params[0] == params[1], f"{concept}.{name}: cpu{params[0]} but cuda{params[1]}"
+
+
+def test_kernels_picks_the_inputs_device_and_refuses_a_mix():
+    from fast.cuda.array import to_device
+    from fast.device import kernels
+
+    x = np.zeros((2, 3))
+    assert kernels("layers", x, None).__name__ == "fast.cpu.layers"
+    assert kernels("layers", to_device(x)).__name__ == "fast.cuda.layers"
+    with pytest.raises(TypeError, match=r"one device, got arrays on 'cpu' and 'cuda'"):
+        kernels("layers", x, to_device(x))

@@ -19,11 +19,11 @@ def zeros(shape, dtype) -> np.ndarray:
     return np.zeros(shape, dtype=dtype)
 
 
-def to_device(x, dtype=None) -> np.ndarray:
-    """x (numpy, nested lists, or an array of another device, copied back) as a numpy array."""
-    if getattr(type(x), "is_device_array", False):
-        x = x.copy_to_host()
-    return np.asarray(x, dtype=dtype)
+def to_device(a, dtype=None) -> np.ndarray:
+    """a (numpy, nested lists, or an array of another device, copied back) as a numpy array."""
+    if getattr(type(a), "is_device_array", False):
+        a = a.copy_to_host()
+    return np.asarray(a, dtype=dtype)
 
 
 def concatenate(arrays, axis: int = 0) -> np.ndarray:
