@@ -1,4 +1,7 @@
-"""The two attention kernels BLAS cannot do: the masked softmax with dropout, and its backward.
+"""Attention on the CPU: the two kernels BLAS cannot do (the masked softmax with dropout, and
+its backward), and the launchers `fast/attention.py` calls on numpy arrays (`forward`,
+`backward`, `heads`, `merged`: the names and signatures of `fast/cuda/attention.py`'s), which
+run them between numpy's BLAS matmuls.
 
 Dimension legend: B batch, H heads, Tq queries, Tk keys. Both kernels see the (B, H, Tq, Tk)
 scores as R = B*H*Tq rows of Tk, row r = (b*H + h)*Tq + i. Each row belongs to one thread and is
