@@ -13,7 +13,8 @@ from collections.abc import Callable
 import numpy as np
 
 from .cpu import elementwise as k
-from .device import cuda_ops, is_device_array
+from .cpu.elementwise import gelu_tanh_parts  # noqa: F401  (public here, as before)
+from .device import floats, is_device_array, kernels
 
 KINDS = {
     "step": k.STEP,
@@ -27,6 +28,9 @@ KINDS = {
 
 
 def _as_float_array(x):
+    """net as a float array: a DeviceArray checked on its device, host input by numpy."""
+    if is_device_array(x):
+        return floats(x, "net", kept=False, ints=False)
     a = np.asarray(x)
     if a.dtype not in (np.float32, np.float64):
         if a.dtype.kind not in "biuf":
@@ -35,26 +39,25 @@ def _as_float_array(x):
     return a
 
 
-def _run(kernel, kind: int, net):
-    if is_device_array(net):  # on the GPU: the CUDA twin of the same kernel, same formulas
-        return cuda_ops("layers").elementwise(kind, net, derivative=kernel is k.derivative_kernel)
+def _shaped(out, a, net):
+    """A number for a number, else the array."""
+    return float(out) if a.ndim == 0 and not isinstance(net, np.ndarray) else out
+
+
+def _run(derivative: bool, kind: int, net):
+    """f(net) or f'(net) by the launcher of net's device (one definition of the formulas)."""
     a = _as_float_array(net)
-    flat = np.ascontiguousarray(a).reshape(-1)
-    out = np.empty_like(flat)
-    kernel(kind, flat, out)
-    if a.ndim == 0 and not isinstance(net, np.ndarray):
-        return float(out[0])
-    return out.reshape(a.shape)
+    return _shaped(kernels("layers", a).elementwise(kind, a, derivative), a, net)
 
 
 def _pair(name: str):
     kind = KINDS[name]
 
     def f(net):
-        return _run(k.activation_kernel, kind, net)
+        return _run(False, kind, net)
 
     def df(net):
-        return _run(k.derivative_kernel, kind, net)
+        return _run(True, kind, net)
 
     f.__name__, df.__name__ = name, name + "_derivative"
     f.__doc__ = f"{name} elementwise (see reference.activations.{name})."
@@ -62,39 +65,17 @@ def _pair(name: str):
     return f, df
 
 
-def gelu_tanh_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(GELU(x), t) with t = tanh(sqrt(2/pi) (x + 0.044715 x^3)), by numpy's SIMD ufuncs.
-
-    tanh is the expensive part: numpy's vectorized tanh is about ten times faster than a scalar
-    libm call per element in a Numba loop, so the tanh-approximated GELU (GPT-2's) runs here.
-    Keeping t lets the backward pass skip tanh entirely.
-    """
-    u = np.multiply(x, x, out=np.empty_like(x))  # (out= keeps a 0-d array an array)
-    u *= k.GELU_TANH_COEF
-    u += 1.0
-    u *= x
-    u *= k.SQRT_2_OVER_PI
-    t = np.tanh(u, out=u)
-    out = np.add(t, 1.0, out=np.empty_like(t))
-    out *= 0.5  # 0.5 (1 + t) first, then x: as the reference's order, and finite for x near 1e308
-    out *= x
-    return out, t
-
-
 step, step_derivative = _pair("step")
 sigmoid, sigmoid_derivative = _pair("sigmoid")
 relu, relu_derivative = _pair("relu")
 tanh, tanh_derivative = _pair("tanh")
-_gelu_kernel, gelu_derivative = _pair("gelu")
+_, gelu_derivative = _pair("gelu")
 
 
 def gelu(net):
     """GELU, tanh approximation (see reference.activations.gelu), via `gelu_tanh_parts`."""
-    if is_device_array(net):
-        return _gelu_kernel(net)
     a = _as_float_array(net)
-    out = gelu_tanh_parts(a)[0]
-    return float(out) if a.ndim == 0 and not isinstance(net, np.ndarray) else out
+    return _shaped(kernels("layers", a).activation(k.GELU, a)[0], a, net)
 
 
 gelu_erf, gelu_erf_derivative = _pair("gelu_erf")

@@ -6,7 +6,10 @@ backward) are batched `np.matmul` calls over (B, H, T, hs), which numpy hands to
 (T, hs) matrix at a time, strided views included (so heads are never copied out of (B, T, C)).
 Everything between them — scale, causal and padding masks, max-subtracted softmax and dropout —
 is ONE fused Numba kernel over the (B, H, Tq) score rows, and the softmax/dropout backward is
-another (`fast/cpu/attention.py`).
+another (`fast/cpu/attention.py`, which also holds the forward and backward that run them). The
+public functions here check their inputs once, then call the launchers of the inputs' device,
+`fast.device.kernels("attention", ...)`: `fast/cpu/attention.py` or `fast/cuda/attention.py`,
+with the same names and signatures (`forward`, `backward`, `heads`, `merged`).
 
 Same names, arguments, semantics and errors as the reference (see its module docstring for the
 mask and dropout rules). Differences: arrays in (nested lists accepted), arrays out, in the
@@ -23,7 +26,6 @@ hs head size = C / H.
 
 from __future__ import annotations
 
-import math
 from numbers import Integral
 
 import numpy as np
@@ -32,9 +34,7 @@ from reference.checks import check_flag
 from reference.layers import check_dropout_p
 from reference.rng import check_u64 as _check_u64
 
-from .cpu import attention as kernels
-from .device import concatenate, cuda_ops, device_of, empty, is_device_array
-from .validate import as_float_array
+from .device import concatenate, device_of, empty, floats, kernels
 
 __all__ = [
     "split_heads",
@@ -47,31 +47,21 @@ __all__ = [
     "multi_head_attention_backward",
 ]
 
-_NO_PADDING = np.zeros((1, 1), dtype=np.bool_)  # a stand-in when there is no key_padding_mask
-
-
-def _gpu():
-    """The GPU half (`fast/cuda/attention.py`): kernels, head views, forward and backward."""
-    return cuda_ops("attention")
-
 
 def _float_array(x, name: str, dtype=None, like=None):
     """x as a float array on the device of `like` (or of x), read now and not kept (so not
     copied); see `_float_arrays`."""
-    if is_device_array(x) or is_device_array(like):
-        return _gpu().device_float(x, name, dtype)
-    return as_float_array(x, name, dtype, kept=False)
+    return floats(x, name, dtype, device=device_of(x, like), kept=False)
 
 
 def _float_arrays(named: dict, kept: bool = False) -> list[np.ndarray]:
     """The arrays as one float dtype: float32 if all are float32, else float64. On the GPU when
     any of them is a DeviceArray (then all must be: no silent copies). `kept`: the cache holds
     them, so a caller's arrays are copied."""
-    if any(is_device_array(x) for x in named.values()):
-        return _gpu().device_floats(named, kept)
-    arrays = [as_float_array(x, name, kept=kept) for name, x in named.items()]
-    dtype = np.result_type(*arrays)
-    return [a.astype(dtype, copy=False) for a in arrays]
+    device = device_of(*named.values())
+    arrays = [floats(x, name, device=device, kept=kept) for name, x in named.items()]
+    dtype = np.result_type(*(a.dtype for a in arrays))
+    return [a if a.dtype == dtype else a.astype(dtype) for a in arrays]
 
 
 def _check_n_head(n_head, C: int) -> int:
@@ -84,18 +74,12 @@ def _check_n_head(n_head, C: int) -> int:
 
 def _heads(x: np.ndarray, n_head: int) -> np.ndarray:
     """(B, T, C) -> (B, H, T, hs) as a view (no copy): BLAS reads each head with stride C."""
-    if is_device_array(x):
-        return _gpu().heads(x, n_head)
-    B, T, C = x.shape
-    return x.reshape(B, T, n_head, C // n_head).transpose(0, 2, 1, 3)
+    return kernels("attention", x).heads(x, n_head)
 
 
 def _merged(x: np.ndarray) -> np.ndarray:
     """(B, H, T, hs) -> a fresh C-contiguous (B, T, C)."""
-    if is_device_array(x):
-        return _gpu().merged(x)
-    B, H, T, hs = x.shape
-    return np.ascontiguousarray(x.transpose(0, 2, 1, 3)).reshape(B, T, H * hs)
+    return kernels("attention", x).merged(x)
 
 
 def split_heads(x, n_head: int) -> np.ndarray:
@@ -169,93 +153,6 @@ def _check_seed_stream(seed, stream) -> None:
     _check_u64("stream", stream)
 
 
-# Causal attention skips the future: q k^T, w v and the backward's products run block-row by
-# block-row of BLOCK queries (and block-column by block-column of keys for dk, dv), each reaching
-# only the keys its last query sees. At T = 256 that is 10 of 16 blocks, about a third less
-# matmul time (measured); below 2 * BLOCK it is one plain batched matmul.
-BLOCK = 64
-
-
-def _query_blocks(Tq: int, Tk: int, causal: bool) -> list[tuple[int, int, int]]:
-    """(i0, i1, kend): queries i0 .. i1-1 see no key at or past kend."""
-    if not causal:
-        return [(0, Tq, Tk)]
-    return [
-        (i0, min(i0 + BLOCK, Tq), min(Tk, max(0, min(i0 + BLOCK, Tq) + Tk - Tq)))
-        for i0 in range(0, Tq, BLOCK)
-    ]
-
-
-def _key_blocks(Tq: int, Tk: int, causal: bool) -> list[tuple[int, int, int]]:
-    """(j0, j1, qstart): keys j0 .. j1-1 are seen by no query before qstart."""
-    if not causal:
-        return [(0, Tk, 0)]
-    return [(j0, min(j0 + BLOCK, Tk), min(Tq, max(0, j0 + Tq - Tk))) for j0 in range(0, Tk, BLOCK)]
-
-
-def _forward(q, k, v, causal, padding, dropout_p, seed, stream, out):
-    """The computation on validated arrays: q (B, H, Tq, hs), k and v (B, H, Tk, hs), any
-    strides; writes `out` (B, H, Tq, hs) (any strides BLAS takes, e.g. a view of (B, Tq, C))."""
-    if is_device_array(q):
-        return _gpu().forward(q, k, v, causal, padding, dropout_p, seed, stream, out)
-    B, H, Tq, hs = q.shape
-    Tk = k.shape[2]
-    dtype = q.dtype.type
-    scale = 1.0 / math.sqrt(hs)
-    causal = bool(causal)
-    blocks = _query_blocks(Tq, Tk, causal)
-    weights = np.empty((B, H, Tq, Tk), dtype=q.dtype)  # scores, then the softmax in place
-    for i0, i1, kend in blocks:
-        np.matmul(q[:, :, i0:i1], k[:, :, :kend].swapaxes(-1, -2), out=weights[:, :, i0:i1, :kend])
-    dropped = np.empty_like(weights) if dropout_p > 0.0 else weights
-    kernels.masked_softmax_dropout(
-        weights.reshape(B * H * Tq, Tk),
-        Tq,
-        H,
-        dtype(scale),
-        causal,
-        _NO_PADDING if padding is None else padding,
-        padding is not None,
-        np.uint64(math.ceil(dropout_p * 2.0**32)),  # keep iff word / 2**32 >= p
-        1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0,
-        np.uint64(seed if dropout_p > 0.0 else 0),  # checked only when dropout is on
-        np.uint64(stream if dropout_p > 0.0 else 0),
-        dropped.reshape(B * H * Tq, Tk),
-    )  # weights: the softmax, 0 where masked; dropped: weights * keep multipliers
-    for i0, i1, kend in blocks:
-        np.matmul(dropped[:, :, i0:i1, :kend], v[:, :, :kend], out=out[:, :, i0:i1])
-    return out, (q, k, v, weights, dropped if dropout_p > 0.0 else None, scale, causal)
-
-
-def _backward(dout, cache, dq, dk, dv):
-    """dout (B, H, Tq, hs), any strides -> writes dq, dk, dv (shaped as the cached q, k, v)."""
-    if is_device_array(dout):
-        return _gpu().backward(dout, cache, dq, dk, dv)
-    q, k, v, weights, dropped, scale, causal = cache
-    B, H, Tq, Tk = weights.shape
-    wd = weights if dropped is None else dropped
-    ds = np.empty_like(weights)  # (B, H, Tq, Tk): d loss / d dropped weights, then scale * ds
-    for i0, i1, kend in _query_blocks(Tq, Tk, causal):
-        np.matmul(dout[:, :, i0:i1], v[:, :, :kend].swapaxes(-1, -2), out=ds[:, :, i0:i1, :kend])
-    kernels.masked_softmax_dropout_backward(
-        ds.reshape(B * H * Tq, Tk),
-        weights.reshape(B * H * Tq, Tk),
-        wd.reshape(B * H * Tq, Tk),
-        Tq,
-        q.dtype.type(scale),
-        causal,
-        dropped is not None,
-    )
-    for i0, i1, kend in _query_blocks(Tq, Tk, causal):
-        np.matmul(ds[:, :, i0:i1, :kend], k[:, :, :kend], out=dq[:, :, i0:i1])
-    for j0, j1, qstart in _key_blocks(Tq, Tk, causal):
-        np.matmul(
-            wd[:, :, qstart:, j0:j1].swapaxes(-1, -2), dout[:, :, qstart:], out=dv[:, :, j0:j1]
-        )
-        np.matmul(ds[:, :, qstart:, j0:j1].swapaxes(-1, -2), q[:, :, qstart:], out=dk[:, :, j0:j1])
-    return dq, dk, dv
-
-
 def attention_forward(
     q,
     k,
@@ -290,7 +187,7 @@ def attention_forward(
         _check_seed_stream(seed, stream)
     check_flag("causal", causal)
     out = empty(q.shape, q.dtype, device_of(q))  # (B, H, Tq, hs)
-    return _forward(q, k, v, causal, padding, dropout_p, seed, stream, out)
+    return kernels("attention", q).forward(q, k, v, causal, padding, dropout_p, seed, stream, out)
 
 
 def attention_backward(dout, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -308,7 +205,7 @@ def attention_backward(dout, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.n
     on = device_of(q)
     dq = empty(q.shape, q.dtype, on)
     dk, dv = empty(k.shape, k.dtype, on), empty(k.shape, k.dtype, on)
-    return _backward(dout, cache, dq, dk, dv)
+    return kernels("attention", dout).backward(dout, cache, dq, dk, dv)
 
 
 def multi_head_attention_forward(
@@ -347,7 +244,9 @@ def multi_head_attention_forward(
     check_flag("causal", causal)
     qh, kh, vh = _heads(q, n_head), _heads(k, n_head), _heads(v, n_head)  # (B, H, T, hs) views
     out = empty(q.shape, q.dtype, device_of(q))  # (B, Tq, C), written head by head, a view
-    _, cache = _forward(qh, kh, vh, causal, padding, dropout_p, seed, stream, _heads(out, n_head))
+    _, cache = kernels("attention", q).forward(
+        qh, kh, vh, causal, padding, dropout_p, seed, stream, _heads(out, n_head)
+    )
     return out, cache
 
 
@@ -363,5 +262,7 @@ def multi_head_attention_backward(dout, cache: tuple) -> tuple[np.ndarray, np.nd
     dq = empty((B, Tq, H * hs), q.dtype, on)
     dk = empty((B, Tk, H * hs), q.dtype, on)
     dv = empty((B, Tk, H * hs), q.dtype, on)
-    _backward(_heads(dout, H), cache, _heads(dq, H), _heads(dk, H), _heads(dv, H))
+    kernels("attention", dout).backward(
+        _heads(dout, H), cache, _heads(dq, H), _heads(dk, H), _heads(dv, H)
+    )
     return dq, dk, dv

@@ -3,9 +3,10 @@
 Same names, argument order and caches-as-opaque-tuples as `reference/layers.py` (read it for the
 math). On DeviceArrays the same functions run on the GPU: the checks are these, once, and the
 work is either array operations DeviceArrays also have (linear, residual, the loss, dropout's
-backward) or a launcher of GPU kernels (`fast/cuda/layers.py`). How each is made fast on the
-CPU: linear layers are one BLAS call each way; layer norm, GELU, dropout and the embedding's
-scatter-add are single fused Numba loops (`fast/cpu/layers.py`,
+backward) or a launcher that `fast.device.kernels("layers", ...)` picks for the arrays' device:
+`fast/cpu/layers.py` or `fast/cuda/layers.py`, same names and signatures. How each is made fast
+on the CPU: linear layers are one BLAS call each way; layer norm, GELU, dropout and the
+embedding's scatter-add are single fused Numba loops (`fast/cpu/layers.py`,
 `fast/cpu/elementwise.py`); the cross-entropy is the fused kernel of `fast/losses.py`.
 
 Dimension legend: B batch, T time, C channels, V vocabulary.
@@ -35,19 +36,13 @@ from reference.layers import (
 )
 from reference.rng import check_seed_stream
 
-from .activations import activation_kind, gelu_tanh_parts
-from .cpu import layers as k
-from .cpu.elementwise import (
-    activation_backward_kernel,
-    activation_kernel,
-    gelu_backward_from_tanh,
-)
-from .device import cuda_ops, is_device_array
+from .activations import activation_kind
+from .device import arrays_on, device_of, floats, kernels
 from .dtypes import resolve_dtype
 from .losses import softmax_cross_entropy
 from .module import Module, Parameter
 from .rng import uniforms
-from .validate import as_float_array, as_index_array, model_owned
+from .validate import as_index_array, model_owned
 
 __all__ = [
     "normal_tensor", "embedding_forward", "embedding_backward", "position_ids",
@@ -63,22 +58,15 @@ __all__ = [
 def _floats(x, name, dtype=None, like=None):
     """x as a contiguous float array on the device of `like` (or of x): numpy on the CPU, a
     DeviceArray on the GPU, where a numpy operand next to a DeviceArray is refused rather than
-    copied over silently."""
-    if is_device_array(x) or is_device_array(like):
-        return cuda_ops("layers").device_floats(x, name, dtype)
-    a = as_float_array(x, name, dtype)
-    return a if a.flags.c_contiguous else np.ascontiguousarray(a)  # (which makes a 0-d array 1-d)
+    copied over silently. (A 0-d array comes back 1-d.)"""
+    device = device_of(x, like)
+    return arrays_on(device).ascontiguous(floats(x, name, dtype, device=device, ints=False))
 
 
 def _device_operand(*xs):
-    """The first DeviceArray among the operands (None if all are on the host): when one operand
-    is on the GPU, every operand must be (`_floats` refuses a numpy one by name)."""
-    return next((x for x in xs if is_device_array(x)), None)
-
-
-def _gpu():
-    """The GPU kernels' launchers (`fast/cuda/layers.py`), imported on first use."""
-    return cuda_ops("layers")
+    """An operand on the device of them all (None if all are on the host): when one operand is
+    on the GPU, every operand must be (`_floats` refuses a numpy one by name)."""
+    return next((x for x in xs if device_of(x) != "cpu"), None)
 
 
 def _check_dout(dout, shape, dtype, like=None):
@@ -120,20 +108,15 @@ def embedding_forward(weight, idx):
             f"idx value {int(flat[pos])} out of range for {w.shape[0]} embeddings "
             f"(flat position {pos})"
         )
-    if is_device_array(w):
-        return _gpu().gather_rows(w, flat, ids.shape), (flat, ids.shape, w.shape)
-    return w[ids], (flat, ids.shape, w.shape)  # (B, T, C)
+    out = kernels("layers", w).gather_rows(w, flat, ids.shape)  # (B, T, C)
+    return out, (flat, ids.shape, w.shape)
 
 
 def embedding_backward(dout, cache):
     """dL/dweight: each output row's gradient scatter-added into the row it was read from."""
     flat, lead, (num, C) = cache
     d = _check_dout(dout, lead + (C,), None).reshape(-1, C)
-    if is_device_array(d):
-        return _gpu().scatter_add_rows(d, flat, num)
-    dweight = np.zeros((num, C), dtype=d.dtype)
-    k.embedding_backward_kernel(flat, d, dweight)
-    return dweight
+    return kernels("layers", d).scatter_add_rows(d, flat, num)
 
 
 def position_ids(B: int, T: int, start: int = 0) -> np.ndarray:
@@ -231,13 +214,7 @@ def layer_norm_forward(x, weight, bias, eps: float = 1e-5):
     if xa.ndim == 0 or xa.shape[-1] != C:
         raise ValueError(f"x must have shape (..., {C}), got {xa.shape}")
     x2 = xa.reshape(-1, C)
-    if is_device_array(x2):
-        out, mean, rstd = _gpu().layer_norm_rows(x2, w, b, float(eps))
-        return out.reshape(xa.shape), (x2, xa.shape[:-1], w, mean, rstd)
-    out = np.empty_like(x2)
-    mean = np.empty(x2.shape[0], dtype=np.float64)
-    rstd = np.empty(x2.shape[0], dtype=np.float64)
-    k.layer_norm_forward_kernel(x2, w, b, float(eps), out, mean, rstd)
+    out, mean, rstd = kernels("layers", x2).layer_norm_rows(x2, w, b, float(eps))
     return out.reshape(xa.shape), (x2, xa.shape[:-1], w, mean, rstd)
 
 
@@ -246,46 +223,26 @@ def layer_norm_backward(dout, cache):
     x2, lead, w, mean, rstd = cache
     C = w.shape[0]
     d = _check_dout(dout, lead + (C,), w.dtype, like=x2).reshape(-1, C)
-    if is_device_array(d):
-        dx, dweight, dbias = _gpu().layer_norm_rows_backward(d, x2, w, mean, rstd)
-        return dx.reshape(lead + (C,)), dweight, dbias
-    dx = np.empty_like(x2)
-    dweight = np.empty(C, dtype=w.dtype)
-    dbias = np.empty(C, dtype=w.dtype)
-    k.layer_norm_backward_kernel(d, x2, w, mean, rstd, dx, dweight, dbias)
+    dx, dweight, dbias = kernels("layers", d).layer_norm_rows_backward(d, x2, w, mean, rstd)
     return dx.reshape(lead + (C,)), dweight, dbias
 
 
 # -- elementwise activations -----------------------------------------------------------------------
 def activation_forward(x, activation: str = "gelu"):
-    """f on every element. GELU (tanh form) uses numpy's SIMD tanh and keeps it for the
-    backward; the others run one fused Numba loop. cache = (x, name, tanh or None)."""
+    """f on every element. On the CPU GELU (tanh form) uses numpy's SIMD tanh and keeps it for
+    the backward; the others run one fused loop. cache = (x, name, what the backward reuses:
+    the tanh or None)."""
     kind = activation_kind(activation)
     xa = _floats(x, "x")
-    if is_device_array(xa):
-        return _gpu().elementwise(kind, xa), (xa, activation, None)
-    if activation == "gelu":
-        out, t = gelu_tanh_parts(xa)
-        return out, (xa, activation, t)
-    out = np.empty_like(xa)
-    activation_kernel(kind, xa.reshape(-1), out.reshape(-1))
-    return out, (xa, activation, None)
+    out, saved = kernels("layers", xa).activation(kind, xa)
+    return out, (xa, activation, saved)
 
 
 def activation_backward(dout, cache):
     """dx = dout * f'(x), one fused loop (GELU's from the tanh saved by the forward)."""
-    xa, activation, t = cache
+    xa, activation, saved = cache
     d = _check_dout(dout, xa.shape, xa.dtype, like=xa)
-    if is_device_array(d):
-        return _gpu().times_derivative(activation_kind(activation), d, xa)
-    dx = np.empty_like(xa)
-    if t is not None:
-        gelu_backward_from_tanh(xa.reshape(-1), t.reshape(-1), d.reshape(-1), dx.reshape(-1))
-    else:
-        activation_backward_kernel(
-            activation_kind(activation), xa.reshape(-1), d.reshape(-1), dx.reshape(-1)
-        )
-    return dx
+    return kernels("layers", d).activation_backward(activation_kind(activation), d, xa, saved)
 
 
 # -- dropout ---------------------------------------------------------------------------------------
@@ -303,12 +260,7 @@ def dropout_forward(x, p: float, seed: int = 0, stream: int = 0):
     xa = _floats(x, "x")
     if p == 0.0:
         return xa.copy(), (None, xa.shape)
-    if is_device_array(xa):
-        out, mult = _gpu().dropout(xa, p, seed, stream)
-        return out, (mult, xa.shape)
-    out = np.empty_like(xa)
-    mult = np.empty(xa.size, dtype=xa.dtype)
-    k.dropout_kernel(xa.reshape(-1), p, np.uint64(seed), np.uint64(stream), out.reshape(-1), mult)
+    out, mult = kernels("layers", xa).dropout(xa, p, seed, stream)
     return out, (mult, xa.shape)
 
 

@@ -21,8 +21,8 @@ import numpy as np
 from reference.mlp import check_mlp_config, init_layer
 
 from .activations import activation_kind
-from .cpu.elementwise import IDENTITY, activation_backward_kernel, activation_kernel
-from .device import cuda_ops, is_device_array, resolve_device, to_device, to_host
+from .cpu.elementwise import IDENTITY
+from .device import is_device_array, kernels, resolve_device, to_device, to_host
 from .dtypes import dtype_name, resolve_dtype
 from .losses import mse_loss, softmax, softmax_cross_entropy
 from .module import Module, ModuleList, Parameter
@@ -40,11 +40,7 @@ class Layer(Module):
 
 
 def _apply(kind: int, net: np.ndarray) -> np.ndarray:
-    if is_device_array(net):
-        return cuda_ops("layers").elementwise(kind, net)
-    out = np.empty_like(net)
-    activation_kernel(kind, net.reshape(-1), out.reshape(-1))
-    return out
+    return kernels("layers", net).elementwise(kind, net)
 
 
 class MLP(Module):
@@ -163,12 +159,7 @@ class MLP(Module):
     @staticmethod
     def _times_derivative(kind: int, dy: np.ndarray, net: np.ndarray) -> np.ndarray:
         """dy * f'(net), fused."""
-        if is_device_array(net):
-            return cuda_ops("layers").times_derivative(kind, to_device(dy, "cuda", net.dtype), net)
-        dy = np.ascontiguousarray(dy, dtype=net.dtype)
-        out = np.empty_like(net)
-        activation_backward_kernel(kind, net.reshape(-1), dy.reshape(-1), out.reshape(-1))
-        return out
+        return kernels("layers", net).times_derivative(kind, dy, net)
 
     @owns_inputs
     def backward(self, grad_output=None) -> np.ndarray:

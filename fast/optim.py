@@ -29,8 +29,7 @@ from reference.optim import (
     check_state_tensor,
 )
 
-from .cpu import optim as cpu_kernels
-from .device import cuda_ops, device_of, empty, is_device_array, to_device, to_host
+from .device import device_of, empty, is_device_array, kernels, to_device, to_host
 
 __all__ = [
     "Optimizer",
@@ -96,13 +95,6 @@ def zeros_like(w):
     out = empty(w.shape, w.dtype, device_of(w))
     out.fill(0.0)
     return out
-
-
-def _update(rule: str, w):
-    """The update kernel for w's device: fast/cpu/optim.py's, or its CUDA twin (same arguments)."""
-    if is_device_array(w):
-        return getattr(cuda_ops("optim"), f"{rule}_update")
-    return getattr(cpu_kernels, f"{rule}_kernel")
 
 
 class Optimizer(_ref.Optimizer):
@@ -235,7 +227,7 @@ class SGD(_ref.SGD, Optimizer):
         first = "momentum_buffer" not in state
         if first and group["momentum"]:
             state["momentum_buffer"] = zeros_like(w)
-        _update("sgd", w)(
+        kernels("optim", w).sgd_update(
             w,
             g,
             state.get("momentum_buffer", w),
@@ -259,7 +251,7 @@ class Adam(_ref.Adam, Optimizer):
         lr = float(group["lr"])
         step_size = lr / (1.0 - b1**t)
         sqrt_bc2 = math.sqrt(1.0 - b2**t)
-        _update("adam", w)(
+        kernels("optim", w).adam_update(
             w,
             g,
             state["exp_avg"],
@@ -285,16 +277,11 @@ def clip_grad_norm(parameters, max_norm: float) -> float:
     """Scale gradients in place so their joint L2 norm is at most `max_norm`; return the norm."""
     max_norm = check_nonneg("max_norm", max_norm)
     params = list(parameters)
-    on_gpu = [p.grad.reshape(-1) for p in params if is_device_array(p.grad)]
+    by_device: dict = {"cpu": []}  # the host's gradients first, then each device's
+    for p in params:
+        by_device.setdefault(device_of(p.grad), []).append(p.grad.reshape(-1))
     total = math.sqrt(
-        sum(
-            float(
-                np.dot(p.grad.reshape(-1).astype(np.float64), p.grad.reshape(-1).astype(np.float64))
-            )
-            for p in params
-            if not is_device_array(p.grad)
-        )
-        + (cuda_ops("optim").grad_norm_sq(on_gpu) if on_gpu else 0.0)
+        sum(kernels("optim", *grads).grad_norm_sq(grads) for grads in by_device.values() if grads)
     )
     scale = max_norm / (total + 1e-6)
     if scale < 1.0:

@@ -1,10 +1,12 @@
-"""The one loss kernel numpy does not give: a sum in a fixed, left-to-right order.
+"""The losses on the CPU: numpy's SIMD exp for the softmax, and one Numba loop for the sums.
 
-The softmax and cross-entropy themselves run on numpy's SIMD exp in `fast/losses.py` (measured
-3x faster than a Numba loop calling the scalar libm exp); what stays here is the reduction, kept
-serial so the loss is the same whatever the thread count, and in the reference's order.
+The softmax and cross-entropy run on numpy's SIMD exp (measured 3x faster than a Numba loop
+calling the scalar libm exp); the reduction to the loss is `ordered_sum`, kept serial so the loss
+is the same whatever the thread count, and in the reference's order. The launchers below are the
+ones `fast/losses.py` calls on numpy arrays, by the names and signatures of `fast/cuda/losses.py`.
 """
 
+import numpy as np
 from numba import njit
 
 
@@ -15,3 +17,47 @@ def ordered_sum(x):
     for i in range(x.size):
         s += x[i]
     return s
+
+
+# -- the launchers: inputs already checked by the public functions of fast/losses.py ---------
+def softmax_rows(x: np.ndarray, log: bool) -> np.ndarray:
+    """softmax (or log_softmax) of each row of x (R, V)."""
+    x = np.ascontiguousarray(x)
+    if log:
+        m = x.max(axis=1, keepdims=True)
+        lse = m + np.log(np.exp(x - m).sum(axis=1, keepdims=True))
+        return x - lse
+    e = x - x.max(axis=1, keepdims=True)
+    np.exp(e, out=e)
+    e /= e.sum(axis=1, keepdims=True)
+    return e
+
+
+def mse_rows(y: np.ndarray, t: np.ndarray):
+    """(mean of (y - t)^2 as a float, 2 (y - t) / n), the sum in order."""
+    diff = y - t
+    n = y.size
+    loss = ordered_sum(np.ascontiguousarray(diff * diff).reshape(-1)) / n
+    return float(loss), 2.0 * diff / n
+
+
+def cross_entropy_rows(x: np.ndarray, t: np.ndarray, counted: np.ndarray, count: int):
+    """(mean loss over the counted rows, dE/dx (N, V)) for targets t already checked.
+
+    Vectorized over the whole (N, V) block: exp is the costly part, and numpy's SIMD exp is
+    several times faster than a scalar call per element in a Numba loop. Sums are numpy's
+    (pairwise, single-threaded), so the result does not depend on the thread count."""
+    N = x.shape[0]
+    x = np.ascontiguousarray(x)
+    m = x.max(axis=1, keepdims=True)  # (N, 1)
+    e = x - m
+    np.exp(e, out=e)  # (N, V)
+    s = e.sum(axis=1, keepdims=True, dtype=np.float64)  # (N, 1)
+    rows = np.arange(N)
+    safe_t = np.where(counted, t, 0)
+    row_loss = (m[:, 0] + np.log(s[:, 0])) - x[rows, safe_t]  # -log softmax(x)[t], (N,)
+    loss = float(ordered_sum(np.where(counted, row_loss, 0.0))) / count if count else 0.0
+    e /= (s * max(count, 1)).astype(e.dtype)  # softmax / count
+    e[rows[counted], t[counted]] -= 1.0 / max(count, 1)
+    e[~counted] = 0.0
+    return loss, e

@@ -33,6 +33,8 @@ from numbers import Integral, Real
 import numpy as np
 from numba import cuda
 
+from ..validate import models_own_inputs
+from .gemm import gemm
 from .launch import ELEMENTWISE_THREADS, SIMULATOR, column_chunks, grid_1d
 
 MAX_DIMS = 4
@@ -159,6 +161,7 @@ class DeviceArray:
 
     __array_priority__ = 1000  # so numpy_array + device_array comes here (and fails clearly)
     is_device_array = True  # the marker fast.device.is_device_array looks for
+    device = "cuda"  # the folder of its kernels (fast/cuda/), for fast.device.kernels
 
     def __init__(self, buffer, shape, strides=None, offset: int = 0):
         self.buffer = buffer  # a 1-D contiguous numba device array
@@ -356,9 +359,12 @@ class DeviceArray:
         return self
 
     def __matmul__(self, other):
-        from .gemm import matmul
-
-        return matmul(self, other)
+        """self @ other into a new array: `gemm` on the two views."""
+        if not isinstance(other, DeviceArray):
+            raise TypeError(
+                f"a DeviceArray can only be multiplied by a DeviceArray, got {type(other)}"
+            )
+        return gemm(self, other, empty(self.shape[:-1] + other.shape[-1:], self.dtype))
 
     def sum(self, axis=None):
         """Column sums of a matrix (axis=0), the only reduction models need beyond the fused
@@ -421,6 +427,29 @@ def to_device(a, dtype=None) -> DeviceArray:
 
 def ascontiguous(a: DeviceArray) -> DeviceArray:
     return a if a.is_contiguous() else a.copy()
+
+
+def floats(x, name: str, dtype=None, *, kept: bool = True, ints: bool = True) -> DeviceArray:
+    """x as a float DeviceArray, or a TypeError naming `name`: float32/float64 kept, cast to
+    `dtype` when given. Bools and ints are made float64 (as `fast.validate.as_float_array` does
+    on the host), or refused when not `ints` (the layers and losses take float DeviceArrays
+    only). A numpy operand beside DeviceArrays is refused, not copied over silently: copy it
+    with `to_device`. `kept`: a caller's array is copied outside a model (a cache may keep it)."""
+    if not isinstance(x, DeviceArray):
+        raise TypeError(
+            f"{name} must be a DeviceArray like the other operands, got {type(x).__name__} "
+            "(copy it to the GPU with fast.cuda.array.to_device)"
+        )
+    if ints and x.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers, got dtype {x.dtype}")
+    if not ints and x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name} must hold float32 or float64 numbers, got dtype {x.dtype}")
+    if dtype is None and x.dtype not in (np.float32, np.float64):
+        dtype = np.float64
+    given = x
+    if dtype is not None and x.dtype != np.dtype(dtype):
+        x = x.astype(dtype)
+    return x.copy() if kept and x is given and not models_own_inputs() else x
 
 
 # -- launching the elementwise kernel --------------------------------------------------------------

@@ -45,7 +45,6 @@ import numpy as np
 from numba import cuda, float64, types
 
 from ..cpu.rng import MASK32, SHIFT, philox_word
-from ..validate import models_own_inputs
 from .array import DeviceArray, empty, to_device
 from .gemm import gemm
 from .launch import ROW_THREADS
@@ -163,33 +162,7 @@ def _signatures():
 PTX_KERNELS = _signatures()
 
 
-# -- checks and views ------------------------------------------------------------------------------
-def device_float(x, name: str, dtype=None) -> DeviceArray:
-    """x as a float DeviceArray (bools and ints become float64, as `as_float_array` does)."""
-    if not isinstance(x, DeviceArray):
-        raise TypeError(
-            f"{name} must be a DeviceArray, got {type(x).__name__} "
-            "(copy numpy arrays to the device first: fast.cuda.array.to_device)"
-        )
-    if x.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold numbers, got dtype {x.dtype}")
-    if dtype is None and x.dtype not in (np.float32, np.float64):
-        dtype = np.float64
-    return x if dtype is None or x.dtype == np.dtype(dtype) else x.astype(dtype)
-
-
-def device_floats(named: dict, kept: bool = False) -> list[DeviceArray]:
-    """The arrays as one float dtype: float32 if all are float32, else float64. `kept`: the
-    cache holds them, so a caller's arrays are copied (see `fast/validate.py`)."""
-    given = list(named.values())
-    arrays = [device_float(x, name) for name, x in named.items()]
-    dtype = np.result_type(*(a.dtype for a in arrays))
-    arrays = [a if a.dtype == dtype else a.astype(dtype) for a in arrays]
-    if kept and not models_own_inputs():
-        arrays = [a.copy() if a is x else a for a, x in zip(arrays, given)]
-    return arrays
-
-
+# -- the launchers `fast/attention.py` calls on DeviceArrays (fast/cpu/attention.py's names) ---
 def heads(x: DeviceArray, n_head: int) -> DeviceArray:
     """(B, T, C) -> (B, H, T, hs), a view of any strided x (head h starts h*hs channels in)."""
     B, T, C = x.shape

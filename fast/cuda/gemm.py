@@ -1,5 +1,9 @@
 """Matrix multiplication on the GPU: the classic tiled, shared-memory kernel, register-blocked.
 
+A kernel and its launcher, nothing more: `gemm` writes into an output view the caller allocated
+(`DeviceArray.__matmul__` allocates one), so this module needs no array type of its own and
+`array.py` (the view type) imports it, never the other way round.
+
 C = alpha * A @ B + beta * C, batched over up to two leading axes, for any strided views (a
 transposed weight, one head of q, k or v inside (B, T, C)): the kernel reads A[z, i, k] at
 a_off + z0*a_st[0] + z1*a_st[1] + i*a_st[2] + k*a_st[3], so no operand is ever copied to make it
@@ -32,7 +36,6 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32, float64
 
-from .array import DeviceArray, empty
 from .launch import RB, TILE
 
 BM = TILE * RB  # rows (and columns) of C per block
@@ -127,7 +130,7 @@ def _ptx_kernels():
 PTX_KERNELS = _ptx_kernels()
 
 
-def _batched(x: DeviceArray):
+def _batched(x):
     """(n0, n1, strides4) of a (M, K), (n, M, K) or (n0, n1, M, K) view."""
     if x.ndim == 2:
         return 1, 1, (0, 0) + x.strides
@@ -138,9 +141,15 @@ def _batched(x: DeviceArray):
     raise ValueError(f"matmul takes 2-D to 4-D arrays, got shape {x.shape}")
 
 
-def gemm(a: DeviceArray, b: DeviceArray, out: DeviceArray, alpha=1.0, beta=0.0) -> DeviceArray:
-    """out = alpha * a @ b + beta * out, batched over equal leading axes (any strides)."""
-    if not (isinstance(a, DeviceArray) and isinstance(b, DeviceArray)):
+def _is_view(x) -> bool:
+    """A DeviceArray (by its class marker: this module imports no array type)."""
+    return getattr(type(x), "is_device_array", False)
+
+
+def gemm(a, b, out, alpha=1.0, beta=0.0):
+    """out = alpha * a @ b + beta * out, batched over equal leading axes (any strides); a, b and
+    out are DeviceArray views (buffer, shape, strides, offset). Returns out."""
+    if not (_is_view(a) and _is_view(b) and _is_view(out)):
         raise TypeError("matmul of a DeviceArray needs DeviceArray operands on the same device")
     if a.dtype != b.dtype or out.dtype != a.dtype:
         raise TypeError(f"matmul operands must share a dtype: {a.dtype}, {b.dtype}, {out.dtype}")
@@ -171,10 +180,3 @@ def gemm(a: DeviceArray, b: DeviceArray, out: DeviceArray, alpha=1.0, beta=0.0) 
         b.buffer, b.offset, b_st, out.buffer, out.offset, c_st,
     )  # fmt: skip
     return out
-
-
-def matmul(a: DeviceArray, b: DeviceArray) -> DeviceArray:
-    """a @ b into a new array."""
-    if not isinstance(b, DeviceArray):
-        raise TypeError(f"a DeviceArray can only be multiplied by a DeviceArray, got {type(b)}")
-    return gemm(a, b, empty(a.shape[:-1] + b.shape[-1:], a.dtype))

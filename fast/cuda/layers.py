@@ -30,16 +30,7 @@ from numba import cuda, float64, types
 
 from ..cpu.elementwise import _df, _f
 from ..cpu.rng import philox_word
-from ..validate import models_own_inputs
-from .array import (
-    DeviceArray,
-    ascontiguous,
-    empty,
-    empty_like,
-    sum_chunks_kernel,
-    to_device,
-    zeros,
-)
+from .array import DeviceArray, ascontiguous, empty, empty_like, sum_chunks_kernel, to_device, zeros
 from .launch import ELEMENTWISE_THREADS, ROW_THREADS, column_chunks, grid_1d
 from .reduce import block_sum
 
@@ -188,32 +179,14 @@ def _ptx_kernels():
 PTX_KERNELS = _ptx_kernels()
 
 
-# -- checks ----------------------------------------------------------------------------------------
-def device_floats(x, name: str, dtype=None) -> DeviceArray:
-    """x as a contiguous float DeviceArray, or a clear error. A numpy array beside DeviceArrays
-    is refused, not copied over silently (as in `attention.py`): copy it with `to_device`.
-    Never the caller's own array outside a model (as `as_float_array`: a cache may keep it)."""
-    if not isinstance(x, DeviceArray):
-        raise TypeError(
-            f"{name} must be a DeviceArray like the other operands, got {type(x).__name__} "
-            "(copy it to the GPU with fast.cuda.array.to_device)"
-        )
-    if x.dtype not in (np.float32, np.float64):
-        raise TypeError(f"{name} must hold float32 or float64, got {x.dtype}")
-    given = x
-    if dtype is not None and x.dtype != dtype:
-        x = x.astype(dtype)
-    x = ascontiguous(x)
-    return x.copy() if x is given and not models_own_inputs() else x
-
-
+# -- the launchers: arrays already checked by the public functions of fast/layers.py -----------
+# (the names and signatures of fast/cpu/layers.py's launchers: fast.device.kernels picks one)
 def _launch(kernel, n, *args):
     blocks, threads = grid_1d(n)
     if n:
         kernel[blocks, threads](*args)
 
 
-# -- the launchers: arrays already checked by the public functions of fast/layers.py -----------
 def gather_rows(w: DeviceArray, flat: np.ndarray, shape: tuple) -> DeviceArray:
     """w[ids] for host ids `flat` (checked in range): shape + (C,)."""
     N, C = flat.size, w.shape[1]
@@ -279,7 +252,7 @@ def layer_norm_rows_backward(d, x2, w, mean, rstd):
 def elementwise(kind: int, x: DeviceArray, derivative: bool = False) -> DeviceArray:
     """f(x), or f'(x) when `derivative`, for the activation numbered `kind` (the numbering of
     fast/cpu/elementwise.py, whose scalar formulas the kernels call)."""
-    x = device_floats(x, "net")
+    x = ascontiguous(x)
     out = empty_like(x)
     kernel = derivative_kernel if derivative else activation_kernel
     _launch(kernel, x.size, kind, x.flat(), out.flat())
@@ -287,11 +260,22 @@ def elementwise(kind: int, x: DeviceArray, derivative: bool = False) -> DeviceAr
 
 
 def times_derivative(kind: int, dout: DeviceArray, x: DeviceArray) -> DeviceArray:
-    """dout * f'(x): the chain rule through an activation, one kernel."""
-    x, dout = ascontiguous(x), ascontiguous(dout)
+    """dout * f'(x): the chain rule through an activation, one kernel (a host dout is copied
+    over, in x's dtype)."""
+    x, dout = ascontiguous(x), ascontiguous(to_device(dout, x.dtype))
     dx = empty_like(x)
     _launch(activation_backward_kernel, x.size, kind, x.flat(), dout.flat(), dx.flat())
     return dx
+
+
+def activation(kind: int, x: DeviceArray):
+    """(f(x), saved): one elementwise kernel; the backward needs nothing beyond x (None)."""
+    return elementwise(kind, x), None
+
+
+def activation_backward(kind: int, dout: DeviceArray, x: DeviceArray, saved) -> DeviceArray:
+    """dout * f'(x) (`saved` is `activation`'s None)."""
+    return times_derivative(kind, dout, x)
 
 
 def dropout(xa: DeviceArray, p: float, seed: int, stream: int):

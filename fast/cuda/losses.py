@@ -152,18 +152,6 @@ def _blocks(rows: int) -> int:
     return max(1, min(MAX_BLOCKS, rows))
 
 
-def device_input(x: DeviceArray, name: str) -> DeviceArray:
-    """A DeviceArray input to a loss: float32 or float64 only, or a clear error."""
-    if x.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must hold float32 or float64 numbers, got dtype {x.dtype}")
-    return x
-
-
-def _on_device(a) -> DeviceArray:
-    """A checked input on the device (to_device makes a 0-d array 1-D, hence the reshape)."""
-    return a if isinstance(a, DeviceArray) else to_device(a).reshape(a.shape)
-
-
 def _matrix_view(a: DeviceArray):
     """(buffer, offset, row stride, column stride) of a 2-D view: kernels read it in place."""
     return a.buffer, a.offset, a.strides[0], a.strides[1]

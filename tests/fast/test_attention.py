@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fast.attention as fa
+import fast.cpu.attention as fa_cpu  # the CPU launchers: where the causal BLOCK size lives
 from fast.rng import uniforms
 
 STEP = 1e-6
@@ -62,7 +63,7 @@ CASES = [
 def test_gradients_match_finite_differences(
     monkeypatch, block, B, H, Tq, Tk, hs, causal, padding, p
 ):
-    monkeypatch.setattr(fa, "BLOCK", block)  # 2: the blocked causal path on tiny shapes
+    monkeypatch.setattr(fa_cpu, "BLOCK", block)  # 2: the blocked causal path on tiny shapes
     rng = np.random.default_rng(B * 100 + Tq * 10 + Tk)
     q, k, v = _rand(rng, B, H, Tq, hs), _rand(rng, B, H, Tk, hs), _rand(rng, B, H, Tk, hs)
     mask = None
@@ -103,7 +104,7 @@ def test_blocked_causal_path_equals_one_block(monkeypatch):
     mask = rng.random((1, 170)) < 0.2
     results = []
     for block in (64, 10_000):
-        monkeypatch.setattr(fa, "BLOCK", block)
+        monkeypatch.setattr(fa_cpu, "BLOCK", block)
         out, cache = fa.attention_forward(q, k, v, True, mask, 0.1, 1, 2)
         results.append((out, *fa.attention_backward(G, cache)))
     for a, b in zip(*results):
