@@ -74,13 +74,7 @@ def save_training_checkpoint(
     are kept, and always the one just written.
     """
     out_dir = _check_path("out_dir", out_dir)
-    if not isinstance(model, Module):
-        raise TypeError(f"model must be a Module (a GPT, BERT, ...), got {type(model).__name__}")
-    if optimizer is not None and not callable(getattr(optimizer, "state_dict", None)):
-        raise TypeError(
-            "optimizer must have a state_dict() method (or be None), "
-            f"got {type(optimizer).__name__}"
-        )
+    _check_model_and_optimizer(model, optimizer, "state_dict")
     step = _check_trainer_state(trainer_state)
     if not _is_int(keep) or keep < 1:
         raise ValueError(f"keep must be an int >= 1 (checkpoints to keep), got {keep!r}")
@@ -209,13 +203,7 @@ def load_training_checkpoint(
     module's "_checkpoint" entry; read that with `checkpoint_info(folder)`.
     """
     path = _check_path("path", path)
-    if not isinstance(model, Module):
-        raise TypeError(f"model must be a Module (a GPT, BERT, ...), got {type(model).__name__}")
-    if optimizer is not None and not callable(getattr(optimizer, "load_state_dict", None)):
-        raise TypeError(
-            "optimizer must have a load_state_dict() method (or be None), "
-            f"got {type(optimizer).__name__}"
-        )
+    _check_model_and_optimizer(model, optimizer, "load_state_dict")
     if not os.path.isdir(path):
         raise FileNotFoundError(f"no training checkpoint at {path!r}: no such folder")
     folder = path if os.path.isfile(os.path.join(path, STATE_FILE)) else latest_checkpoint(path)
@@ -353,6 +341,16 @@ def _check_path(name: str, path: Any) -> str:
     if not isinstance(path, str):
         raise TypeError(f"{name} must be a text path, got {type(path).__name__}")
     return path
+
+
+def _check_model_and_optimizer(model: Any, optimizer: Any, method: str) -> None:
+    """TypeError unless `model` is a Module and `optimizer` None or has the `method` it needs."""
+    if not isinstance(model, Module):
+        raise TypeError(f"model must be a Module (a GPT, BERT, ...), got {type(model).__name__}")
+    if optimizer is not None and not callable(getattr(optimizer, method, None)):
+        raise TypeError(
+            f"optimizer must have a {method}() method (or be None), got {type(optimizer).__name__}"
+        )
 
 
 def _check_trainer_state(state: Any) -> int:
