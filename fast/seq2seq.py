@@ -27,7 +27,7 @@ F feed-forward width (dim_feedforward), V vocabulary.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -36,6 +36,7 @@ from reference.decoding import beam_search, check_max_len, strip_eos
 from reference.seq2seq import FeedForward, TransformerConfig, XavierInit
 
 from .attention import (
+    AttentionCache,
     concat_qkv,
     multi_head_attention_backward,
     multi_head_attention_forward,
@@ -105,6 +106,16 @@ def _ids(name: str, ids: Any, vocab_size: int, vocab_name: str, max_len: int) ->
 
 
 # -- the layers, named as in torch.nn -------------------------------------------------------------
+class _MHACache(NamedTuple):
+    """What `MultiheadAttention.backward` needs from its forward: the inputs of the in-projection
+    as rows, x (B*Tq, C) and memory (B*Tk, C) (None for self-attention), for its dW, and the
+    `AttentionCache`."""
+
+    x: Any
+    memory: Any
+    attention: AttentionCache
+
+
 class MultiheadAttention(Module):
     """torch.nn.MultiheadAttention (batch_first): `in_proj_weight` (3C, C) stacks W_q, W_k, W_v;
     see the reference. Self-attention projects x three ways in one product; cross-attention
@@ -117,7 +128,7 @@ class MultiheadAttention(Module):
         self.in_proj_bias = Parameter(np.zeros(3 * d_model), init.dtype)
         self.out_proj = init.linear(d_model, d_model)
         self.dropout = Dropout(dropout)  # on the attention weights (torch's MHA dropout)
-        self._cache: tuple | None = None
+        self._cache: _MHACache | None = None
 
     def forward(
         self, x: np.ndarray, memory=None, causal: bool = False, key_padding_mask=None
@@ -145,17 +156,19 @@ class MultiheadAttention(Module):
         y, c_att = multi_head_attention_forward(
             q, k, v, self.nhead, causal, key_padding_mask, d.effective_p(), d.seed, d.stream
         )  # (B, Tq, C)
-        self._cache = (x2, m2, c_att)
+        self._cache = _MHACache(x2, m2, c_att)
         return self.out_proj(y)  # (B, Tq, C)
 
     def backward(self, dout: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(dx, dmemory): dmemory is None for self-attention (its k, v came from x)."""
         if self._cache is None:
             raise RuntimeError("MultiheadAttention.backward called before forward")
-        x2, m2, c_att = self._cache
+        x2, m2 = self._cache.x, self._cache.memory
         B, Tq, C = dout.shape
         W, wgrad, bgrad = self.in_proj_weight.data, self.in_proj_weight.grad, self.in_proj_bias.grad
-        dq, dk, dv = multi_head_attention_backward(self.out_proj.backward(dout), c_att)
+        dq, dk, dv = multi_head_attention_backward(
+            self.out_proj.backward(dout), self._cache.attention
+        )
         if m2 is None:
             dqkv = concat_qkv(dq, dk, dv).reshape(B * Tq, 3 * C)
             wgrad += dqkv.T @ x2
