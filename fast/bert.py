@@ -60,7 +60,15 @@ from .attention import (
     split_qkv,
 )
 from .checkpoint import load_safetensors
-from .device import concatenate, device_of, is_device_array, resolve_device, to_device, zeros
+from .device import (
+    ascontiguous,
+    concatenate,
+    device_of,
+    resolve_device,
+    to_device,
+    unless_on_device,
+    zeros,
+)
 from .dtypes import resolve_dtype
 from .layers import (
     Activation,
@@ -470,14 +478,13 @@ class _BertBase(BertDropoutSteps, Module):
             )
         if dlogits is None:
             return None
-        if not is_device_array(dlogits):
-            dlogits = as_float_array(dlogits, "dlogits", self.dtype)
+        dlogits = unless_on_device(dlogits, lambda a: as_float_array(a, "dlogits", self.dtype))
         if dlogits.shape != shape:  # checked before any upload
             raise ValueError(
                 f"dlogits must have shape {shape} like the logits, got {dlogits.shape}"
             )
         d = to_device(dlogits, self.device, self.dtype)
-        return d if is_device_array(d) else np.ascontiguousarray(d)
+        return ascontiguous(d)
 
     def _load_hf_state(self, state: dict[str, Any]) -> None:
         self.load_state_dict(state)

@@ -33,7 +33,7 @@ from .attention import (
     split_qkv,
 )
 from .checkpoint import load_safetensors
-from .device import empty, is_device_array, resolve_device, to_device, to_host
+from .device import empty, resolve_device, to_device, to_host, unless_on_device
 from .dtypes import resolve_dtype
 from .layers import (
     Activation,
@@ -266,8 +266,8 @@ class GPT(Module):
                 )
             d = cross_entropy_backward(1.0, self._cache.loss)
         else:
-            if not is_device_array(dlogits):
-                dlogits = np.asarray(dlogits, dtype=self.dtype)  # checked before any upload
+            # a host dlogits is checked before any upload
+            dlogits = unless_on_device(dlogits, lambda a: np.asarray(a, dtype=self.dtype))
             if dlogits.shape != (B, T, V):
                 raise ValueError(f"dlogits must have shape {(B, T, V)}, got {dlogits.shape}")
             d = to_device(dlogits, self.device, self.dtype)

@@ -42,7 +42,7 @@ from .attention import (
     multi_head_attention_forward,
     split_qkv,
 )
-from .device import concatenate, is_device_array, resolve_device, to_device, to_host
+from .device import concatenate, resolve_device, to_device, to_host, unless_on_device
 from .dtypes import resolve_dtype
 from .layers import (
     Activation,
@@ -410,20 +410,21 @@ class Transformer(Module):
         """
         src = self._check_src(src)
         tgt = self._check_tgt(tgt, len(src))
-        if not is_device_array(memory):
-            memory = private(as_float_array(memory, "memory", self.dtype), memory)
+        given = memory
+        memory = unless_on_device(
+            memory, lambda m: private(as_float_array(m, "memory", self.dtype), m)
+        )
         expected = (src.shape[0], src.shape[1], self.config.d_model)
         if memory.shape != expected:  # checked before any upload
             raise ValueError(f"memory must have shape {expected} = encode(src), got {memory.shape}")
         on_device = to_device(memory, self.device, self.dtype)
-        if on_device is memory and is_device_array(memory):
+        if on_device is given:
             on_device = memory.copy()  # the caller's DeviceArray: copied like a host array
         return self._decode(tgt, on_device, src)
 
     def _decode(self, tgt: np.ndarray, memory, src: np.ndarray) -> np.ndarray:
         """`decode` on checked ids and a memory of this model's own (not copied again)."""
-        if not is_device_array(memory):
-            memory = np.ascontiguousarray(memory)
+        memory = unless_on_device(memory, np.ascontiguousarray)
         y = self._embed(self.tgt_embed, self.tgt_dropout, tgt)  # (B, Tt, C)
         h = self.transformer.decoder(
             y, memory, self._padding_mask(tgt), self._padding_mask(src)
@@ -461,8 +462,9 @@ class Transformer(Module):
                 raise RuntimeError("forward was called without targets: pass dlogits to backward")
             d = cross_entropy_backward(1.0, self._loss_cache)
         else:
-            if not is_device_array(dlogits):
-                dlogits = np.ascontiguousarray(as_float_array(dlogits, "dlogits", self.dtype))
+            dlogits = unless_on_device(
+                dlogits, lambda a: np.ascontiguousarray(as_float_array(a, "dlogits", self.dtype))
+            )
             if dlogits.shape != self._shape:  # checked before any upload
                 raise ValueError(
                     f"dlogits must have shape {self._shape} like the logits, got {dlogits.shape}"
@@ -538,6 +540,5 @@ class _HostLogits:
         return self._model.encode(src)
 
     def decode(self, tgt, memories, srcs):
-        if is_device_array(memories[0]):
-            memories = concatenate([m.reshape((1,) + m.shape) for m in memories])
+        memories = concatenate([m.reshape((1,) + m.shape) for m in memories])  # (N, Ts, C)
         return to_host(self._model.decode(tgt, memories, srcs)).tolist()
