@@ -14,11 +14,12 @@ with the same names and signatures (`forward`, `backward`, `heads`, `merged`).
 Same names, arguments, semantics and errors as the reference (see its module docstring for the
 mask and dropout rules). Differences: arrays in (nested lists accepted), arrays out, in the
 inputs' float dtype (float32 or float64); `split_heads` and `split_qkv` return views, not copies.
-The cache is (q, k, v, weights, dropped weights or None, scale, causal): backward needs only the
-weights w before dropout and wd = w * keep after it (see the backward kernel), not the keep mask.
-The cache holds q, k and v as the forward read them: a caller's arrays are copied first (see
-`fast/validate.py`), so writing into them before the backward changes nothing; a fast model's own
-activations are held as they are (views, not copies).
+The cache is the reference's `AttentionCache` (q, k, v, weights, dropped weights or None, scale,
+causal), filled with arrays by the launchers: backward needs only the weights w before dropout and
+wd = w * keep after it (see the backward kernel), not the keep mask. The cache holds q, k and v as
+the forward read them: a caller's arrays are copied first (see `fast/validate.py`), so writing into
+them before the backward changes nothing; a fast model's own activations are held as they are
+(views, not copies).
 
 Dimension legend: B batch, T time (Tq queries, Tk keys/values), C channels, H heads,
 hs head size = C / H.
@@ -30,6 +31,7 @@ from numbers import Integral
 
 import numpy as np
 
+from reference.attention import AttentionCache
 from reference.checks import check_flag
 from reference.layers import check_dropout_p
 from reference.rng import check_u64 as _check_u64
@@ -37,6 +39,7 @@ from reference.rng import check_u64 as _check_u64
 from .device import concatenate, device_of, empty, floats, kernels
 
 __all__ = [
+    "AttentionCache",
     "split_heads",
     "merge_heads",
     "split_qkv",
@@ -162,7 +165,7 @@ def attention_forward(
     dropout_p: float = 0.0,
     seed: int = 0,
     stream: int = 0,
-) -> tuple[np.ndarray, tuple]:
+) -> tuple[np.ndarray, AttentionCache]:
     """softmax(q k^T / sqrt(hs) + mask) v per batch and head, with dropout on the weights.
 
     q (B, H, Tq, hs), k and v (B, H, Tk, hs) -> out (B, H, Tq, hs); cache for the backward.
@@ -190,18 +193,17 @@ def attention_forward(
     return kernels("attention", q).forward(q, k, v, causal, padding, dropout_p, seed, stream, out)
 
 
-def attention_backward(dout, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def attention_backward(dout, cache: AttentionCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(dq, dk, dv) for `attention_forward`, by the chain rule backwards through each step:
 
     out = wd v             -> dv = wd^T dout,   dwd = dout v^T
     wd = w * keep, w = softmax(s)  -> ds (one fused kernel)
     s = scale q k^T        -> dq = scale ds k,   dk = scale ds^T q
     """
-    q = cache[0]
+    q, k = cache.q, cache.k
     dout = _float_array(dout, "dout", q.dtype, like=q)
     if dout.shape != q.shape:
         raise ValueError(f"dout must have shape {q.shape}, got {dout.shape}")
-    k = cache[1]
     on = device_of(q)
     dq = empty(q.shape, q.dtype, on)
     dk, dv = empty(k.shape, k.dtype, on), empty(k.shape, k.dtype, on)
@@ -218,7 +220,7 @@ def multi_head_attention_forward(
     dropout_p: float = 0.0,
     seed: int = 0,
     stream: int = 0,
-) -> tuple[np.ndarray, tuple]:
+) -> tuple[np.ndarray, AttentionCache]:
     """Multi-head attention on projected queries, keys and values: split, attend, merge.
 
     q (B, Tq, C), k and v (B, Tk, C) -> (B, Tq, C). The heads are strided views, never copied;
@@ -250,14 +252,16 @@ def multi_head_attention_forward(
     return out, cache
 
 
-def multi_head_attention_backward(dout, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def multi_head_attention_backward(
+    dout, cache: AttentionCache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(dq, dk, dv), each (B, T, C): split dout into heads, attention backward, merge back."""
-    q = cache[0]
+    q = cache.q
     B, H, Tq, hs = q.shape
     dout = _float_array(dout, "dout", q.dtype, like=q)
     if dout.shape != (B, Tq, H * hs):
         raise ValueError(f"dout must have shape {(B, Tq, H * hs)}, got {dout.shape}")
-    Tk = cache[1].shape[2]
+    Tk = cache.k.shape[2]
     on = device_of(q)
     dq = empty((B, Tq, H * hs), q.dtype, on)
     dk = empty((B, Tk, H * hs), q.dtype, on)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -53,13 +53,22 @@ from reference.hf import (
 )
 
 from .attention import (
+    AttentionCache,
     concat_qkv,
     multi_head_attention_backward,
     multi_head_attention_forward,
     split_qkv,
 )
 from .checkpoint import load_safetensors
-from .device import concatenate, device_of, is_device_array, resolve_device, to_device, zeros
+from .device import (
+    ascontiguous,
+    concatenate,
+    device_of,
+    resolve_device,
+    to_device,
+    unless_on_device,
+    zeros,
+)
 from .dtypes import resolve_dtype
 from .layers import (
     Activation,
@@ -217,6 +226,16 @@ class BertEmbeddings(Module):
             table.backward(dx)  # a sum passes its gradient to every term
 
 
+class _SelfAttentionCache(NamedTuple):
+    """What `BertSelfAttention.backward` needs from its forward: the input as rows x (B*T, C) and
+    the fused projection weight (3C, C), for dW = dqkv^T x and dx = dqkv W, and the
+    `AttentionCache`."""
+
+    x: Any
+    weight: Any
+    attention: AttentionCache
+
+
 class BertSelfAttention(Module):
     """Bidirectional multi-head self-attention. `query`, `key` and `value` hold the parameters
     (HF's names); forward multiplies by all three at once, (B*T, C) x (C, 3C)."""
@@ -229,7 +248,7 @@ class BertSelfAttention(Module):
         self.key = Linear(C, C, **init(), dtype=dtype)
         self.value = Linear(C, C, **init(), dtype=dtype)
         self.dropout = Dropout(config.attn_dropout)  # the attention-probabilities site
-        self._cache: tuple | None = None
+        self._cache: _SelfAttentionCache | None = None
 
     def _projections(self) -> tuple[Linear, Linear, Linear]:
         return self.query, self.key, self.value
@@ -245,22 +264,23 @@ class BertSelfAttention(Module):
         out, attn_cache = multi_head_attention_forward(
             q, k, v, self.n_head, False, key_padding_mask, d.effective_p(), d.seed, d.stream
         )  # no causal mask: every token sees the whole sequence
-        self._cache = (x2, w, attn_cache)
+        self._cache = _SelfAttentionCache(x2, w, attn_cache)
         return out  # (B, T, C)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         if self._cache is None:
             raise RuntimeError("BertSelfAttention.backward called before forward")
-        x2, w, attn_cache = self._cache
+        x2 = self._cache.x
         C = x2.shape[1]
-        dq, dk, dv = multi_head_attention_backward(dout, attn_cache)  # (B, T, C) each
+        dq, dk, dv = multi_head_attention_backward(dout, self._cache.attention)  # (B, T, C) each
         dqkv = concat_qkv(dq, dk, dv).reshape(-1, 3 * C)  # (B*T, 3C)
         dw = dqkv.T @ x2  # (3C, C)
         db = dqkv.sum(axis=0)  # (3C,)
         for i, p in enumerate(self._projections()):
             p.weight.grad += dw[i * C : (i + 1) * C]
             p.bias.grad += db[i * C : (i + 1) * C]
-        return (dqkv @ w).reshape(dout.shape)  # x fed all three: the sum of their gradients
+        # x fed all three: the sum of their gradients
+        return (dqkv @ self._cache.weight).reshape(dout.shape)
 
 
 class BertResidualOutput(Module):
@@ -458,14 +478,13 @@ class _BertBase(BertDropoutSteps, Module):
             )
         if dlogits is None:
             return None
-        if not is_device_array(dlogits):
-            dlogits = as_float_array(dlogits, "dlogits", self.dtype)
+        dlogits = unless_on_device(dlogits, lambda a: as_float_array(a, "dlogits", self.dtype))
         if dlogits.shape != shape:  # checked before any upload
             raise ValueError(
                 f"dlogits must have shape {shape} like the logits, got {dlogits.shape}"
             )
         d = to_device(dlogits, self.device, self.dtype)
-        return d if is_device_array(d) else np.ascontiguousarray(d)
+        return ascontiguous(d)
 
     def _load_hf_state(self, state: dict[str, Any]) -> None:
         self.load_state_dict(state)

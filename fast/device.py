@@ -27,6 +27,8 @@ from __future__ import annotations
 import functools
 import importlib
 
+import numpy as np
+
 DEVICES = ("cpu", "cuda")
 CUDA_EXTRA = 'pip install "model-archaeology[cuda]"'
 
@@ -145,3 +147,28 @@ def zeros(shape, dtype, device: str = "cpu"):
 def concatenate(arrays, axis: int = 0):
     """np.concatenate, on the device the arrays are on."""
     return arrays_on(device_of(*arrays)).concatenate(arrays, axis)
+
+
+def unless_on_device(x, convert):
+    """x itself when it is an array of a device (already checked there), else `convert(x)`: how
+    a model turns host input (numpy arrays, nested lists) into an array of its own."""
+    return x if is_device_array(x) else convert(x)
+
+
+def host_copy(x):
+    """A fresh numpy array of x: copied back from the GPU, or copied on the host."""
+    return x.copy_to_host() if is_device_array(x) else x.copy()
+
+
+def ascontiguous(x):
+    """x itself when C-contiguous, else a contiguous copy, on x's device."""
+    return arrays_on(device_of(x)).ascontiguous(x)
+
+
+def row_sums(x):
+    """The sums of a 2-d array's rows as a column (N, 1), on x's device: numpy's sum on the host,
+    a product with a column of ones on the GPU (where the array type has no sum along an axis)."""
+    if not is_device_array(x):
+        return x.sum(axis=1, keepdims=True)
+    ones = to_device(np.ones((x.shape[1], 1), dtype=x.dtype), device_of(x))
+    return x @ ones

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -33,11 +33,12 @@ from .attention import (
     split_qkv,
 )
 from .checkpoint import load_safetensors
-from .device import empty, is_device_array, resolve_device, to_device, to_host
+from .device import empty, resolve_device, to_device, to_host, unless_on_device
 from .dtypes import resolve_dtype
 from .layers import (
     Activation,
     Conv1D,
+    CrossEntropyCache,
     Dropout,
     Embedding,
     LayerNorm,
@@ -174,6 +175,16 @@ class GPTTransformer(Module):
         self.wpe.backward(dx)
 
 
+class _HeadCache(NamedTuple):
+    """What `GPT.backward` needs from `GPT.forward`: the final hidden states as rows x (B*T, C)
+    (for the tied head's dW = dlogits^T x), the loss's `CrossEntropyCache` (None without
+    targets) and (B, T)."""
+
+    x: Any
+    loss: CrossEntropyCache | None
+    shape: tuple[int, int]
+
+
 class GPT(Module):
     """GPT-2 with a tied head; see `reference.GPT`. `dtype` is "float32" (default) or "float64";
     `device` is "cpu" (default) or "cuda" (see `fast/device.py`)."""
@@ -237,7 +248,7 @@ class GPT(Module):
         loss, loss_cache = None, None
         if targets is not None:
             loss, loss_cache = cross_entropy_forward(logits, targets, IGNORE_INDEX)
-        self._cache = (x2, loss_cache, (B, T))
+        self._cache = _HeadCache(x2, loss_cache, (B, T))
         return logits, loss
 
     @owns_inputs
@@ -245,18 +256,18 @@ class GPT(Module):
         """Backpropagate into every `p.grad` (accumulating), from the loss or from `dlogits`."""
         if self._cache is None:
             raise RuntimeError("GPT.backward called before forward (or after generate)")
-        x2, loss_cache, (B, T) = self._cache
+        x2, (B, T) = self._cache.x, self._cache.shape
         V = self.config.vocab_size
         if dlogits is None:
-            if loss_cache is None:
+            if self._cache.loss is None:
                 raise RuntimeError(
                     "backward() starts from the loss: call model(idx, targets) "
                     "first, or pass backward(dlogits)"
                 )
-            d = cross_entropy_backward(1.0, loss_cache)
+            d = cross_entropy_backward(1.0, self._cache.loss)
         else:
-            if not is_device_array(dlogits):
-                dlogits = np.asarray(dlogits, dtype=self.dtype)  # checked before any upload
+            # a host dlogits is checked before any upload
+            dlogits = unless_on_device(dlogits, lambda a: np.asarray(a, dtype=self.dtype))
             if dlogits.shape != (B, T, V):
                 raise ValueError(f"dlogits must have shape {(B, T, V)}, got {dlogits.shape}")
             d = to_device(dlogits, self.device, self.dtype)

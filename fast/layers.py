@@ -1,13 +1,14 @@
 """Transformer layers on numpy arrays: the reference's forward/backward pairs, made fast.
 
-Same names, argument order and caches-as-opaque-tuples as `reference/layers.py` (read it for the
-math). On DeviceArrays the same functions run on the GPU: the checks are these, once, and the
-work is either array operations DeviceArrays also have (linear, residual, the loss, dropout's
+Same names, argument order and caches as `reference/layers.py` (read it for the math): each forward
+returns the reference's cache class (`LinearCache`, ...) filled with arrays, and each backward reads
+it by field name. On DeviceArrays the same functions run on the GPU: the checks are these, once, and
+the work is either array operations DeviceArrays also have (linear, residual, the loss, dropout's
 backward) or a launcher that `fast.device.kernels("layers", ...)` picks for the arrays' device:
-`fast/cpu/layers.py` or `fast/cuda/layers.py`, same names and signatures. How each is made fast
-on the CPU: linear layers are one BLAS call each way; layer norm, GELU, dropout and the
-embedding's scatter-add are single fused Numba loops (`fast/cpu/layers.py`,
-`fast/cpu/elementwise.py`); the cross-entropy is the fused kernel of `fast/losses.py`.
+`fast/cpu/layers.py` or `fast/cuda/layers.py`, same names and signatures. How each is made fast on
+the CPU: linear layers are one BLAS call each way; layer norm, GELU, dropout and the embedding's
+scatter-add are single fused Numba loops (`fast/cpu/layers.py`, `fast/cpu/elementwise.py`); the
+cross-entropy is the fused kernel of `fast/losses.py`.
 
 Dimension legend: B batch, T time, C channels, V vocabulary.
 """
@@ -29,6 +30,13 @@ from reference.checks import (
 from reference.layers import (
     STREAM_SITE_BITS,
     WEIGHT_LAYOUTS,
+    ActivationCache,
+    CrossEntropyCache,
+    DropoutCache,
+    EmbeddingCache,
+    LayerNormCache,
+    LinearCache,
+    ResidualCache,
     check_dropout_p,
     check_positions,
     dropout_stream,
@@ -52,6 +60,8 @@ __all__ = [
     "dropout_forward", "dropout_backward", "residual_forward", "residual_backward",
     "cross_entropy_forward", "cross_entropy_backward", "Embedding", "Linear", "Conv1D",
     "LayerNorm", "Activation", "Dropout", "set_dropout_rng", "STREAM_SITE_BITS",
+    "EmbeddingCache", "LinearCache", "LayerNormCache", "ActivationCache", "DropoutCache",
+    "ResidualCache", "CrossEntropyCache",
 ]  # fmt: skip
 
 
@@ -93,8 +103,7 @@ def normal_tensor(shape, std: float, seed: int, stream: int, dtype="float64") ->
 def embedding_forward(weight, idx):
     """Rows of `weight` (num, C) for int ids `idx` -> idx.shape + (C,).
 
-    cache = (flat ids, idx shape, weight shape): the ids are a copy, so refilling `idx` before
-    the backward changes nothing."""
+    The cache's ids are a copy, so refilling `idx` before the backward changes nothing."""
     with model_owned():  # the table is read now, not kept: no copy of it
         w = _floats(weight, "weight")
     if w.ndim != 2:
@@ -109,14 +118,14 @@ def embedding_forward(weight, idx):
             f"(flat position {pos})"
         )
     out = kernels("layers", w).gather_rows(w, flat, ids.shape)  # (B, T, C)
-    return out, (flat, ids.shape, w.shape)
+    return out, EmbeddingCache(flat, ids.shape, w.shape)
 
 
-def embedding_backward(dout, cache):
+def embedding_backward(dout, cache: EmbeddingCache):
     """dL/dweight: each output row's gradient scatter-added into the row it was read from."""
-    flat, lead, (num, C) = cache
-    d = _check_dout(dout, lead + (C,), None).reshape(-1, C)
-    return kernels("layers", d).scatter_add_rows(d, flat, num)
+    num, C = cache.weight_shape
+    d = _check_dout(dout, cache.shape + (C,), None).reshape(-1, C)
+    return kernels("layers", d).scatter_add_rows(d, cache.ids, num)
 
 
 def position_ids(B: int, T: int, start: int = 0) -> np.ndarray:
@@ -140,7 +149,7 @@ def position_embedding_forward(weight, B: int, T: int, start: int = 0):
     return embedding_forward(weight, position_ids(B, T, start))
 
 
-def position_embedding_backward(dout, cache):
+def position_embedding_backward(dout, cache: EmbeddingCache):
     return embedding_backward(dout, cache)
 
 
@@ -177,24 +186,20 @@ def linear_forward(x, weight, bias=None, weight_layout: str = "out_in"):
         if b.shape != (C_out,):
             raise ValueError(f"bias must have shape ({C_out},), got {b.shape}")
         y += b
-    return y.reshape(xa.shape[:-1] + (C_out,)), (
-        x2,
-        xa.shape[:-1],
-        W,
-        bias is not None,
-        weight_layout,
-    )
+    lead = xa.shape[:-1]
+    return y.reshape(lead + (C_out,)), LinearCache(x2, lead, W, bias is not None, weight_layout)
 
 
-def linear_backward(dout, cache):
+def linear_backward(dout, cache: LinearCache):
     """(dx, dweight, dbias): dx = dout W, dW = dout^T x, db = column sums of dout."""
-    x2, lead, W, has_bias, weight_layout = cache
+    x2, lead, W = cache.x, cache.lead, cache.weight
     C_out, C_in = W.shape
     d = _check_dout(dout, lead + (C_out,), W.dtype, like=W).reshape(-1, C_out)
     dx = (d @ W).reshape(lead + (C_in,))
     # dW = dout^T x in the layout the weight is stored in (no transposed copy afterwards)
-    dweight = d.T @ x2 if weight_layout == "out_in" else x2.T @ d  # (C_out, C_in) / (C_in, C_out)
-    dbias = d.sum(axis=0) if has_bias else None
+    # (C_out, C_in) / (C_in, C_out)
+    dweight = d.T @ x2 if cache.weight_layout == "out_in" else x2.T @ d
+    dbias = d.sum(axis=0) if cache.has_bias else None
     return dx, dweight, dbias
 
 
@@ -215,34 +220,36 @@ def layer_norm_forward(x, weight, bias, eps: float = 1e-5):
         raise ValueError(f"x must have shape (..., {C}), got {xa.shape}")
     x2 = xa.reshape(-1, C)
     out, mean, rstd = kernels("layers", x2).layer_norm_rows(x2, w, b, float(eps))
-    return out.reshape(xa.shape), (x2, xa.shape[:-1], w, mean, rstd)
+    return out.reshape(xa.shape), LayerNormCache(x2, xa.shape[:-1], w, mean, rstd)
 
 
-def layer_norm_backward(dout, cache):
+def layer_norm_backward(dout, cache: LayerNormCache):
     """(dx, dweight, dbias), the reference's formulas in one fused kernel."""
-    x2, lead, w, mean, rstd = cache
+    x2, lead, w = cache.x, cache.lead, cache.weight
     C = w.shape[0]
     d = _check_dout(dout, lead + (C,), w.dtype, like=x2).reshape(-1, C)
-    dx, dweight, dbias = kernels("layers", d).layer_norm_rows_backward(d, x2, w, mean, rstd)
+    dx, dweight, dbias = kernels("layers", d).layer_norm_rows_backward(
+        d, x2, w, cache.mean, cache.rstd
+    )
     return dx.reshape(lead + (C,)), dweight, dbias
 
 
 # -- elementwise activations -----------------------------------------------------------------------
 def activation_forward(x, activation: str = "gelu"):
     """f on every element. On the CPU GELU (tanh form) uses numpy's SIMD tanh and keeps it for
-    the backward; the others run one fused loop. cache = (x, name, what the backward reuses:
-    the tanh or None)."""
+    the backward (the cache's `saved`); the others run one fused loop and save None."""
     kind = activation_kind(activation)
     xa = _floats(x, "x")
     out, saved = kernels("layers", xa).activation(kind, xa)
-    return out, (xa, activation, saved)
+    return out, ActivationCache(xa, xa.shape, activation, saved)
 
 
-def activation_backward(dout, cache):
+def activation_backward(dout, cache: ActivationCache):
     """dx = dout * f'(x), one fused loop (GELU's from the tanh saved by the forward)."""
-    xa, activation, saved = cache
-    d = _check_dout(dout, xa.shape, xa.dtype, like=xa)
-    return kernels("layers", d).activation_backward(activation_kind(activation), d, xa, saved)
+    xa = cache.x
+    d = _check_dout(dout, cache.shape, xa.dtype, like=xa)
+    kind = activation_kind(cache.activation)
+    return kernels("layers", d).activation_backward(kind, d, xa, cache.saved)
 
 
 # -- dropout ---------------------------------------------------------------------------------------
@@ -259,15 +266,15 @@ def dropout_forward(x, p: float, seed: int = 0, stream: int = 0):
     check_seed_stream(seed, stream)
     xa = _floats(x, "x")
     if p == 0.0:
-        return xa.copy(), (None, xa.shape)
+        return xa.copy(), DropoutCache(None, xa.shape)
     out, mult = kernels("layers", xa).dropout(xa, p, seed, stream)
-    return out, (mult, xa.shape)
+    return out, DropoutCache(mult, xa.shape)
 
 
-def dropout_backward(dout, cache):
-    mult, shape = cache
-    d = _check_dout(dout, shape, None, like=mult)
-    return d.copy() if mult is None else d * mult.reshape(shape)
+def dropout_backward(dout, cache: DropoutCache):
+    keep, shape = cache.keep, cache.shape
+    d = _check_dout(dout, shape, None, like=keep)
+    return d.copy() if keep is None else d * keep.reshape(shape)
 
 
 # -- residual and loss -----------------------------------------------------------------------------
@@ -276,12 +283,11 @@ def residual_forward(x, y):
     xa, ya = _floats(x, "x", like=y), _floats(y, "y", like=x)
     if xa.shape != ya.shape:
         raise ValueError(f"y must have the shape of x {xa.shape}, got {ya.shape}")
-    return xa + ya, (xa.shape,)
+    return xa + ya, ResidualCache(xa.shape)
 
 
-def residual_backward(dout, cache):
-    (shape,) = cache
-    d = _check_dout(dout, shape, None)
+def residual_backward(dout, cache: ResidualCache):
+    d = _check_dout(dout, cache.shape, None)
     return d.copy(), d.copy()
 
 
@@ -294,12 +300,11 @@ def cross_entropy_forward(logits, targets, ignore_index: int | None = -100):
     if t.shape != z.shape[:2]:
         raise ValueError(f"targets must have shape {z.shape[:2]}, got {t.shape}")
     loss, dlogits = softmax_cross_entropy(z.reshape(-1, z.shape[2]), t.reshape(-1), ignore_index)
-    return loss, (dlogits, z.shape)
+    return loss, CrossEntropyCache(dlogits, z.shape)
 
 
-def cross_entropy_backward(dloss: float, cache):
-    dlogits, shape = cache
-    return (dlogits * dloss).reshape(shape)
+def cross_entropy_backward(dloss: float, cache: CrossEntropyCache):
+    return (cache.dlogits * dloss).reshape(cache.shape)
 
 
 # -- modules ---------------------------------------------------------------------------------------

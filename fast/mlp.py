@@ -22,7 +22,15 @@ from reference.mlp import check_mlp_config, init_layer
 
 from .activations import activation_kind
 from .cpu.elementwise import IDENTITY
-from .device import is_device_array, kernels, resolve_device, to_device, to_host
+from .device import (
+    device_of,
+    kernels,
+    resolve_device,
+    row_sums,
+    to_device,
+    to_host,
+    unless_on_device,
+)
 from .dtypes import dtype_name, resolve_dtype
 from .losses import mse_loss, softmax, softmax_cross_entropy
 from .module import Module, ModuleList, Parameter
@@ -186,24 +194,17 @@ class MLP(Module):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _output_delta(self, grad_output) -> np.ndarray:
-        g = grad_output
-        if is_device_array(g) and self.device != "cuda":
-            g = g.copy_to_host()
-        if is_device_array(g):
-            g = g if g.dtype == self.dtype else g.astype(self.dtype)
-        else:
-            g = as_float_array(g, "grad_output").astype(self.dtype, copy=False)
+        g = grad_output if self.device == "cuda" else to_host(grad_output)
+        g = unless_on_device(g, lambda a: as_float_array(a, "grad_output"))
+        g = g if g.dtype == self.dtype else g.astype(self.dtype)
         if g.shape != self.outputs.shape:
             raise ValueError(
                 f"grad_output must have the outputs' shape {self.outputs.shape}, got {g.shape}"
             )
         if self.output == "softmax":
             p = self.outputs  # softmax Jacobian: p * (g - sum(g p))
-            if is_device_array(p):  # the row sums as a product with a column of ones
-                g = to_device(g, "cuda")
-                ones = to_device(np.ones((p.shape[1], 1), dtype=self.dtype), "cuda")
-                return p * (g - (g * p) @ ones)
-            return p * (g - (g * p).sum(axis=1, keepdims=True))
+            g = to_device(g, device_of(p))
+            return p * (g - row_sums(g * p))
         return self._times_derivative(self._output_kind, g, self.nets[-1])
 
     def predict(self, x) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 from reference import module as _ref
 
 from .checkpoint import load_safetensors, save_safetensors
-from .device import is_device_array, resolve_device, to_device
+from .device import device_of, host_copy, resolve_device, to_device, to_host
 from .dtypes import resolve_dtype
 
 
@@ -54,13 +54,12 @@ class Module(_ref.Module):
 
     @staticmethod
     def _copy_tensor(p: Parameter) -> np.ndarray:
-        return p.data.copy_to_host() if is_device_array(p.data) else p.data.copy()
+        return host_copy(p.data)
 
     @staticmethod
     def _load_tensor(name: str, p: Parameter, value: Any) -> None:
         """Copy `value` (an array or nested lists) into p.data in place, in p's dtype."""
-        if is_device_array(value):
-            value = value.copy_to_host()
+        value = to_host(value)
         if not isinstance(value, np.ndarray):
             try:
                 kind = np.asarray(value).dtype.kind
@@ -71,7 +70,7 @@ class Module(_ref.Module):
         value = np.asarray(value, dtype=p.data.dtype)
         if value.shape != p.shape:
             raise ValueError(f"state_dict[{name!r}] has shape {value.shape}, expected {p.shape}")
-        p.data[...] = to_device(value, "cuda") if is_device_array(p.data) else value
+        p.data[...] = to_device(value, device_of(p.data))
 
     def to(self, device) -> Module:
         """Move every parameter to `device` ("cpu" or "cuda"); gradients restart at zero.
@@ -79,7 +78,7 @@ class Module(_ref.Module):
         Build the optimizer after this: it packs the parameters where they are."""
         device = resolve_device(device)
         for p in self.parameters():
-            if is_device_array(p.data) != (device == "cuda"):
+            if device_of(p.data) != device:
                 p.data = to_device(p.data, device)
                 p.grad = to_device(np.zeros(p.shape, dtype=p.data.dtype), device)
         for m in self.modules():

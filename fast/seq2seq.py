@@ -27,7 +27,7 @@ F feed-forward width (dim_feedforward), V vocabulary.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -36,12 +36,13 @@ from reference.decoding import beam_search, check_max_len, strip_eos
 from reference.seq2seq import FeedForward, TransformerConfig, XavierInit
 
 from .attention import (
+    AttentionCache,
     concat_qkv,
     multi_head_attention_backward,
     multi_head_attention_forward,
     split_qkv,
 )
-from .device import concatenate, is_device_array, resolve_device, to_device, to_host
+from .device import concatenate, resolve_device, to_device, to_host, unless_on_device
 from .dtypes import resolve_dtype
 from .layers import (
     Activation,
@@ -105,6 +106,16 @@ def _ids(name: str, ids: Any, vocab_size: int, vocab_name: str, max_len: int) ->
 
 
 # -- the layers, named as in torch.nn -------------------------------------------------------------
+class _MHACache(NamedTuple):
+    """What `MultiheadAttention.backward` needs from its forward: the inputs of the in-projection
+    as rows, x (B*Tq, C) and memory (B*Tk, C) (None for self-attention), for its dW, and the
+    `AttentionCache`."""
+
+    x: Any
+    memory: Any
+    attention: AttentionCache
+
+
 class MultiheadAttention(Module):
     """torch.nn.MultiheadAttention (batch_first): `in_proj_weight` (3C, C) stacks W_q, W_k, W_v;
     see the reference. Self-attention projects x three ways in one product; cross-attention
@@ -117,7 +128,7 @@ class MultiheadAttention(Module):
         self.in_proj_bias = Parameter(np.zeros(3 * d_model), init.dtype)
         self.out_proj = init.linear(d_model, d_model)
         self.dropout = Dropout(dropout)  # on the attention weights (torch's MHA dropout)
-        self._cache: tuple | None = None
+        self._cache: _MHACache | None = None
 
     def forward(
         self, x: np.ndarray, memory=None, causal: bool = False, key_padding_mask=None
@@ -145,17 +156,19 @@ class MultiheadAttention(Module):
         y, c_att = multi_head_attention_forward(
             q, k, v, self.nhead, causal, key_padding_mask, d.effective_p(), d.seed, d.stream
         )  # (B, Tq, C)
-        self._cache = (x2, m2, c_att)
+        self._cache = _MHACache(x2, m2, c_att)
         return self.out_proj(y)  # (B, Tq, C)
 
     def backward(self, dout: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(dx, dmemory): dmemory is None for self-attention (its k, v came from x)."""
         if self._cache is None:
             raise RuntimeError("MultiheadAttention.backward called before forward")
-        x2, m2, c_att = self._cache
+        x2, m2 = self._cache.x, self._cache.memory
         B, Tq, C = dout.shape
         W, wgrad, bgrad = self.in_proj_weight.data, self.in_proj_weight.grad, self.in_proj_bias.grad
-        dq, dk, dv = multi_head_attention_backward(self.out_proj.backward(dout), c_att)
+        dq, dk, dv = multi_head_attention_backward(
+            self.out_proj.backward(dout), self._cache.attention
+        )
         if m2 is None:
             dqkv = concat_qkv(dq, dk, dv).reshape(B * Tq, 3 * C)
             wgrad += dqkv.T @ x2
@@ -397,20 +410,21 @@ class Transformer(Module):
         """
         src = self._check_src(src)
         tgt = self._check_tgt(tgt, len(src))
-        if not is_device_array(memory):
-            memory = private(as_float_array(memory, "memory", self.dtype), memory)
+        given = memory
+        memory = unless_on_device(
+            memory, lambda m: private(as_float_array(m, "memory", self.dtype), m)
+        )
         expected = (src.shape[0], src.shape[1], self.config.d_model)
         if memory.shape != expected:  # checked before any upload
             raise ValueError(f"memory must have shape {expected} = encode(src), got {memory.shape}")
         on_device = to_device(memory, self.device, self.dtype)
-        if on_device is memory and is_device_array(memory):
+        if on_device is given:
             on_device = memory.copy()  # the caller's DeviceArray: copied like a host array
         return self._decode(tgt, on_device, src)
 
     def _decode(self, tgt: np.ndarray, memory, src: np.ndarray) -> np.ndarray:
         """`decode` on checked ids and a memory of this model's own (not copied again)."""
-        if not is_device_array(memory):
-            memory = np.ascontiguousarray(memory)
+        memory = unless_on_device(memory, np.ascontiguousarray)
         y = self._embed(self.tgt_embed, self.tgt_dropout, tgt)  # (B, Tt, C)
         h = self.transformer.decoder(
             y, memory, self._padding_mask(tgt), self._padding_mask(src)
@@ -448,8 +462,9 @@ class Transformer(Module):
                 raise RuntimeError("forward was called without targets: pass dlogits to backward")
             d = cross_entropy_backward(1.0, self._loss_cache)
         else:
-            if not is_device_array(dlogits):
-                dlogits = np.ascontiguousarray(as_float_array(dlogits, "dlogits", self.dtype))
+            dlogits = unless_on_device(
+                dlogits, lambda a: np.ascontiguousarray(as_float_array(a, "dlogits", self.dtype))
+            )
             if dlogits.shape != self._shape:  # checked before any upload
                 raise ValueError(
                     f"dlogits must have shape {self._shape} like the logits, got {dlogits.shape}"
@@ -525,6 +540,5 @@ class _HostLogits:
         return self._model.encode(src)
 
     def decode(self, tgt, memories, srcs):
-        if is_device_array(memories[0]):
-            memories = concatenate([m.reshape((1,) + m.shape) for m in memories])
+        memories = concatenate([m.reshape((1,) + m.shape) for m in memories])  # (N, Ts, C)
         return to_host(self._model.decode(tgt, memories, srcs)).tolist()

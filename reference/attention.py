@@ -28,7 +28,7 @@ Dropout on the attention weights: the weight at (b, h, i, j), row-major flat ind
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 from .checks import check_flag, check_numbers
 from .layers import check_dropout_p, dropout_keep
@@ -109,6 +109,27 @@ def _check_mask(key_padding_mask: Any, B: int, Tk: int) -> None:
                 )
 
 
+class AttentionCache(NamedTuple):
+    """What `attention_backward` needs from `attention_forward` (and the multi-head form's).
+
+    q (B, H, Tq, hs), k and v (B, H, Tk, hs): the inputs, for dq = ds k, dk = ds^T q and
+    dwd = dout v^T.
+    weights (B, H, Tq, Tk): the softmax before dropout (0 where masked): the attention pattern,
+    and what the softmax backward needs. dropped (B, H, Tq, Tk): the weights after dropout,
+    wd = weights * keep, for dv = wd^T dout and the dropout backward; None without dropout (then
+    wd = weights). scale: 1/sqrt(hs). causal: the forward's flag (`fast` skips the masked future
+    with it; here the zero weights already say it).
+    """
+
+    q: Any
+    k: Any
+    v: Any
+    weights: Any
+    dropped: Any
+    scale: float
+    causal: bool
+
+
 def attention_forward(
     q: Tensor,
     k: Tensor,
@@ -118,13 +139,12 @@ def attention_forward(
     dropout_p: float = 0.0,
     seed: int = 0,
     stream: int = 0,
-) -> tuple[Tensor, tuple]:
+) -> tuple[Tensor, AttentionCache]:
     """softmax(q k^T / sqrt(hs) + mask) v per batch and head, with dropout on the weights.
 
     q (B, H, Tq, hs), k and v (B, H, Tk, hs) -> out (B, H, Tq, hs). Tq != Tk is cross-attention
     (queries from the decoder, keys and values from the encoder's memory). A model in eval mode
-    passes dropout_p = 0. cache = (q, k, v, weights (B, H, Tq, Tk) before dropout, dropout
-    multipliers (B, H, Tq, Tk) or None, scale); the weights are the attention pattern to look at.
+    passes dropout_p = 0. The cache's weights are the attention pattern to look at.
 
     >>> out, _ = attention_forward([[[[1.0], [0.0]]]], [[[[0.0], [0.0]]]], [[[[1.0], [3.0]]]])
     >>> out
@@ -148,13 +168,13 @@ def attention_forward(
     check_flag("causal", causal)
     scale = 1.0 / math.sqrt(hs)
 
-    out, weights, keeps = [], [], []  # (B, H, Tq, hs), (B, H, Tq, Tk), (B, H, Tq, Tk)
+    out, weights, dropped = [], [], []  # (B, H, Tq, hs), (B, H, Tq, Tk), (B, H, Tq, Tk)
     for b in range(B):
         # the keys each query may see: not padded, and (if causal) not in its future
         visible = [key_padding_mask is None or not key_padding_mask[b][j] for j in range(Tk)]
-        out_b, weights_b, keeps_b = [], [], []
+        out_b, weights_b, dropped_b = [], [], []
         for h in range(H):
-            out_bh, weights_bh, keeps_bh = [], [], []
+            out_bh, weights_bh, dropped_bh = [], [], []
             for i in range(Tq):
                 qi = q[b][h][i]
                 allowed = [
@@ -169,7 +189,7 @@ def attention_forward(
                     index = ((b * H + h) * Tq + i) * Tk
                     keep = dropout_keep(Tk, dropout_p, seed, stream, start=index)
                     wd = [wj * kj for wj, kj in zip(w, keep)]
-                    keeps_bh.append(keep)
+                    dropped_bh.append(wd)
                 else:
                     wd = w
                 out_bh.append(
@@ -178,12 +198,12 @@ def attention_forward(
                 weights_bh.append(w)
             out_b.append(out_bh)
             weights_b.append(weights_bh)
-            keeps_b.append(keeps_bh)
+            dropped_b.append(dropped_bh)
         out.append(out_b)
         weights.append(weights_b)
-        keeps.append(keeps_b)
-    keeps = keeps if dropout_p > 0.0 else None
-    return out, (q, k, v, weights, keeps, scale)
+        dropped.append(dropped_b)
+    dropped = dropped if dropout_p > 0.0 else None
+    return out, AttentionCache(q, k, v, weights, dropped, scale, causal)
 
 
 def _masked_softmax(scores: list[float | None]) -> list[float]:
@@ -197,15 +217,18 @@ def _masked_softmax(scores: list[float | None]) -> list[float]:
     return [e / total for e in exps]
 
 
-def attention_backward(dout: Tensor, cache: tuple) -> tuple[Tensor, Tensor, Tensor]:
+def attention_backward(dout: Tensor, cache: AttentionCache) -> tuple[Tensor, Tensor, Tensor]:
     """(dq, dk, dv) for `attention_forward`, by the chain rule backwards through each step:
 
     out = wd v             -> dv += wd^T dout,   dwd = dout v^T
     wd = w * keep          -> dw = dwd * keep
     w = softmax(s)         -> ds = w * (dw - sum(w * dw))   (masked w = 0, so ds = 0 there)
     s = scale q k^T        -> dq = scale ds k,   dk += scale ds^T q
+
+    The cache holds wd, not keep: as w * dw = wd * dwd, the softmax line reads
+    ds = wd * dwd - w * sum(wd * dwd) (without dropout wd = w and it is the line above).
     """
-    q, k, v, weights, keeps, scale = cache
+    q, k, v, weights, scale = cache.q, cache.k, cache.v, cache.weights, cache.scale
     B, H, Tq, hs = shape_of(q)
     Tk = len(k[0][0])
     check_shape("dout", dout, (B, H, Tq, hs))
@@ -217,16 +240,20 @@ def attention_backward(dout: Tensor, cache: tuple) -> tuple[Tensor, Tensor, Tens
             kb, vb, dkb, dvb = k[b][h], v[b][h], dk[b][h], dv[b][h]
             for i in range(Tq):
                 w = weights[b][h][i]  # (Tk,)
-                keep = keeps[b][h][i] if keeps is not None else [1.0] * Tk
                 g = dout[b][h][i]  # (hs,)
-                dw = [0.0] * Tk
+                if cache.dropped is None:
+                    dw = [sum(g[d] * vb[j][d] for d in range(hs)) for j in range(Tk)]  # (Tk,)
+                    total = sum(wj * dwj for wj, dwj in zip(w, dw))
+                    ds = [wj * (dwj - total) for wj, dwj in zip(w, dw)]  # (Tk,)
+                    wd = w
+                else:
+                    wd = cache.dropped[b][h][i]  # (Tk,)
+                    dwd = [sum(g[d] * vb[j][d] for d in range(hs)) for j in range(Tk)]
+                    total = sum(a * c for a, c in zip(wd, dwd))
+                    ds = [a * c - wj * total for a, c, wj in zip(wd, dwd, w)]  # (Tk,)
                 for j in range(Tk):
-                    wd = w[j] * keep[j]
                     for d in range(hs):
-                        dvb[j][d] += wd * g[d]
-                    dw[j] = sum(g[d] * vb[j][d] for d in range(hs)) * keep[j]
-                total = sum(wj * dwj for wj, dwj in zip(w, dw))
-                ds = [wj * (dwj - total) for wj, dwj in zip(w, dw)]  # (Tk,)
+                        dvb[j][d] += wd[j] * g[d]
                 qi, dqi = q[b][h][i], dq[b][h][i]
                 for j in range(Tk):
                     if ds[j] == 0.0:
@@ -247,7 +274,7 @@ def multi_head_attention_forward(
     dropout_p: float = 0.0,
     seed: int = 0,
     stream: int = 0,
-) -> tuple[Tensor, tuple]:
+) -> tuple[Tensor, AttentionCache]:
     """Multi-head attention on projected queries, keys and values: split, attend, merge.
 
     q (B, Tq, C), k and v (B, Tk, C) -> (B, Tq, C). The projections (GPT-2's fused c_attn, BERT's
@@ -271,8 +298,10 @@ def multi_head_attention_forward(
     return merge_heads(out), cache  # (B, Tq, C)
 
 
-def multi_head_attention_backward(dout: Tensor, cache: tuple) -> tuple[Tensor, Tensor, Tensor]:
+def multi_head_attention_backward(
+    dout: Tensor, cache: AttentionCache
+) -> tuple[Tensor, Tensor, Tensor]:
     """(dq, dk, dv), each (B, T, C): split dout into heads, attention backward, merge back."""
-    n_head = len(cache[0][0])
+    n_head = len(cache.q[0])  # q is (B, H, Tq, hs)
     dq, dk, dv = attention_backward(split_heads(dout, n_head), cache)
     return merge_heads(dq), merge_heads(dk), merge_heads(dv)

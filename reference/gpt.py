@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .attention import (
     concat_qkv,
@@ -55,9 +55,11 @@ from .hf import GPT2_INIT_STD, convert_hf_gpt2_state_dict, gpt2_config_from_hf, 
 from .layers import (
     Activation,
     Conv1D,
+    CrossEntropyCache,
     Dropout,
     Embedding,
     LayerNorm,
+    LinearCache,
     _add_into,
     cross_entropy_backward,
     cross_entropy_forward,
@@ -258,6 +260,15 @@ class GPTTransformer(Module):
 
 
 # -- the model -------------------------------------------------------------------------------------
+class _HeadCache(NamedTuple):
+    """What `GPT.backward` needs from `GPT.forward`: the tied head's `LinearCache`, the loss's
+    `CrossEntropyCache` (None without targets) and (B, T)."""
+
+    head: LinearCache
+    loss: CrossEntropyCache | None
+    shape: tuple[int, int]
+
+
 class GPT(Module):
     """GPT-2 with a language-model head tied to the token embedding (`GPT2LMHeadModel`).
 
@@ -275,7 +286,7 @@ class GPT(Module):
         # `transformer.wte.weight`, and collects the gradient of both of its uses.
         self.dropout_seed = config.seed
         self.dropout_step = 0
-        self._cache: tuple | None = None
+        self._cache: _HeadCache | None = None
 
     @property
     def lm_head_weight(self) -> Any:
@@ -300,7 +311,7 @@ class GPT(Module):
         loss, loss_cache = None, None
         if targets is not None:
             loss, loss_cache = cross_entropy_forward(logits, targets, IGNORE_INDEX)
-        self._cache = (head_cache, loss_cache, (B, T))
+        self._cache = _HeadCache(head_cache, loss_cache, (B, T))
         return logits, loss
 
     def backward(self, dlogits: Tensor | None = None) -> None:
@@ -308,19 +319,19 @@ class GPT(Module):
         gradient `dlogits` (B, T, V) on the logits when one is given."""
         if self._cache is None:
             raise RuntimeError("GPT.backward called before forward (or after generate)")
-        head_cache, loss_cache, (B, T) = self._cache
+        B, T = self._cache.shape
         if dlogits is None:
-            if loss_cache is None:
+            if self._cache.loss is None:
                 raise RuntimeError(
                     "backward() starts from the loss: call model(idx, targets) "
                     "first, or pass backward(dlogits)"
                 )
-            dlogits = cross_entropy_backward(1.0, loss_cache)  # (B, T, V)
+            dlogits = cross_entropy_backward(1.0, self._cache.loss)  # (B, T, V)
         elif shape_of(dlogits) != (B, T, self.config.vocab_size):
             raise ValueError(
                 f"dlogits must have shape {(B, T, self.config.vocab_size)}, got {shape_of(dlogits)}"
             )
-        dx, dwte, _ = linear_backward(dlogits, head_cache)  # (B, T, C), (V, C)
+        dx, dwte, _ = linear_backward(dlogits, self._cache.head)  # (B, T, C), (V, C)
         _add_into(self.lm_head_weight.grad, dwte)  # the head's share of the tied matrix ...
         self.transformer.backward(dx)  # ... and the embedding's share, added in there
 

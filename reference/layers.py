@@ -5,8 +5,11 @@ Every op comes as a pair with one calling convention (after llm.c's `op_forward`
     out, cache = op_forward(inputs..., parameters..., options...)
     grads = op_backward(dout, cache)
 
-`cache` holds what the forward saw (a tuple; its contents are documented per op, callers treat it
-as opaque) and `grads` are dL/d(each tensor input), in the forward's argument order. Ops never
+`cache` holds what the forward saw that the backward needs: a small `NamedTuple` per op
+(`LinearCache`, `LayerNormCache`, ...), defined next to the op, whose fields are the contract
+between the two halves. The backward reads them by name; callers treat the cache as opaque, and
+`fast` fills the same classes with arrays. `grads` are dL/d(each tensor input), in the forward's
+argument order. Ops never
 mutate their arguments and always return fresh lists. Backward functions never accumulate; the
 `Module` classes at the end of this file add gradients into each `Parameter.grad`, so a weight used
 twice collects both contributions.
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any
+from typing import Any, NamedTuple
 
 from .activations import get_activation
 from .checks import (
@@ -116,11 +119,20 @@ def normal_tensor(shape: tuple[int, ...], std: float, seed: int, stream: int) ->
 
 
 # -- embeddings and positions ----------------------------------------------------------------------
-def embedding_forward(weight: Tensor, idx: Tensor) -> tuple[Tensor, tuple]:
-    """Look up rows of `weight` (num, C) for an int tensor `idx` (e.g. (B, T)) -> idx.shape + (C,).
+class EmbeddingCache(NamedTuple):
+    """What `embedding_backward` needs from `embedding_forward` (and the position embedding).
 
-    cache = (idx ids flattened, idx shape, weight shape).
+    ids: the ids read, flattened (a copy): which row each output row's gradient goes back to.
+    shape: idx's shape, to check dout against. weight_shape: (num, C), the gradient's shape.
     """
+
+    ids: Any
+    shape: tuple
+    weight_shape: tuple
+
+
+def embedding_forward(weight: Tensor, idx: Tensor) -> tuple[Tensor, EmbeddingCache]:
+    """Look up rows of `weight` (num, C) for an int tensor `idx` (e.g. (B, T)) -> idx.shape + (C,)."""
     check_numbers("weight", weight)
     if len(shape_of(weight)) != 2:
         raise ValueError(f"weight must have shape (num_embeddings, C), got {shape_of(weight)}")
@@ -137,17 +149,17 @@ def embedding_forward(weight: Tensor, idx: Tensor) -> tuple[Tensor, tuple]:
     lead = shape_of(idx)
     check_shape("idx", idx, lead)
     out = unflatten([list(weight[i]) for i in ids], lead)  # (B, T, C)
-    return out, (ids, lead, (num, C))
+    return out, EmbeddingCache(ids, lead, (num, C))
 
 
-def embedding_backward(dout: Tensor, cache: tuple) -> Tensor:
+def embedding_backward(dout: Tensor, cache: EmbeddingCache) -> Tensor:
     """dL/dweight: each output row's gradient scatter-added into the row it was read from."""
-    ids, lead, (num, C) = cache
+    num, C = cache.weight_shape
     drows, dlead = _rows("dout", dout, C)  # (B*T, C)
-    if dlead != lead:
-        raise ValueError(f"dout must have shape {lead + (C,)}, got {shape_of(dout)}")
+    if dlead != cache.shape:
+        raise ValueError(f"dout must have shape {cache.shape + (C,)}, got {shape_of(dout)}")
     dweight = [[0.0] * C for _ in range(num)]  # (num, C)
-    for i, drow in zip(ids, drows):
+    for i, drow in zip(cache.ids, drows):
         row = dweight[i]
         for c in range(C):
             row[c] += drow[c]  # a token seen twice collects both gradients
@@ -169,10 +181,10 @@ def position_ids(B: int, T: int, start: int = 0) -> list[list[int]]:
 
 def position_embedding_forward(
     weight: Tensor, B: int, T: int, start: int = 0
-) -> tuple[Tensor, tuple]:
+) -> tuple[Tensor, EmbeddingCache]:
     """Learned positions (GPT-2 wpe, BERT position_embeddings): (B, T, C), out[b][t] = w[start + t].
 
-    The backward is `position_embedding_backward`; cache as for `embedding_forward`.
+    The backward is `position_embedding_backward`; the cache is `embedding_forward`'s.
     """
     B, T, start = check_positions(B, T, start)
     check_numbers("weight", weight)
@@ -187,7 +199,7 @@ def position_embedding_forward(
     return embedding_forward(weight, position_ids(B, T, start))
 
 
-def position_embedding_backward(dout: Tensor, cache: tuple) -> Tensor:
+def position_embedding_backward(dout: Tensor, cache: EmbeddingCache) -> Tensor:
     """dL/dweight: the (B, T, C) gradient summed over the batch into rows start .. start+T-1."""
     return embedding_backward(dout, cache)
 
@@ -213,15 +225,29 @@ def sinusoidal_position_encoding(B: int, T: int, C: int, start: int = 0) -> Tens
 
 
 # -- linear ----------------------------------------------------------------------------------------
+class LinearCache(NamedTuple):
+    """What `linear_backward` needs from `linear_forward`.
+
+    x: the input as rows (N, C_in), for dW = dout^T x. lead: x's leading shape (dx gets it back).
+    weight: W as (C_out, C_in) whatever the layout, for dx = dout W. has_bias: whether to return
+    dbias. weight_layout: the layout dweight is returned in.
+    """
+
+    x: Any
+    lead: tuple
+    weight: Any
+    has_bias: bool
+    weight_layout: str
+
+
 def linear_forward(
     x: Tensor, weight: Tensor, bias: Tensor | None = None, weight_layout: str = "out_in"
-) -> tuple[Tensor, tuple]:
+) -> tuple[Tensor, LinearCache]:
     """y = x W^T + b on the last axis: (..., C_in) -> (..., C_out).
 
     `weight_layout` "out_in" is torch's nn.Linear (C_out, C_in); "in_out" is GPT-2's Conv1D
     (C_in, C_out). The math is written once, for (C_out, C_in): an "in_out" weight is transposed on
-    the way in and its gradient on the way out. cache = (x rows, leading shape, W as (C_out, C_in),
-    has bias, layout).
+    the way in and its gradient on the way out.
     """
     if weight_layout not in WEIGHT_LAYOUTS:
         raise ValueError(f"weight_layout must be one of {WEIGHT_LAYOUTS}, got {weight_layout!r}")
@@ -238,15 +264,15 @@ def linear_forward(
     xrows, lead = _rows("x", x, C_in)  # (N, C_in), N = B*T
     b = bias if bias is not None else [0.0] * C_out
     yrows = [[_dot(xr, W[o]) + b[o] for o in range(C_out)] for xr in xrows]  # (N, C_out)
-    return unflatten(yrows, lead), (xrows, lead, W, bias is not None, weight_layout)
+    return unflatten(yrows, lead), LinearCache(xrows, lead, W, bias is not None, weight_layout)
 
 
-def linear_backward(dout: Tensor, cache: tuple) -> tuple[Tensor, Tensor, Tensor | None]:
+def linear_backward(dout: Tensor, cache: LinearCache) -> tuple[Tensor, Tensor, Tensor | None]:
     """(dx, dweight, dbias): dx = dout W, dW = dout^T x, db = sum of dout over rows.
 
     dweight has the layout the weight came in; dbias is None when there was no bias.
     """
-    xrows, lead, W, has_bias, weight_layout = cache
+    xrows, lead, W = cache.x, cache.lead, cache.weight
     C_out, C_in = len(W), len(W[0])
     drows, dlead = _rows("dout", dout, C_out)  # (N, C_out)
     if dlead != lead:
@@ -255,20 +281,34 @@ def linear_backward(dout: Tensor, cache: tuple) -> tuple[Tensor, Tensor, Tensor 
     dx = [[_dot(dr, WT[i]) for i in range(C_in)] for dr in drows]  # (N, C_in)
     doutT, xT = _transpose(drows), _transpose(xrows)  # (C_out, N), (C_in, N)
     dW = [[_dot(doutT[o], xT[i]) for i in range(C_in)] for o in range(C_out)]  # (C_out, C_in)
-    dweight = dW if weight_layout == "out_in" else _transpose(dW)
-    dbias = [sum(col) for col in doutT] if has_bias else None  # (C_out,)
+    dweight = dW if cache.weight_layout == "out_in" else _transpose(dW)
+    dbias = [sum(col) for col in doutT] if cache.has_bias else None  # (C_out,)
     return unflatten(dx, lead), dweight, dbias
 
 
 # -- layer norm ------------------------------------------------------------------------------------
+class LayerNormCache(NamedTuple):
+    """What `layer_norm_backward` needs from `layer_norm_forward`.
+
+    x: the input as rows (N, C) and lead: its leading shape; weight (C,), for dL/dxhat = dout *
+    weight; mean and rstd: per row (N,), so the backward rebuilds xhat = (x - mean) rstd without
+    recomputing the statistics.
+    """
+
+    x: Any
+    lead: tuple
+    weight: Any
+    mean: Any
+    rstd: Any
+
+
 def layer_norm_forward(
     x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5
-) -> tuple[Tensor, tuple]:
+) -> tuple[Tensor, LayerNormCache]:
     """Normalise each row of C numbers to mean 0, variance 1, then scale and shift: (..., C).
 
     Two passes: the mean first, then the mean squared deviation from it (the one-pass E[x^2] -
     E[x]^2 loses every digit when |mean| >> std). GPT-2 uses eps 1e-5, BERT 1e-12.
-    cache = (x rows, leading shape, weight, mean per row, rstd per row).
 
     eps must be a finite number > 0: with it a constant row normalises to 0 instead of 0/0.
 
@@ -294,20 +334,20 @@ def layer_norm_forward(
         out.append([(v - mean) * rstd * w + b for v, w, b in zip(xr, weight, bias)])
         means.append(mean)
         rstds.append(rstd)
-    return unflatten(out, lead), (xrows, lead, weight, means, rstds)
+    return unflatten(out, lead), LayerNormCache(xrows, lead, weight, means, rstds)
 
 
-def layer_norm_backward(dout: Tensor, cache: tuple) -> tuple[Tensor, Tensor, Tensor]:
+def layer_norm_backward(dout: Tensor, cache: LayerNormCache) -> tuple[Tensor, Tensor, Tensor]:
     """(dx, dweight, dbias). With xhat = (x - mean) rstd and g = dout * weight:
     dx = rstd (g - mean(g) - xhat mean(g xhat)), dweight = sum dout xhat, dbias = sum dout.
     """
-    xrows, lead, weight, means, rstds = cache
+    lead, weight = cache.lead, cache.weight
     C = len(weight)
     drows, dlead = _rows("dout", dout, C)
     if dlead != lead:
         raise ValueError(f"dout must have shape {lead + (C,)}, got {shape_of(dout)}")
     dx, dweight, dbias = [], [0.0] * C, [0.0] * C
-    for xr, dr, mean, rstd in zip(xrows, drows, means, rstds):
+    for xr, dr, mean, rstd in zip(cache.x, drows, cache.mean, cache.rstd):
         xhat = [(v - mean) * rstd for v in xr]
         g = [d * w for d, w in zip(dr, weight)]  # dL/dxhat
         g_mean = sum(g) / C
@@ -320,26 +360,39 @@ def layer_norm_backward(dout: Tensor, cache: tuple) -> tuple[Tensor, Tensor, Ten
 
 
 # -- elementwise activations -----------------------------------------------------------------------
-def activation_forward(x: Tensor, activation: str = "gelu") -> tuple[Tensor, tuple]:
+class ActivationCache(NamedTuple):
+    """What `activation_backward` needs from `activation_forward`.
+
+    x: the input (flattened here; `fast` keeps its array), for f'(x). shape: the input's shape.
+    activation: the name, which picks f'. saved: what the forward computed that the backward may
+    reuse (`fast` keeps GELU's tanh); None here, where the backward recomputes it.
+    """
+
+    x: Any
+    shape: tuple
+    activation: str
+    saved: Any = None
+
+
+def activation_forward(x: Tensor, activation: str = "gelu") -> tuple[Tensor, ActivationCache]:
     """f applied to every element (any shape). "gelu": tanh approximation (GPT-2); "gelu_erf":
     exact (BERT); "relu" (2017); any name in `activations.ACTIVATIONS`.
-    cache = (x flat, shape, name).
     """
     f, _ = get_activation(activation)
     check_numbers("x", x)
     flat, shape = flatten(x), shape_of(x)
     check_shape("x", x, shape)
-    return unflatten([f(v) for v in flat], shape), (flat, shape, activation)
+    return unflatten([f(v) for v in flat], shape), ActivationCache(flat, shape, activation)
 
 
-def activation_backward(dout: Tensor, cache: tuple) -> Tensor:
+def activation_backward(dout: Tensor, cache: ActivationCache) -> Tensor:
     """dx = dout * f'(x), elementwise."""
-    flat, shape, activation = cache
-    _, df = get_activation(activation)
+    _, df = get_activation(cache.activation)
     check_numbers("dout", dout)
+    shape = cache.shape
     if shape_of(dout) != shape:
         raise ValueError(f"dout must have shape {shape}, got {shape_of(dout)}")
-    return unflatten([d * df(v) for d, v in zip(flatten(dout), flat)], shape)
+    return unflatten([d * df(v) for d, v in zip(flatten(dout), cache.x)], shape)
 
 
 # -- dropout ---------------------------------------------------------------------------------------
@@ -363,10 +416,23 @@ def dropout_keep(n: int, p: float, seed: int, stream: int, start: int = 0) -> li
     return [scale if u >= p else 0.0 for u in uniforms(seed, stream, n, start)]
 
 
-def dropout_forward(x: Tensor, p: float, seed: int = 0, stream: int = 0) -> tuple[Tensor, tuple]:
+class DropoutCache(NamedTuple):
+    """What `dropout_backward` needs from `dropout_forward`.
+
+    keep: the multipliers (1/(1-p) or 0) of the flat elements, which the gradient is multiplied
+    by; None when p = 0 (the identity). shape: the input's shape.
+    """
+
+    keep: Any
+    shape: tuple
+
+
+def dropout_forward(
+    x: Tensor, p: float, seed: int = 0, stream: int = 0
+) -> tuple[Tensor, DropoutCache]:
     """Inverted dropout (any shape): zero each element with probability p, scale the rest by
     1/(1-p) so the expected value is unchanged. p = 0 is the identity (a model in eval mode passes
-    p = 0). cache = (multipliers flat or None, shape).
+    p = 0).
     """
     p = check_dropout_p(p)
     check_seed_stream(seed, stream)
@@ -374,14 +440,14 @@ def dropout_forward(x: Tensor, p: float, seed: int = 0, stream: int = 0) -> tupl
     shape = shape_of(x)
     check_shape("x", x, shape)
     if p == 0.0:
-        return unflatten(flatten(x), shape), (None, shape)
+        return unflatten(flatten(x), shape), DropoutCache(None, shape)
     keep = dropout_keep(numel(shape), p, seed, stream)
-    return unflatten([v * k for v, k in zip(flatten(x), keep)], shape), (keep, shape)
+    return unflatten([v * k for v, k in zip(flatten(x), keep)], shape), DropoutCache(keep, shape)
 
 
-def dropout_backward(dout: Tensor, cache: tuple) -> Tensor:
+def dropout_backward(dout: Tensor, cache: DropoutCache) -> Tensor:
     """dx = dout * multiplier: the gradient flows only through kept elements."""
-    keep, shape = cache
+    keep, shape = cache.keep, cache.shape
     check_numbers("dout", dout)
     if shape_of(dout) != shape:
         raise ValueError(f"dout must have shape {shape}, got {shape_of(dout)}")
@@ -391,34 +457,50 @@ def dropout_backward(dout: Tensor, cache: tuple) -> Tensor:
 
 
 # -- residual and loss -----------------------------------------------------------------------------
-def residual_forward(x: Tensor, y: Tensor) -> tuple[Tensor, tuple]:
-    """x + y elementwise (the residual stream). cache = (shape,)."""
+class ResidualCache(NamedTuple):
+    """What `residual_backward` needs: the shape (an add's gradient depends on nothing else)."""
+
+    shape: tuple
+
+
+def residual_forward(x: Tensor, y: Tensor) -> tuple[Tensor, ResidualCache]:
+    """x + y elementwise (the residual stream)."""
     check_numbers("x", x), check_numbers("y", y)
     shape = shape_of(x)
     check_shape("x", x, shape)
     if shape_of(y) != shape:
         raise ValueError(f"y must have the shape of x {shape}, got {shape_of(y)}")
     check_shape("y", y, shape)
-    return unflatten([a + b for a, b in zip(flatten(x), flatten(y))], shape), (shape,)
+    return unflatten([a + b for a, b in zip(flatten(x), flatten(y))], shape), ResidualCache(shape)
 
 
-def residual_backward(dout: Tensor, cache: tuple) -> tuple[Tensor, Tensor]:
+def residual_backward(dout: Tensor, cache: ResidualCache) -> tuple[Tensor, Tensor]:
     """(dx, dy) = (dout, dout): an add passes its gradient to both branches unchanged."""
-    (shape,) = cache
+    shape = cache.shape
     check_numbers("dout", dout)
     check_shape("dout", dout, shape)
     flat = flatten(dout)
     return unflatten(flat, shape), unflatten(flat, shape)  # two fresh copies
 
 
+class CrossEntropyCache(NamedTuple):
+    """What `cross_entropy_backward` needs from `cross_entropy_forward`.
+
+    dlogits: the gradient for dloss = 1, (B*T, V) rows, already computed with the loss (the
+    backward only scales it). shape: the logits' shape (B, T, V).
+    """
+
+    dlogits: Any
+    shape: tuple
+
+
 def cross_entropy_forward(
     logits: Tensor, targets: Tensor, ignore_index: int | None = -100
-) -> tuple[float, tuple]:
+) -> tuple[float, CrossEntropyCache]:
     """Mean softmax cross-entropy over (B, T, V) logits and (B, T) int targets.
 
     Positions whose target is `ignore_index` (-100 as in torch and Hugging Face labels) count for
     nothing. The rows are flattened to (B*T, V) and handed to `losses.softmax_cross_entropy`.
-    cache = (dlogits for dloss = 1, shape).
     """
     check_numbers("logits", logits), check_ints("targets", targets)
     shape = shape_of(logits)
@@ -429,13 +511,13 @@ def cross_entropy_forward(
     rows = [row for seq in logits for row in seq]  # (B*T, V)
     flat_targets = [t for seq in targets for t in seq]  # (B*T,)
     loss, dlogits = softmax_cross_entropy(rows, flat_targets, ignore_index)
-    return loss, (dlogits, shape)
+    return loss, CrossEntropyCache(dlogits, shape)
 
 
-def cross_entropy_backward(dloss: float, cache: tuple) -> Tensor:
+def cross_entropy_backward(dloss: float, cache: CrossEntropyCache) -> Tensor:
     """dL/dlogits (B, T, V) = dloss * (softmax - onehot) / (number of counted positions)."""
-    dlogits, shape = cache
-    return unflatten([[dloss * g for g in row] for row in dlogits], shape[:2])
+    rows = [[dloss * g for g in row] for row in cache.dlogits]  # (B*T, V)
+    return unflatten(rows, cache.shape[:2])
 
 
 # -- modules ---------------------------------------------------------------------------------------
@@ -446,9 +528,9 @@ class _Layer(Module):
     for a weight used twice, e.g. GPT-2's tied wte). Backward accumulates into each `p.grad`.
     """
 
-    _cache: tuple | None = None
+    _cache: NamedTuple | None = None
 
-    def _saved(self) -> tuple:
+    def _saved(self) -> NamedTuple:
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         return self._cache

@@ -42,9 +42,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 from .attention import (
+    AttentionCache,
     concat_qkv,
     multi_head_attention_backward,
     multi_head_attention_forward,
@@ -59,6 +60,7 @@ from .layers import (
     Embedding,
     LayerNorm,
     Linear,
+    LinearCache,
     cross_entropy_backward,
     cross_entropy_forward,
     linear_backward,
@@ -174,6 +176,17 @@ class XavierInit:
 
 
 # -- the layers, named as in torch.nn ------------------------------------------------------------
+class _MHACache(NamedTuple):
+    """What `MultiheadAttention.backward` needs from its forward: the in-projection's
+    `LinearCache`, one fused `qkv` for self-attention, else `q` (from x) and `kv` (from memory),
+    and the `AttentionCache`."""
+
+    qkv: LinearCache | None
+    q: LinearCache | None
+    kv: LinearCache | None
+    attention: AttentionCache
+
+
 class MultiheadAttention(Module):
     """torch.nn.MultiheadAttention (batch_first): a packed q, k, v projection, H heads, out_proj.
 
@@ -188,7 +201,7 @@ class MultiheadAttention(Module):
         self.in_proj_bias = Parameter([0.0] * (3 * d_model))
         self.out_proj = init.linear(d_model, d_model)
         self.dropout = Dropout(dropout)  # on the attention weights (torch's MHA dropout)
-        self._cache: tuple | None = None
+        self._cache: _MHACache | None = None
 
     def forward(
         self, x: Tensor, memory: Tensor | None = None, causal: bool = False, key_padding_mask=None
@@ -197,38 +210,38 @@ class MultiheadAttention(Module):
         C = len(self.in_proj_bias.data) // 3
         W, b = self.in_proj_weight.data, self.in_proj_bias.data
         if memory is None:
-            qkv, c_in = linear_forward(x, W, b)  # (B, T, 3C)
+            qkv, c_qkv = linear_forward(x, W, b)  # (B, T, 3C)
             q, k, v = split_qkv(qkv)  # 3 x (B, T, C)
-            proj = (c_in,)
+            c_q = c_kv = None
         else:
             q, c_q = linear_forward(x, W[:C], b[:C])  # (B, Tq, C)
             kv, c_kv = linear_forward(memory, W[C:], b[C:])  # (B, Tk, 2C)
             k = [[row[:C] for row in seq] for seq in kv]  # (B, Tk, C)
             v = [[row[C:] for row in seq] for seq in kv]  # (B, Tk, C)
-            proj = (c_q, c_kv)
+            c_qkv = None
         d = self.dropout
         y, c_att = multi_head_attention_forward(
             q, k, v, self.nhead, causal, key_padding_mask, d.effective_p(), d.seed, d.stream
         )  # (B, Tq, C)
-        self._cache = (proj, c_att)
+        self._cache = _MHACache(c_qkv, c_q, c_kv, c_att)
         return self.out_proj(y)  # (B, Tq, C)
 
     def backward(self, dout: Tensor) -> tuple[Tensor, Tensor | None]:
         """(dx, dmemory): dmemory is None for self-attention (its k, v came from x)."""
         if self._cache is None:
             raise RuntimeError("MultiheadAttention.backward called before forward")
-        proj, c_att = self._cache
+        cache = self._cache
         C = len(self.in_proj_bias.data) // 3
-        dq, dk, dv = multi_head_attention_backward(self.out_proj.backward(dout), c_att)
+        dq, dk, dv = multi_head_attention_backward(self.out_proj.backward(dout), cache.attention)
         wgrad, bgrad = self.in_proj_weight.grad, self.in_proj_bias.grad
-        if len(proj) == 1:
-            dx, dW, db = linear_backward(concat_qkv(dq, dk, dv), proj[0])
+        if cache.qkv is not None:
+            dx, dW, db = linear_backward(concat_qkv(dq, dk, dv), cache.qkv)
             _accumulate(wgrad, dW)
             _accumulate(bgrad, db)
             return dx, None
-        dx, dWq, dbq = linear_backward(dq, proj[0])
+        dx, dWq, dbq = linear_backward(dq, cache.q)
         dkv = [[kr + vr for kr, vr in zip(sk, sv)] for sk, sv in zip(dk, dv)]  # (B, Tk, 2C)
-        dmemory, dWkv, dbkv = linear_backward(dkv, proj[1])
+        dmemory, dWkv, dbkv = linear_backward(dkv, cache.kv)
         _accumulate(wgrad, dWq)
         _accumulate(bgrad, dbq)
         _accumulate(wgrad, dWkv, offset=C)

@@ -25,6 +25,8 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
+from reference.attention import AttentionCache
+
 from .rng import philox_word
 
 MASK32 = np.uint64(0xFFFFFFFF)
@@ -296,12 +298,14 @@ def forward(q, k, v, causal, padding, dropout_p, seed, stream, out):
     )  # weights: the softmax, 0 where masked; dropped: weights * keep multipliers
     for i0, i1, kend in blocks:
         np.matmul(dropped[:, :, i0:i1, :kend], v[:, :, :kend], out=out[:, :, i0:i1])
-    return out, (q, k, v, weights, dropped if dropout_p > 0.0 else None, scale, causal)
+    dropped = dropped if dropout_p > 0.0 else None
+    return out, AttentionCache(q, k, v, weights, dropped, scale, causal)
 
 
 def backward(dout, cache, dq, dk, dv):
     """dout (B, H, Tq, hs), any strides -> writes dq, dk, dv (shaped as the cached q, k, v)."""
-    q, k, v, weights, dropped, scale, causal = cache
+    q, k, v, weights, dropped = cache.q, cache.k, cache.v, cache.weights, cache.dropped
+    scale, causal = cache.scale, cache.causal
     B, H, Tq, Tk = weights.shape
     wd = weights if dropped is None else dropped
     ds = np.empty_like(weights)  # (B, H, Tq, Tk): d loss / d dropped weights, then scale * ds

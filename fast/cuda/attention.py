@@ -30,8 +30,9 @@ the same `philox_word` (compiled for the GPU here), so the keep pattern is bit-i
 The softmax kernels accumulate in float64 for both dtypes; the products accumulate in the inputs'
 dtype, as `gemm` does.
 
-The cache is `fast.attention`'s: (q, k, v, weights, dropped weights or None, scale, causal), q, k
-and v held as given (views): do not write into them between the forward and the backward.
+The cache is `reference.attention.AttentionCache` (q, k, v, weights, dropped weights or None,
+scale, causal) of DeviceArrays, q, k and v held as given (views): do not write into them between
+the forward and the backward.
 
 Dimension legend: B batch, T time (Tq queries, Tk keys/values), C channels, H heads,
 hs head size = C / H.
@@ -43,6 +44,8 @@ import math
 
 import numpy as np
 from numba import cuda, float64, types
+
+from reference.attention import AttentionCache
 
 from ..cpu.rng import MASK32, SHIFT, philox_word
 from .array import DeviceArray, empty, to_device
@@ -211,12 +214,14 @@ def forward(q, k, v, causal, padding, dropout_p, seed, stream, out):
             seed & MASK32, seed >> SHIFT, stream & MASK32, stream >> SHIFT, dropped.buffer,
         )  # fmt: skip
     _product(dropped, v, out)
-    return out, (q, k, v, weights, dropped if dropout_p > 0.0 else None, scale, causal)
+    dropped = dropped if dropout_p > 0.0 else None
+    return out, AttentionCache(q, k, v, weights, dropped, scale, causal)
 
 
 def backward(dout, cache, dq, dk, dv):
     """dout (B, H, Tq, hs), any strides -> writes dq, dk, dv (shaped as the cached q, k, v)."""
-    q, k, v, weights, dropped, scale, causal = cache
+    q, k, v, weights, dropped = cache.q, cache.k, cache.v, cache.weights, cache.dropped
+    scale, causal = cache.scale, cache.causal
     B, H, Tq, Tk = weights.shape
     wd = weights if dropped is None else dropped
     ds = empty(weights.shape, weights.dtype)  # d loss / d dropped weights, then scale * ds

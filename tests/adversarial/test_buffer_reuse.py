@@ -278,7 +278,7 @@ def test_a_models_activations_are_not_copied():
     """Inside a model the attention cache holds views of c_attn's output (no copy per layer)."""
     model = fast.GPT(fast.GPTConfig(vocab_size=16, block_size=4, n_layer=1, n_head=2, n_embd=8))
     model(np.array([[1, 2, 3]]), np.array([[2, 3, 4]]))
-    q = model.transformer.h[0].attn._cache[0]
+    q = model.transformer.h[0].attn._cache.q
     assert not q.flags.owndata  # a head view into the (B, T, 3C) projection
 
 

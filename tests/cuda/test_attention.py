@@ -69,12 +69,12 @@ def _compare_multi_head(B, Tq, Tk, C, H, dtype, data_seed, **kw):
     d_grads = fa.multi_head_attention_backward(to_device(dout), d_cache)
 
     _check(d_out, out, "out")
-    _check(d_cache[3], cache[3], "weights")
-    if cache[4] is None:
-        assert d_cache[4] is None
+    _check(d_cache.weights, cache.weights, "weights")
+    if cache.dropped is None:
+        assert d_cache.dropped is None
     else:  # the same keep decisions, bit for bit
-        np.testing.assert_array_equal(d_cache[4].copy_to_host() != 0, cache[4] != 0)
-        _check(d_cache[4], cache[4], "dropped weights")
+        np.testing.assert_array_equal(d_cache.dropped.copy_to_host() != 0, cache.dropped != 0)
+        _check(d_cache.dropped, cache.dropped, "dropped weights")
     for name, got, want in zip(("dq", "dk", "dv"), d_grads, grads):
         _check(got, want, name)
     return d_out, d_cache, cache
@@ -88,7 +88,7 @@ def test_multi_head_attention_matches_cpu(B, Tq, Tk, C, H, causal, padding, p, d
         causal=causal, key_padding_mask=mask, dropout_p=p, seed=12345, stream=7,
     )  # fmt: skip
     if p > 0.0:  # some dropped, some kept
-        assert 0 < (cache[4] != 0).sum() < (cache[3] != 0).sum()
+        assert 0 < (cache.dropped != 0).sum() < (cache.weights != 0).sum()
     if padding and B > 1:  # the fully padded batch: zeros, no NaN
         assert not d_out.copy_to_host()[1].any()
 

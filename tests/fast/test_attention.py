@@ -150,7 +150,7 @@ def test_padded_keys_change_nothing_and_get_no_gradient():
     v2.transpose(0, 2, 1, 3)[mask] -= 100.0
     out2, _ = fa.attention_forward(q, k2, v2, key_padding_mask=mask)
     np.testing.assert_allclose(out2, out, rtol=1e-13, atol=1e-14)
-    assert (cache[3][mask[:, None, None, :].repeat(H, 1).repeat(Tq, 2)] == 0.0).all()
+    assert (cache.weights[mask[:, None, None, :].repeat(H, 1).repeat(Tq, 2)] == 0.0).all()
     _, dk, dv = fa.attention_backward(_rand(rng, B, H, Tq, hs), cache)
     assert (dk.transpose(0, 2, 1, 3)[mask] == 0.0).all()
     assert (dv.transpose(0, 2, 1, 3)[mask] == 0.0).all()
@@ -179,7 +179,7 @@ def test_dropout_keeps_what_the_shared_generator_says(p):
     q, k, v = _rand(rng, B, H, Tq, hs), _rand(rng, B, H, Tk, hs), _rand(rng, B, H, Tk, hs)
     seed, stream = 2**40 + 3, 2**33 + 9
     out, cache = fa.attention_forward(q, k, v, dropout_p=p, seed=seed, stream=stream)
-    weights, dropped = cache[3], cache[4]
+    weights, dropped = cache.weights, cache.dropped
     keep = uniforms(seed, stream, weights.size).reshape(weights.shape) >= p
     scale = 1.0 / (1.0 - p) if p < 1.0 else 0.0
     np.testing.assert_array_equal(dropped, np.where(keep, weights * scale, 0.0))

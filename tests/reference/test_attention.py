@@ -18,7 +18,7 @@ def test_hand_computed_2x2():
     v = [[[[1.0, 2.0], [3.0, 4.0]]]]
     s = 1.0 / (1.0 + math.exp(-1.0 / math.sqrt(2.0)))  # softmax([a, 0])[0], a = 1/sqrt(2)
     out, cache = A.attention_forward(q, k, v)
-    assert_close(cache[3], [[[[s, 1 - s], [1 - s, s]]]], "weights", atol=1e-15)
+    assert_close(cache.weights, [[[[s, 1 - s], [1 - s, s]]]], "weights", atol=1e-15)
     expected = [
         [s * 1 + (1 - s) * 3, s * 2 + (1 - s) * 4],
         [(1 - s) * 1 + s * 3, (1 - s) * 2 + s * 4],
@@ -120,7 +120,7 @@ def test_key_padding_invariance_and_zero_weight():
     mask = [[0, 0, 1, 1], [False, True, False, False]]  # 0/1 and bools both work
     out, cache = A.attention_forward(q, k, v, key_padding_mask=mask)
     for b, h, i in ((0, 1, 2), (1, 0, 3)):
-        weights = cache[3][b][h][i]
+        weights = cache.weights[b][h][i]
         assert [weights[j] for j in range(T) if mask[b][j]] == [0.0] * sum(mask[b])
         assert_close(sum(weights), 1.0, "weights sum", atol=1e-15)
     k2, v2 = copy.deepcopy(k), copy.deepcopy(v)
@@ -149,14 +149,16 @@ def test_attention_dropout_follows_the_shared_rule():
     p, seed, stream = 0.5, 3, 77
     out, cache = A.attention_forward(q, k, v, dropout_p=p, seed=seed, stream=stream)
     plain, plain_cache = A.attention_forward(q, k, v)
-    assert cache[3] == plain_cache[3] and plain_cache[4] is None  # dropout after the softmax
+    assert cache.weights == plain_cache.weights  # dropout comes after the softmax
+    assert plain_cache.dropped is None
     for b in range(B):
         for h in range(H):
             for i in range(Tq):
                 index = ((b * H + h) * Tq + i) * Tk  # flat index of weight (b, h, i, 0)
                 u = [uniform(seed, stream, index + j) for j in range(Tk)]
                 keep = [(1.0 / (1.0 - p)) if u[j] >= p else 0.0 for j in range(Tk)]
-                w = cache[3][b][h][i]
+                w = cache.weights[b][h][i]
+                assert cache.dropped[b][h][i] == [w[j] * keep[j] for j in range(Tk)]
                 expected = [
                     sum(w[j] * keep[j] * v[b][h][j][d] for j in range(Tk)) for d in range(hs)
                 ]
