@@ -132,7 +132,7 @@ class EmbeddingCache(NamedTuple):
 
 
 def embedding_forward(weight: Tensor, idx: Tensor) -> tuple[Tensor, EmbeddingCache]:
-    """Look up rows of `weight` (num, C) for an int tensor `idx` (e.g. (B, T)) -> idx.shape + (C,)."""
+    """Look up rows of `weight` (num, C) for an int tensor `idx` (e.g. (B, T)): idx.shape + (C,)."""
     check_numbers("weight", weight)
     if len(shape_of(weight)) != 2:
         raise ValueError(f"weight must have shape (num_embeddings, C), got {shape_of(weight)}")
