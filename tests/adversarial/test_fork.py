@@ -85,3 +85,32 @@ def test_a_users_threading_layer_is_respected():
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
     )
     assert proc.stdout.strip() == "forksafe"
+
+
+def test_a_user_who_asks_for_tbb_gets_it_when_the_tbb_package_is_installed():
+    """NUMBA_THREADING_LAYER=tbb set by the user: `fast` still loads the tbb wheel's library from
+    the environment (a venv's loader would not find it), so Numba runs on TBB instead of failing
+    with "Intel TBB is required"."""
+    from importlib import metadata
+
+    try:
+        metadata.distribution("tbb")
+    except metadata.PackageNotFoundError:
+        expected = "workqueue"  # no TBB (not x86-64): asking for it must fail clearly, not crash
+    else:
+        expected = "tbb"
+    code = (
+        f"import sys; sys.path.insert(0, {ROOT!r}); import numpy as np, numba, fast; "
+        "fast.gelu(np.ones(1 << 16, np.float32)); "
+        "g = fast.GPT(fast.GPTConfig(vocab_size=16, block_size=4, n_layer=1, n_head=1, "
+        "n_embd=4)); g([[1, 2]], [[2, 3]]); g.backward(); print(numba.threading_layer())"
+    )
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "tbb"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    if expected == "tbb":
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.strip().splitlines()[-1] == "tbb"
+    else:
+        assert proc.returncode != 0 and "TBB" in proc.stderr
