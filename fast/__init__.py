@@ -21,8 +21,8 @@ fork() (multiprocessing's default start method on Linux, as data loaders use) on
 a parallel kernel. So `fast` asks Numba for its `forksafe` threading layer: TBB (the `tbb`
 package, a dependency; fork- and thread-safe) or, where TBB is missing, Numba's own `workqueue`
 (fork-safe, but calling kernels from several Python threads at once is not allowed). Speed
-(`scripts/bench_threads.py`, 2 cores, provisional): TBB matched OpenMP on a GPT step and the
-digit epoch; workqueue matched it on the GPT step but took about 30% longer per epoch. pip puts
+(`scripts/bench_threads.py`, 2 cores, docs/benchmarks.md): TBB matched OpenMP on a GPT step and
+the digit epoch; workqueue matched it on the GPT step but took about 30% longer per epoch. pip puts
 TBB's library in the environment's lib/ folder, where the loader does not look inside a virtual
 environment, so `fast` loads it from there first. A NUMBA_THREADING_LAYER you set yourself is
 respected (`omp` is then yours to choose).
