@@ -57,7 +57,7 @@ from .attention import (
     split_heads,
     split_qkv,
 )
-from .bert import BERT, BERTConfig, BERTForSequenceClassification, mask_tokens
+from .bert import BERT, BERTConfig, BERTForSequenceClassification
 from .bpe import BPETokenizer, TokenizerFileError
 from .checkpoint import (
     CheckpointError,
@@ -105,6 +105,7 @@ from .layers import (
     sinusoidal_position_encoding,
 )
 from .losses import log_softmax, mse_loss, softmax, softmax_cross_entropy
+from .masking import mask_tokens
 from .mlp import MLP
 from .module import Module, ModuleList, Parameter
 from .optim import (

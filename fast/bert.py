@@ -1,8 +1,8 @@
 """BERT on numpy arrays: the reference's encoder (`reference/bert.py`), made fast.
 
-Same architecture, parameter names, weight tying, dropout sites and step counter, masking recipe
-and checkpoint format as the reference; read that file for the model itself. How this one is
-made fast:
+Same architecture, parameter names, weight tying, dropout sites and step counter, and checkpoint
+format as the reference; read that file for the model itself (the masking recipe is
+`fast/masking.py`). How this one is made fast:
 - every linear layer is one BLAS call each way on (B*T, C) rows; the three attention projections
   run as ONE (B*T, C) x (C, 3C) product (their weights side by side), so x is read once and the
   backward's dx is one product instead of three plus two sums;
@@ -10,7 +10,6 @@ made fast:
   layer norm, GELU (erf form), tanh, dropout and the cross-entropy are fused Numba loops;
 - a batch of numpy arrays is validated by a few array reductions; nested lists, and any batch
   that fails a check, go through the reference's own checks (one definition of every error);
-- `mask_tokens` draws all 3 * B * T Philox words in one Numba call and decides with array masks.
 What is not hot is the reference's own code: `BERTConfig` and its Hugging Face mapping, the
 initialisation streams (`InitStreams`), the dropout step (the `BertDropoutSteps` mixin), the
 input checks' error messages (`reference.checks`), the Hugging Face checkpoint-name mapping and
@@ -21,28 +20,21 @@ Dimension legend: B batch, T time, C channels (n_embd), H heads, V vocabulary, I
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from reference import bert as reference_bert
 from reference import checks as reference_checks
 from reference.bert import (
-    MASK_ACTION_WORD,
-    MASK_RANDOM_WORD,
-    MASK_SELECT_WORD,
     BERTConfig,
     BertDropoutSteps,
-    InitStreams,
 )
 from reference.checks import (
     IGNORE_INDEX,
     check_class_labels,
     check_mlm_labels,
     check_num_labels,
-    int_grid,
 )
 from reference.hf import (
     BERT_CLASSIFIER_UNUSED,
@@ -51,6 +43,7 @@ from reference.hf import (
     convert_hf_bert_state_dict,
     load_bert_classifier_state,
 )
+from reference.init import InitStreams
 
 from .attention import (
     AttentionCache,
@@ -82,30 +75,17 @@ from .layers import (
 )
 from .losses import softmax_cross_entropy
 from .module import Module, ModuleList, Parameter
-from .rng import random_u32s
-from .validate import as_float_array, owns_inputs
+from .validate import as_float_array, int_batch, owns_inputs
 
 __all__ = [
-    "BERTConfig", "BERT", "BERTForSequenceClassification", "mask_tokens", "check_bert_inputs",
+    "BERTConfig", "BERT", "BERTForSequenceClassification", "check_bert_inputs",
 ]  # fmt: skip
-
-_INT64_MAX = np.iinfo(np.int64).max
 
 
 # -- input checks: vectorized for arrays; the reference's own checks otherwise ---------------------
 # Arrays are checked by a few reductions. Nested lists are Python objects already, so they take the
 # reference's checks (exact: a bool among ints is refused, as there); and whenever a vectorized
 # check fails, the reference's check runs to raise its error. One definition of every message.
-def _int_array(x: Any) -> np.ndarray | None:
-    """`x` as a new (B, T) int64 array (a copy: the caller may refill x after the forward) if
-    it is a numpy int array with B, T >= 1, else None."""
-    if not isinstance(x, np.ndarray) or x.ndim != 2 or 0 in x.shape or x.dtype.kind not in "iu":
-        return None
-    if x.dtype.kind == "u" and x.max() > _INT64_MAX:
-        return None
-    return np.array(x, dtype=np.int64, order="C", copy=True)
-
-
 def _in_range(a: np.ndarray, high: int) -> bool:
     return bool(a.min() >= 0 and a.max() < high)
 
@@ -127,12 +107,12 @@ def check_bert_inputs(
     """Validate a batch -> (idx, token_type_ids, key_padding_mask or None), each (B, T) arrays
     (int64, int64, bool): `reference.check_bert_inputs` (the mask is inverted: True = a padded
     key), as a few array reductions when the inputs are numpy arrays."""
-    ids = _int_array(idx)
+    ids = int_batch(idx)
     ok = ids is not None and ids.shape[1] <= config.block_size
     ok = ok and _in_range(ids, config.vocab_size)
     if ok:
         B, T = ids.shape
-        types = np.zeros((B, T), np.int64) if token_type_ids is None else _int_array(token_type_ids)
+        types = np.zeros((B, T), np.int64) if token_type_ids is None else int_batch(token_type_ids)
         ok = types is not None and types.shape == (B, T)
         ok = ok and _in_range(types, config.type_vocab_size)
     if ok and attention_mask is not None:
@@ -149,7 +129,7 @@ def check_bert_inputs(
 
 def _check_mlm_labels(labels: Any, B: int, T: int, V: int) -> np.ndarray:
     """(B, T) ids in [0, V) or -100, as the reference's BERT.forward checks them."""
-    a = _int_array(labels)
+    a = int_batch(labels)
     if a is None or a.shape != (B, T) or not ((a == IGNORE_INDEX) | ((a >= 0) & (a < V))).all():
         a = np.asarray(check_mlm_labels(labels, B, T, V), np.int64)  # the reference's checks
     return a
@@ -163,42 +143,6 @@ def _check_class_labels(labels: Any, B: int, num_labels: int) -> np.ndarray:
         if _in_range(a, num_labels):
             return a.astype(np.int64)
     return np.asarray(check_class_labels(labels, B, num_labels), np.int64)
-
-
-# -- the masked-LM recipe --------------------------------------------------------------------------
-def mask_tokens(
-    idx: Any,
-    vocab_size: int,
-    mask_token_id: int,
-    special_token_ids: Any,
-    seed: int,
-    stream: int,
-    mask_prob: float = 0.15,
-) -> tuple[np.ndarray, np.ndarray]:
-    """BERT's corruption of a (B, T) batch -> (inputs, labels), int64 arrays: the reference's
-    decisions exactly (see `reference.mask_tokens` for the recipe), with the 3 B T words drawn in
-    one Numba call and every decision made with array masks."""
-    rows = _int_array(idx)
-    if rows is None:  # lists, or not ints: the reference's checks (they raise the error, if any)
-        rows = np.asarray(int_grid("idx", idx), np.int64)
-    # the scalar arguments: the reference's checks and messages, run on a 1 x 1 batch
-    reference_bert.mask_tokens([[0]], vocab_size, mask_token_id, (), seed, stream, mask_prob)
-    B, T = rows.shape
-    special = np.isin(rows, list(set(special_token_ids)))  # (B, T)
-    threshold = math.ceil(float(mask_prob) * 4294967296.0)  # u < p <=> word < threshold
-    words = random_u32s(seed, stream, 3 * B * T).reshape(B, T, 3)  # position i owns 3i .. 3i+2
-    selected = ~special & (words[..., MASK_SELECT_WORD] < threshold)
-    action = (words[..., MASK_ACTION_WORD] * np.uint64(10)) >> np.uint64(32)  # below(word, 10)
-    inputs = rows.copy()
-    inputs[selected & (action <= 7)] = mask_token_id  # 80%: [MASK]
-    randomised = selected & (action == 8)  # 10%: a random token; the last 10% stay unchanged
-    word = words[..., MASK_RANDOM_WORD][randomised]
-    if vocab_size < 1 << 32:  # below(word, V) = (word V) >> 32 fits in 64 bits
-        inputs[randomised] = (word * np.uint64(vocab_size)) >> np.uint64(32)
-    else:
-        inputs[randomised] = [(int(w) * vocab_size) >> 32 for w in word]
-    labels = np.where(selected, rows, IGNORE_INDEX)  # predict the original where selected
-    return inputs, labels
 
 
 # -- building blocks, named as Hugging Face's modeling_bert ----------------------------------------
@@ -520,7 +464,7 @@ class BERT(_BertBase):
         device = resolve_device(device)
         self.config = config
         self.dtype = resolve_dtype(dtype)
-        init = InitStreams(config)
+        init = InitStreams(config.seed, config.initializer_range)
         self.bert = BertModel(config, init, self.dtype, add_pooling_layer=False)
         word = self.bert.embeddings.word_embeddings.weight
         self.cls = BertOnlyMLMHead(config, init, word, self.dtype)
@@ -587,7 +531,7 @@ class BERTForSequenceClassification(_BertBase):
         device = resolve_device(device)
         self.config, self.num_labels = config, check_num_labels(num_labels)
         self.dtype = resolve_dtype(dtype)
-        init = InitStreams(config)
+        init = InitStreams(config.seed, config.initializer_range)
         self.bert = BertModel(config, init, self.dtype, add_pooling_layer=True)
         self.dropout = Dropout(config.dropout)
         self.classifier = Linear(config.n_embd, num_labels, **init(), dtype=self.dtype)

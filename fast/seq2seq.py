@@ -33,7 +33,8 @@ import numpy as np
 
 from reference.checks import IGNORE_INDEX, check_seq2seq_ids, check_seq2seq_targets
 from reference.decoding import beam_search, check_max_len, strip_eos
-from reference.seq2seq import FeedForward, TransformerConfig, XavierInit
+from reference.init import XavierInit
+from reference.seq2seq import FeedForward, TransformerConfig
 
 from .attention import (
     AttentionCache,
@@ -57,11 +58,9 @@ from .layers import (
 )
 from .module import Module, ModuleList, Parameter
 from .rng import uniforms
-from .validate import as_float_array, owns_inputs, private
+from .validate import as_float_array, int_batch, owns_inputs, private
 
 __all__ = ["TransformerConfig", "Transformer"]
-
-_INT64_MAX = np.iinfo(np.int64).max
 
 
 # -- initialisation: the reference's streams, the Xavier draw vectorised -------------------------
@@ -86,19 +85,9 @@ class _ArrayInit(XavierInit):
 
 
 # -- input checks: vectorized for arrays; the reference's own checks otherwise -------------------
-def _int_array(x: Any) -> np.ndarray | None:
-    """`x` as a new (B, T) int64 array (a copy: the caller may refill x after the forward) if
-    it is a numpy int array with B, T >= 1, else None."""
-    if not isinstance(x, np.ndarray) or x.ndim != 2 or 0 in x.shape or x.dtype.kind not in "iu":
-        return None
-    if x.dtype.kind == "u" and x.max() > _INT64_MAX:
-        return None
-    return np.array(x, dtype=np.int64, order="C", copy=True)
-
-
 def _ids(name: str, ids: Any, vocab_size: int, vocab_name: str, max_len: int) -> np.ndarray:
     """The reference's `check_seq2seq_ids` as array reductions when `ids` is a numpy int array."""
-    a = _int_array(ids)
+    a = int_batch(ids)
     if a is None or a.shape[1] > max_len or a.min() < 0 or a.max() >= vocab_size:
         rows = check_seq2seq_ids(name, ids, vocab_size, vocab_name, max_len)  # raises, if any
         a = np.asarray(rows, dtype=np.int64)
@@ -372,7 +361,7 @@ class Transformer(Module):
 
     def _check_targets(self, targets: Any, shape: tuple[int, int]) -> np.ndarray:
         """(B, Tt) targets with pad_id turned into IGNORE_INDEX (the reference's rules)."""
-        a = _int_array(targets)
+        a = int_batch(targets)
         V = self.config.tgt_vocab_size
         if a is None or a.shape != shape or not ((a == IGNORE_INDEX) | ((a >= 0) & (a < V))).all():
             rows = check_seq2seq_targets(targets, shape, V, self.config.pad_id)  # raises, if any

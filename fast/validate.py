@@ -101,6 +101,17 @@ def as_index_array(x, name: str) -> np.ndarray:
     return np.array(a, dtype=np.int64, order="C", copy=True)
 
 
+def int_batch(x) -> np.ndarray | None:
+    """`x` as a new (B, T) int64 array (a copy: the caller may refill x after the forward) if it
+    is a numpy int array with B, T >= 1 whose values fit int64, else None: the caller then runs
+    the reference's checks on it, which raise the error (or accept a nested list)."""
+    if not isinstance(x, np.ndarray) or x.ndim != 2 or 0 in x.shape or x.dtype.kind not in "iu":
+        return None
+    if x.dtype.kind == "u" and x.max() > np.iinfo(np.int64).max:
+        return None
+    return np.array(x, dtype=np.int64, order="C", copy=True)
+
+
 def check_finite(x: np.ndarray, name: str) -> None:
     """ValueError naming the first non-finite position of `x`."""
     if not np.isfinite(x).all():

@@ -6,7 +6,8 @@ same public API and the conformance suite checks it against this package.
 The model files (`gpt.py`, `bert.py`, `seq2seq.py`) hold the architectures; what every model and
 every backend shares has a module of its own: `checks.py` (argument and input checks),
 `config_fields.py` (config fields and the config classes' checks), `hf.py` (Hugging Face config
-and checkpoint-name mapping) and `decoding.py` (the sampling rule, greedy and beam decoding).
+and checkpoint-name mapping), `decoding.py` (the sampling rule, greedy and beam decoding),
+`init.py` (initialisation streams and the Xavier draw) and `masking.py` (BERT's masked-LM recipe).
 
 Teaching-only names (present here, not required of other backends): see `TEACHING_ONLY`.
 """
@@ -40,7 +41,7 @@ from .attention import (
     split_qkv,
 )
 from .autograd import Value
-from .bert import BERT, BERTConfig, BERTForSequenceClassification, mask_tokens
+from .bert import BERT, BERTConfig, BERTForSequenceClassification
 from .bpe import BPETokenizer, TokenizerFileError
 from .checkpoint import (
     CheckpointError,
@@ -88,6 +89,7 @@ from .layers import (
     sinusoidal_position_encoding,
 )
 from .losses import log_softmax, mse_loss, softmax, softmax_cross_entropy
+from .masking import mask_tokens
 from .mlp import MLP
 from .module import Module, ModuleList, Parameter
 from .neuron import Neuron, PerceptronResult

@@ -15,7 +15,8 @@ some tokens, predict them from both sides. The architecture, exactly as Hugging 
 GELU is the exact erf form, layer norms use eps 1e-12, attention scores are scaled by
 1/sqrt(hs), and the MLM decoder reuses the word-embedding table (weight tying: one Parameter).
 The Hugging Face config and checkpoint mapping live in `hf.py`, the input checks in `checks.py`
-and `config_fields.py`; the masked-LM recipe `mask_tokens` closes this file.
+and `config_fields.py`, the initialisation streams in `init.py`, and the masked-LM recipe that
+corrupts a training batch (`mask_tokens`) in `masking.py`.
 
 Dimension legend: B batch, T time, C channels (n_embd), H heads, hs head size, V vocabulary,
 I intermediate size.
@@ -27,15 +28,14 @@ Randomness that backends share (docs/design.md, "Random numbers"), from Philox (
   (0-based), 2 + 3i = attention probabilities (flat index over (B, H, T, T)), 3 + 3i = attention
   output dense, 4 + 3i = feed-forward output dense (each before its residual add; flat index over
   (B, T, C)); 2 + 3 * n_layer = the pooled (B, C) vector in `BERTForSequenceClassification`.
-- MLM masking: `mask_tokens` (see its docstring); a training loop passes stream step * 2**16 + 0
-  (site 0, reserved for it by `layers.set_dropout_rng`).
+- MLM masking: `masking.mask_tokens` (see its docstring); a training loop passes stream
+  step * 2**16 + 0 (site 0, reserved for it by `layers.set_dropout_rng`).
 - initialisation (not shared; weights move by `state_dict`): the k-th weight tensor drawn uses
-  stream 2**63 + k of `config.seed`, far from every dropout stream.
+  stream 2**63 + k of `config.seed` (`init.InitStreams`), far from every dropout stream.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +48,7 @@ from .checks import (
     check_class_labels,
     check_mlm_labels,
     check_num_labels,
-    int_grid,
+    is_int,
 )
 from .config_fields import check_bert_config
 from .hf import (
@@ -60,6 +60,7 @@ from .hf import (
     convert_hf_bert_state_dict,
     load_bert_classifier_state,
 )
+from .init import InitStreams
 from .layers import (
     Activation,
     Dropout,
@@ -73,12 +74,9 @@ from .layers import (
 )
 from .losses import softmax_cross_entropy
 from .module import Module, ModuleList, Parameter
-from .nested import shape_of
-from .rng import below, random_u32s
+from .nested import add, shape_of
 
 Tensor = Any  # a nested list of floats
-INIT_STREAM_BASE = 1 << 63  # initialisation streams 2**63 + k (see the module docstring)
-MASK_SELECT_WORD, MASK_ACTION_WORD, MASK_RANDOM_WORD = 0, 1, 2  # word 3i + these (mask_tokens)
 
 
 # -- configuration ---------------------------------------------------------------------------------
@@ -109,7 +107,7 @@ class BERTConfig:
 
     def __post_init__(self) -> None:
         if self.intermediate_size is None:
-            self.intermediate_size = 4 * self.n_embd if _is_int(self.n_embd) else None
+            self.intermediate_size = 4 * self.n_embd if is_int(self.n_embd) else None
         if self.attn_dropout is None:
             self.attn_dropout = self.dropout
         check_bert_config(self)  # each field's type and range (config_fields.py)
@@ -125,27 +123,7 @@ class BERTConfig:
         return cls(**bert_config_from_hf(d))
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 # -- building blocks, named as Hugging Face's modeling_bert ----------------------------------------
-def _add(x: Tensor, y: Tensor) -> Tensor:
-    """x + y for two (B, T, C) tensors: where a residual branch's gradient rejoins the stream."""
-    return [[[a + b for a, b in zip(xr, yr)] for xr, yr in zip(xs, ys)] for xs, ys in zip(x, y)]
-
-
-class InitStreams:
-    """Hands out the initialisation streams 2**63 + 0, 1, 2, ... in construction order."""
-
-    def __init__(self, config: BERTConfig):
-        self.seed, self.std, self.k = config.seed, config.initializer_range, 0
-
-    def __call__(self) -> dict[str, Any]:
-        self.k += 1
-        return {"std": self.std, "seed": self.seed, "stream": INIT_STREAM_BASE + self.k - 1}
-
-
 class BertEmbeddings(Module):
     """word + token type + position embeddings, then LayerNorm and dropout: (B, T) -> (B, T, C)."""
 
@@ -160,8 +138,8 @@ class BertEmbeddings(Module):
 
     def forward(self, idx: list[list[int]], token_type_ids: list[list[int]]) -> Tensor:
         B, T = len(idx), len(idx[0])
-        x = _add(self.word_embeddings(idx), self.token_type_embeddings(token_type_ids))
-        x = _add(x, self.position_embeddings(position_ids(B, T)))  # (B, T, C), HF's sum order
+        x = add(self.word_embeddings(idx), self.token_type_embeddings(token_type_ids))
+        x = add(x, self.position_embeddings(position_ids(B, T)))  # (B, T, C), HF's sum order
         return self.dropout(self.LayerNorm(x))
 
     def backward(self, dout: Tensor) -> None:
@@ -199,7 +177,7 @@ class BertSelfAttention(Module):
             raise RuntimeError("BertSelfAttention.backward called before forward")
         dq, dk, dv = multi_head_attention_backward(dout, self._cache)  # (B, T, C) each
         # x fed all three projections, so its gradient is the sum of theirs
-        return _add(_add(self.query.backward(dq), self.key.backward(dk)), self.value.backward(dv))
+        return add(add(self.query.backward(dq), self.key.backward(dk)), self.value.backward(dv))
 
 
 class BertResidualOutput(Module):
@@ -213,7 +191,7 @@ class BertResidualOutput(Module):
 
     def forward(self, h: Tensor, residual: Tensor) -> Tensor:
         branch = self.dropout(self.dense(h))  # (B, T, C)
-        return self.LayerNorm(_add(branch, residual))  # (B, T, C)
+        return self.LayerNorm(add(branch, residual))  # (B, T, C)
 
     def backward(self, dout: Tensor) -> tuple[Tensor, Tensor]:
         """(dh, dresidual)."""
@@ -234,7 +212,7 @@ class BertAttention(Module):
 
     def backward(self, dout: Tensor) -> Tensor:
         dctx, dx = self.output.backward(dout)
-        return _add(dx, self.self.backward(dctx))
+        return add(dx, self.self.backward(dctx))
 
 
 class BertIntermediate(Module):
@@ -267,7 +245,7 @@ class BertLayer(Module):
 
     def backward(self, dout: Tensor) -> Tensor:
         dh, da = self.output.backward(dout)
-        return self.attention.backward(_add(da, self.intermediate.backward(dh)))
+        return self.attention.backward(add(da, self.intermediate.backward(dh)))
 
 
 class BertEncoder(Module):
@@ -437,6 +415,7 @@ class _BertBase(BertDropoutSteps, Module):
 class BERT(_BertBase):
     """BERT with its masked-language-model head, Hugging Face's `BertForMaskedLM`.
 
+    >>> import math
     >>> model = BERT(BERTConfig(vocab_size=7, block_size=4, n_layer=1, n_head=2, n_embd=4))
     >>> logits, loss = model([[1, 2, 3]], labels=[[-100, 2, -100]])
     >>> len(logits[0][0]), abs(loss - math.log(7)) < 0.1  # near-uniform guesses at first
@@ -450,7 +429,7 @@ class BERT(_BertBase):
         if not isinstance(config, BERTConfig):
             raise TypeError(f"config must be a BERTConfig, got {type(config).__name__}")
         self.config = config
-        init = InitStreams(config)
+        init = InitStreams(config.seed, config.initializer_range)
         self.bert = BertModel(config, init, add_pooling_layer=False)
         self.cls = BertOnlyMLMHead(config, init, self.bert.embeddings.word_embeddings.weight)
         self.step = 0  # training-mode forwards so far: picks the dropout masks
@@ -514,7 +493,7 @@ class BERTForSequenceClassification(_BertBase):
         if not isinstance(config, BERTConfig):
             raise TypeError(f"config must be a BERTConfig, got {type(config).__name__}")
         self.config, self.num_labels = config, check_num_labels(num_labels)
-        init = InitStreams(config)
+        init = InitStreams(config.seed, config.initializer_range)
         self.bert = BertModel(config, init, add_pooling_layer=True)
         self.dropout = Dropout(config.dropout)
         self.classifier = Linear(config.n_embd, num_labels, **init())
@@ -567,72 +546,7 @@ class BERTForSequenceClassification(_BertBase):
         load_bert_classifier_state(self, state, stacklevel=3)  # warns at from_pretrained's caller
 
 
-# -- the masked-LM recipe --------------------------------------------------------------------------
-def mask_tokens(
-    idx: Any,
-    vocab_size: int,
-    mask_token_id: int,
-    special_token_ids: Any,
-    seed: int,
-    stream: int,
-    mask_prob: float = 0.15,
-) -> tuple[list[list[int]], list[list[int]]]:
-    """BERT's corruption of a (B, T) batch -> (inputs, labels), drawn from the shared generator.
-
-    Position i (row-major flat index b*T + t) owns words 3i, 3i+1, 3i+2 of (seed, stream):
-    - selected iff its token is not in `special_token_ids` and word 3i < ceil(mask_prob * 2**32)
-      (the same as uniform(seed, stream, 3i) < mask_prob, decided in integers);
-    - a selected position gets label = its token, and r = below(word 3i+1, 10) decides:
-      r <= 7 -> `mask_token_id` (80%), r == 8 -> below(word 3i+2, vocab_size) (a random token,
-      10%), r == 9 -> the token unchanged (10%);
-    - every other position keeps its token and gets label -100.
-    Pass the number of ordinary tokens as `vocab_size` to keep special tokens out of the random
-    replacements, and the padding id among `special_token_ids` so padding is never selected.
-
-    With mask_prob 1 every ordinary token is selected and the padding 0 is not; here r = 8, 9, 0,
-    1 for positions 0-3, so the 5 becomes the random token below(word 2, 9) = 6, the 6 stays and
-    the 7 and 8 become [MASK] (id 9):
-
-    >>> mask_tokens([[5, 6, 7, 8, 0]], 9, 9, {0}, seed=0, stream=0, mask_prob=1.0)
-    ([[6, 6, 9, 9, 0]], [[5, 6, 7, 8, -100]])
-    """
-    rows = int_grid("idx", idx)
-    B, T = len(rows), len(rows[0])
-    if not _is_int(vocab_size) or vocab_size < 1:
-        raise ValueError(f"vocab_size must be a positive int, got {vocab_size!r}")
-    if not _is_int(mask_token_id) or mask_token_id < 0:
-        raise ValueError(f"mask_token_id must be a non-negative int, got {mask_token_id!r}")
-    if isinstance(mask_prob, bool) or not isinstance(mask_prob, (int, float)):
-        raise TypeError(f"mask_prob must be a float in [0, 1], got {type(mask_prob).__name__}")
-    if not 0.0 <= mask_prob <= 1.0:
-        raise ValueError(f"mask_prob must be in [0, 1], got {mask_prob}")
-    special = set(special_token_ids)
-    # mask_prob * 2**32 is exact in floating point (a power-of-two scale); u < p <=> word < ceil.
-    threshold = math.ceil(float(mask_prob) * 4294967296.0)
-    words = random_u32s(seed, stream, 3 * B * T)
-    inputs, labels = [], []
-    for b in range(B):
-        in_row, label_row = [], []
-        for t in range(T):
-            token, i = rows[b][t], b * T + t
-            if token in special or words[3 * i + MASK_SELECT_WORD] >= threshold:
-                in_row.append(token)
-                label_row.append(IGNORE_INDEX)
-                continue
-            label_row.append(token)  # predict the original, whatever the input shows
-            action = below(words[3 * i + MASK_ACTION_WORD], 10)
-            if action <= 7:
-                in_row.append(mask_token_id)
-            elif action == 8:
-                in_row.append(below(words[3 * i + MASK_RANDOM_WORD], vocab_size))
-            else:
-                in_row.append(token)
-        inputs.append(in_row)
-        labels.append(label_row)
-    return inputs, labels
-
-
 __all__ = [
-    "BERTConfig", "BERT", "BERTForSequenceClassification", "mask_tokens", "check_bert_inputs",
-    "BertDropoutSteps", "InitStreams",
+    "BERTConfig", "BERT", "BERTForSequenceClassification", "check_bert_inputs",
+    "BertDropoutSteps",
 ]  # fmt: skip

@@ -201,7 +201,8 @@ def check_gpt_targets(targets: Any, B: int, T: int, vocab_size: int) -> list:
 
 
 # -- model inputs: BERT ----------------------------------------------------------------------------
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
+    """True for an int that is not a bool (to Python True is an int; here never a count or id)."""
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -224,7 +225,7 @@ def int_grid(name: str, x: Any, shape: tuple[int, int] | None = None) -> list[li
         raise ValueError(f"{name} must have shape {shape} like idx, got {got}")
     for b, row in enumerate(x):
         for t, v in enumerate(row):
-            if not _is_int(v):
+            if not is_int(v):
                 raise TypeError(f"{name} must hold ints, got {type(v).__name__} at [{b}][{t}]")
     return [list(r) for r in x]
 
@@ -288,7 +289,7 @@ def check_class_labels(labels: Any, B: int, num_labels: int) -> list[int]:
     if not isinstance(labels, (list, tuple)) or len(labels) != B:
         raise ValueError(f"labels must be a list of {B} class ids, got {labels!r:.80}")
     for b, y in enumerate(labels):
-        if not _is_int(y):
+        if not is_int(y):
             raise TypeError(f"labels must hold ints, got {type(y).__name__} at [{b}]")
         if not 0 <= y < num_labels:
             raise ValueError(f"labels value {y} out of range for num_labels {num_labels} at [{b}]")
@@ -297,7 +298,7 @@ def check_class_labels(labels: Any, B: int, num_labels: int) -> list[int]:
 
 def check_num_labels(num_labels: Any) -> int:
     """A classifier's number of classes: an int >= 2."""
-    if not _is_int(num_labels) or num_labels < 2:
+    if not is_int(num_labels) or num_labels < 2:
         raise ValueError(f"num_labels must be an int >= 2 (classification), got {num_labels!r}")
     return num_labels
 

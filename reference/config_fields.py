@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .checks import MAX_NUMEL, check_count, check_eps, check_int, check_interval
+from .checks import MAX_NUMEL, check_count, check_eps, check_int, check_interval, is_int
 from .layers import check_dropout_p
 from .rng import MASK64
 
@@ -33,10 +33,6 @@ def _got(value: Any) -> str:
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def require_dict(value: Any, name: str = "config") -> dict:
     """`value` if it is a dict (a JSON object), else a TypeError naming `name`."""
     if not isinstance(value, dict):
@@ -49,7 +45,7 @@ def int_field(
 ) -> int:
     """An int (not a bool) in [low, high); the default when the key is absent."""
     value = _field(config, key, default)
-    if not _is_int(value):
+    if not is_int(value):
         raise TypeError(f"config field {key} must be an int, got {_got(value)}")
     if value < low or (high is not None and value >= high):
         interval = f">= {low}" if high is None else f"in [{low}, {high})"
@@ -128,7 +124,7 @@ def check_bert_config(config: Any) -> None:
     sizes = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "intermediate_size")
     for name in (*sizes, "type_vocab_size"):
         v = getattr(config, name)
-        if not _is_int(v):
+        if not is_int(v):
             raise TypeError(f"BERTConfig.{name} must be an int, got {type(v).__name__}")
         if v < 1:
             raise ValueError(f"BERTConfig.{name} must be positive, got {v}")
@@ -149,7 +145,7 @@ def check_bert_config(config: Any) -> None:
         if p >= 1.0:
             raise ValueError(f"BERTConfig.{name} must be in [0, 1), got {p}")
     if config.pad_token_id is not None:
-        if not _is_int(config.pad_token_id):
+        if not is_int(config.pad_token_id):
             raise TypeError(
                 f"BERTConfig.pad_token_id must be an int or None, got "
                 f"{type(config.pad_token_id).__name__}"
@@ -159,7 +155,7 @@ def check_bert_config(config: Any) -> None:
                 f"BERTConfig.pad_token_id {config.pad_token_id} out of range for "
                 f"vocab_size {config.vocab_size}"
             )
-    if not _is_int(config.seed) or not 0 <= config.seed < 1 << 64:
+    if not is_int(config.seed) or not 0 <= config.seed < 1 << 64:
         raise ValueError(f"BERTConfig.seed must be an int in [0, 2**64), got {config.seed!r}")
 
 

@@ -69,7 +69,7 @@ from .layers import (
     set_dropout_rng,
 )
 from .module import Module, ModuleList
-from .nested import shape_of
+from .nested import add, shape_of
 from .rng import uniform
 
 Tensor = Any  # a nested list of floats
@@ -142,12 +142,6 @@ class KVCache:
 
 
 # -- the blocks ------------------------------------------------------------------------------------
-def _add(a: Tensor, b: Tensor) -> Tensor:
-    """a + b for two (B, T, C) tensors: the residual stream's add (`residual_forward` without
-    its shape checks, which the callers make redundant) and, backwards, two gradients meeting."""
-    return [[[u + v for u, v in zip(ra, rb)] for ra, rb in zip(sa, sb)] for sa, sb in zip(a, b)]
-
-
 class CausalSelfAttention(Module):
     """Masked multi-head self-attention (Hugging Face `GPT2Attention`): c_attn makes q, k, v in
     one (C, 3C) matmul, H heads attend causally, c_proj mixes the heads back."""
@@ -217,13 +211,13 @@ class Block(Module):
         self.mlp = FeedForward(config, stream=4 + 4 * layer)
 
     def forward(self, x: Tensor, kv_cache: KVCache | None = None) -> Tensor:
-        x = _add(x, self.attn(self.ln_1(x), kv_cache, self.layer))  # (B, T, C)
-        return _add(x, self.mlp(self.ln_2(x)))  # (B, T, C)
+        x = add(x, self.attn(self.ln_1(x), kv_cache, self.layer))  # (B, T, C)
+        return add(x, self.mlp(self.ln_2(x)))  # (B, T, C)
 
     def backward(self, dout: Tensor) -> Tensor:
         # x2 = x1 + mlp(ln_2(x1)): the gradient reaches x1 both directly and through the branch.
-        dx = _add(dout, self.ln_2.backward(self.mlp.backward(dout)))
-        return _add(dx, self.ln_1.backward(self.attn.backward(dx)))
+        dx = add(dout, self.ln_2.backward(self.mlp.backward(dout)))
+        return add(dx, self.ln_1.backward(self.attn.backward(dx)))
 
 
 class GPTTransformer(Module):
@@ -243,7 +237,7 @@ class GPTTransformer(Module):
         start = kv_cache.length if kv_cache is not None else 0  # positions continue the cache's
         tok_emb = self.wte(idx)  # (B, T, C)
         pos_emb = self.wpe(position_ids(B, T, start))  # (B, T, C)
-        x = self.drop(_add(tok_emb, pos_emb))  # (B, T, C)
+        x = self.drop(add(tok_emb, pos_emb))  # (B, T, C)
         for block in self.h:
             x = block(x, kv_cache)  # (B, T, C)
         if kv_cache is not None:

@@ -44,6 +44,20 @@ def zeros(shape: tuple[int, ...]) -> Any:
     return [zeros(shape[1:]) for _ in range(shape[0])]
 
 
+def add(a: Any, b: Any) -> Any:
+    """a + b, number by number, for two nested lists of the same shape (a new list).
+
+    The models use it where a residual branch rejoins the stream and, backwards, where two
+    gradients of the same tensor meet; the callers have already made the shapes agree.
+
+    >>> add([[1.0, 2.0], [3.0, 4.0]], [[0.5, 0.5], [0.5, 0.5]])
+    [[1.5, 2.5], [3.5, 4.5]]
+    """
+    if a and isinstance(a[0], list):
+        return [add(x, y) for x, y in zip(a, b)]
+    return [u + v for u, v in zip(a, b)]
+
+
 def flatten(x: Any) -> list:
     """All numbers of a nested list in row-major order: [[1, 2], [3, 4]] -> [1, 2, 3, 4]."""
     if not isinstance(x, (list, tuple)):

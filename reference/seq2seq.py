@@ -29,7 +29,7 @@ Conventions:
 - Initialisation (the 2017 recipes): every matrix but the embeddings is Xavier/Glorot uniform, as
   `torch.nn.Transformer` resets its parameters; embeddings are N(0, 1/C), so that after the
   sqrt(C) scale they have unit variance like the positions; biases 0, layer norms (1, 0). Tensor k
-  draws from Philox stream 2**63 + k, far from dropout's streams.
+  draws from Philox stream 2**63 + k, far from dropout's streams (`init.XavierInit`).
 - Decoding (`greedy_decode`, `beam_search`, written once in `decoding.py`) runs without dropout,
   encodes once and stops a row at `eos_id`. Ties go to the lowest token id (greedy) and to the
   lowest (beam, token id) (beam); results hold neither `bos_id` nor `eos_id`.
@@ -54,12 +54,12 @@ from .attention import (
 from .checks import IGNORE_INDEX, check_seq2seq_ids, check_seq2seq_targets
 from .config_fields import check_transformer_config, require_dict
 from .decoding import beam_search, greedy_decode
+from .init import XavierInit
 from .layers import (
     Activation,
     Dropout,
     Embedding,
     LayerNorm,
-    Linear,
     LinearCache,
     cross_entropy_backward,
     cross_entropy_forward,
@@ -70,11 +70,9 @@ from .layers import (
     sinusoidal_position_encoding,
 )
 from .module import Module, ModuleList, Parameter
-from .nested import shape_of
-from .rng import uniforms
+from .nested import add, shape_of
 
 Tensor = Any  # a nested list of floats
-INIT_STREAM_BASE = 1 << 63  # init tensor k draws from stream 2**63 + k
 
 
 # -- configuration ---------------------------------------------------------------------------------
@@ -127,11 +125,6 @@ class TransformerConfig:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def _add(a: Tensor, b: Tensor) -> Tensor:
-    """a + b for two (B, T, C) tensors: where a residual's two branches' gradients meet."""
-    return [[[u + v for u, v in zip(ra, rb)] for ra, rb in zip(sa, sb)] for sa, sb in zip(a, b)]
-
-
 def _accumulate(grad: list, delta: list, offset: int = 0) -> None:
     """grad[offset + i] += delta[i] along the first axis (rows of a matrix, or numbers)."""
     for i, d in enumerate(delta):
@@ -141,38 +134,6 @@ def _accumulate(grad: list, delta: list, offset: int = 0) -> None:
                 row[j] += v
         else:
             grad[offset + i] += d
-
-
-def xavier_uniform(shape: tuple[int, int], seed: int, stream: int) -> list[list[float]]:
-    """A (fan_out, fan_in) matrix ~ U(-a, a), a = sqrt(6 / (fan_in + fan_out)) (Glorot 2010).
-
-    The bound keeps the variance of activations and of gradients about equal across layers.
-    """
-    fan_out, fan_in = shape
-    bound = math.sqrt(6.0 / (fan_in + fan_out))
-    u = uniforms(seed, stream, fan_out * fan_in)
-    return [
-        [(2.0 * x - 1.0) * bound for x in u[r * fan_in : (r + 1) * fan_in]] for r in range(fan_out)
-    ]
-
-
-class XavierInit:
-    """Hands out Xavier-uniform matrices, each from the next Philox stream."""
-
-    def __init__(self, seed: int):
-        self.seed, self.k = seed, 0
-
-    def next_stream(self) -> int:
-        self.k += 1
-        return INIT_STREAM_BASE + self.k - 1
-
-    def matrix(self, shape: tuple[int, int]) -> list[list[float]]:
-        return xavier_uniform(shape, self.seed, self.next_stream())
-
-    def linear(self, in_features: int, out_features: int) -> Linear:
-        layer = Linear(in_features, out_features)
-        layer.weight.data = self.matrix((out_features, in_features))
-        return layer
 
 
 # -- the layers, named as in torch.nn ------------------------------------------------------------
@@ -285,10 +246,10 @@ class TransformerEncoderLayer(Module, FeedForward):
 
     def backward(self, dout: Tensor) -> Tensor:
         dz = self.norm2.backward(dout)  # the residual passes dz to h and to the ff branch
-        dh = _add(dz, self._ff_backward(self.dropout2.backward(dz)))
+        dh = add(dz, self._ff_backward(self.dropout2.backward(dz)))
         dz = self.norm1.backward(dh)
         dx, _ = self.self_attn.backward(self.dropout1.backward(dz))
-        return _add(dz, dx)
+        return add(dz, dx)
 
 
 class TransformerDecoderLayer(Module, FeedForward):
@@ -321,12 +282,12 @@ class TransformerDecoderLayer(Module, FeedForward):
     def backward(self, dout: Tensor) -> tuple[Tensor, Tensor]:
         """(dy, dmemory)."""
         dz = self.norm3.backward(dout)
-        dh2 = _add(dz, self._ff_backward(self.dropout3.backward(dz)))
+        dh2 = add(dz, self._ff_backward(self.dropout3.backward(dz)))
         dz = self.norm2.backward(dh2)
         dh1, dmemory = self.multihead_attn.backward(self.dropout2.backward(dz))
-        dz = self.norm1.backward(_add(dz, dh1))
+        dz = self.norm1.backward(add(dz, dh1))
         dy, _ = self.self_attn.backward(self.dropout1.backward(dz))
-        return _add(dz, dy), dmemory
+        return add(dz, dy), dmemory
 
 
 class TransformerEncoder(Module):
@@ -368,7 +329,7 @@ class TransformerDecoder(Module):
         dmemory = None
         for layer in reversed(list(self.layers)):
             dy, dm = layer.backward(dy)
-            dmemory = dm if dmemory is None else _add(dmemory, dm)
+            dmemory = dm if dmemory is None else add(dmemory, dm)
         return dy, dmemory
 
 

@@ -43,6 +43,7 @@ from importlib import metadata as _metadata
 from typing import Any
 
 from .checkpoint import CheckpointError, load_safetensors_metadata
+from .checks import is_int
 from .module import Module, json_error_text, read_config_json
 
 FORMAT_VERSION = 1
@@ -76,7 +77,7 @@ def save_training_checkpoint(
     out_dir = _check_path("out_dir", out_dir)
     _check_model_and_optimizer(model, optimizer, "state_dict")
     step = _check_trainer_state(trainer_state)
-    if not _is_int(keep) or keep < 1:
+    if not is_int(keep) or keep < 1:
         raise ValueError(f"keep must be an int >= 1 (checkpoints to keep), got {keep!r}")
     if write_extra is not None and not callable(write_extra):
         raise TypeError(f"write_extra must be callable (or None), got {type(write_extra).__name__}")
@@ -100,7 +101,7 @@ def save_training_checkpoint(
             "library_version": _library_version(),
             "model_class": type(model).__name__,
             "model_counters": {
-                c: getattr(model, c) for c in COUNTERS if _is_int(getattr(model, c, None))
+                c: getattr(model, c) for c in COUNTERS if is_int(getattr(model, c, None))
             },
             "optimizer_class": None if optimizer is None else type(optimizer).__name__,
             "files": {rel: _file_record(os.path.join(tmp, rel)) for rel in _files(tmp)},
@@ -230,7 +231,7 @@ def load_training_checkpoint(
         optimizer.load_state_dict(optimizer_state)
     model.load_state_dict(weights)
     for name, value in book.get("model_counters", {}).items():
-        if name in COUNTERS and _is_int(value):
+        if name in COUNTERS and is_int(value):
             setattr(model, name, value)
     return state
 
@@ -265,7 +266,7 @@ def _verified_state(folder: str) -> dict[str, Any]:
     if book.get("sha256") != _state_digest(state):
         raise CheckpointError(f"{path} is corrupt: its contents do not match its recorded sha256")
     version = book.get("format_version")
-    if not _is_int(version) or version > FORMAT_VERSION:
+    if not is_int(version) or version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format {version!r} is newer than this library reads "
             f"(up to {FORMAT_VERSION}); upgrade the library"
@@ -318,10 +319,6 @@ def _check_same_model(folder: str, book: dict[str, Any], model: Module) -> None:
 _ABSENT = object()
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
 def _is_tensor(x: Any) -> bool:
     """Nested lists or an array with at least one dimension (a 0-d array is a number)."""
     return isinstance(x, (list, tuple)) or len(getattr(x, "shape", ())) > 0
@@ -365,7 +362,7 @@ def _check_trainer_state(state: Any) -> int:
     if "step" not in state:
         raise ValueError("trainer_state must hold 'step' (an int >= 0: the checkpoint's name)")
     step = state["step"]
-    if not _is_int(step):
+    if not is_int(step):
         raise TypeError(f"trainer_state['step'] must be an int >= 0, got {type(step).__name__}")
     if step < 0:
         raise ValueError(f"trainer_state['step'] must be an int >= 0, got {step}")
@@ -382,7 +379,7 @@ def _check_optimizer_state(state: Any) -> dict[str, Any]:
         not isinstance(state, dict)
         or not isinstance(state.get("state"), dict)
         or not isinstance(state.get("param_groups"), list)
-        or not all(_is_int(i) and isinstance(e, dict) for i, e in state["state"].items())
+        or not all(is_int(i) and isinstance(e, dict) for i, e in state["state"].items())
         or not all(isinstance(g, dict) for g in state["param_groups"])
     ):
         raise TypeError(

@@ -1,5 +1,6 @@
-"""fast/bert.py alone: finite differences (float64), padding invariance, dropout steps, dtypes,
-validation before any kernel, the masking recipe, checkpoints and Hugging Face interoperability.
+"""fast/bert.py and fast/masking.py alone: finite differences (float64), padding invariance,
+dropout steps, dtypes, validation before any kernel, the masking recipe, checkpoints and Hugging
+Face interoperability.
 (The reference is the oracle in conformance/test_bert.py.)"""
 
 import json
@@ -14,9 +15,9 @@ from fast.bert import (
     BERTConfig,
     BERTForSequenceClassification,
     check_bert_inputs,
-    mask_tokens,
 )
 from fast.checkpoint import save_safetensors
+from fast.masking import mask_tokens
 from fast.optim import AdamW
 
 TINY = dict(vocab_size=7, block_size=5, n_layer=2, n_head=2, n_embd=4, intermediate_size=6)

@@ -1,5 +1,6 @@
-"""reference/bert.py: finite differences for every parameter, padding invariance, the masking
-recipe's statistics, validation errors, checkpoints, and Hugging Face interoperability."""
+"""reference/bert.py and masking.py: finite differences for every parameter, padding invariance,
+the masking recipe's statistics, validation errors, checkpoints, and Hugging Face
+interoperability."""
 
 import json
 import math
@@ -13,10 +14,10 @@ from reference.bert import (
     BERTConfig,
     BERTForSequenceClassification,
     check_bert_inputs,
-    mask_tokens,
 )
 from reference.checkpoint import save_safetensors
 from reference.layers import Dropout, dropout_stream
+from reference.masking import mask_tokens
 from reference.nested import flatten, shape_of, unflatten
 from reference.rng import below, random_u32
 from tests.reference.gradcheck import assert_close, inner, numerical_gradient, random_tensor
