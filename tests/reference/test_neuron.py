@@ -7,7 +7,6 @@ truth tables are linearly separable, and the perceptron convergence theorem's mi
 
 from __future__ import annotations
 
-import doctest
 import itertools
 import math
 from statistics import NormalDist
@@ -16,7 +15,6 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-import reference.neuron as neuron_module
 from reference.neuron import Neuron, PerceptronResult
 
 BOOLEAN_INPUTS = [[0, 0], [0, 1], [1, 0], [1, 1]]
@@ -320,8 +318,3 @@ def test_perceptron_errors():
     with pytest.raises(ValueError, match=r"max_epochs must be a positive integer, got 2.5"):
         n.train_perceptron(BOOLEAN_INPUTS, AND, max_epochs=2.5)
     assert (n.weights, n.threshold) == ([0.0, 0.0], 0.0)  # a rejected call changes nothing
-
-
-def test_docstring_examples():
-    result = doctest.testmod(neuron_module)
-    assert result.attempted > 0 and result.failed == 0, result
