@@ -16,6 +16,12 @@ GPT_TINY = [
     "--log-interval", "1", "--eval-interval", "100", "--eval-batches", "1", "--sample-tokens", "4",
 ]  # fmt: skip
 MLP_SGD = ["--backend", "fast", "--batch-size", "1", "--epochs", "2", "--log-interval", "1"]
+# The reference (pure Python) resumes the same way; its GPT runs 40 steps (about 5 s here).
+GPT_TINY_REFERENCE = [
+    "--backend", "reference", *GPT_TINY[2:GPT_TINY.index("--steps")], "--steps", "40",
+    "--log-interval", "1", "--eval-interval", "10", "--eval-batches", "1", "--sample-tokens", "4",
+]  # fmt: skip
+MLP_SGD_REFERENCE = ["--backend", "reference", *MLP_SGD[2:]]
 
 
 @pytest.mark.parametrize(
@@ -23,8 +29,10 @@ MLP_SGD = ["--backend", "fast", "--batch-size", "1", "--epochs", "2", "--log-int
     [
         ("train_gpt.py", GPT_TINY, "step     5/", 400),
         ("train_mlp.py", MLP_SGD, "epoch   1", 2876),
+        ("train_gpt.py", GPT_TINY_REFERENCE, "step    12/", 40),
+        ("train_mlp.py", MLP_SGD_REFERENCE, "epoch   1", 2876),
     ],
-    ids=["gpt", "mlp"],
+    ids=["gpt", "mlp", "gpt-reference", "mlp-reference"],
 )
 def test_sigterm_then_resume_gives_the_uninterrupted_losses(tmp_path, script, args, when, total):
     check_sigterm_then_resume(tmp_path, script, args, when, total)
