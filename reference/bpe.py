@@ -60,6 +60,19 @@ def _file_id(value: object, where: str) -> int:
     return value
 
 
+def _check_token_ids(table: dict, field_of, kind: str) -> None:
+    """Every key of a token -> id table is non-empty text and every id a token id that no other
+    key has; else a TokenizerFileError naming the field (`field_of(token)`)."""
+    owner: dict[int, str] = {}
+    for token, token_id in table.items():
+        field = field_of(token)
+        if not token:
+            raise TokenizerFileError(f"{field}: a {kind} must be non-empty text")
+        if _file_id(token_id, field) in owner:
+            raise TokenizerFileError(f"{field}: id {token_id} is also {_show(owner[token_id])}")
+        owner[token_id] = token
+
+
 def _text_id(text: str, where: str) -> int:
     """A token id written as decimal digits in a text file (no sign, no spaces, no '_')."""
     if not _ID_TEXT.fullmatch(text):
@@ -664,14 +677,7 @@ class BPETokenizer:
             raise TokenizerFileError(
                 f"{vocab_path} must be a JSON object of token -> id, got {type(vocab).__name__}"
             )
-        owner: dict[int, str] = {}
-        for token, token_id in vocab.items():
-            field = f"{vocab_path}: key {_show(token)}"
-            if not token:
-                raise TokenizerFileError(f"{field}: a token must be non-empty text")
-            if _file_id(token_id, field) in owner:
-                raise TokenizerFileError(f"{field}: id {token_id} is also {_show(owner[token_id])}")
-            owner[token_id] = token
+        _check_token_ids(vocab, lambda token: f"{vocab_path}: key {_show(token)}", "token")
         byte_encoder = bytes_to_unicode()
         missing = [byte_encoder[b] for b in range(256) if byte_encoder[b] not in vocab]
         if missing:
@@ -749,14 +755,9 @@ def _read_header(text: str, where: str) -> tuple[object, dict[str, int], list[in
         raise TokenizerFileError(
             f"{where}, field special_tokens must be a JSON object, got {_show(special)}"
         )
-    owner: dict[int, str] = {}
-    for token, token_id in special.items():
-        field = f"{where}, field special_tokens[{_show(token)}]"
-        if not token:
-            raise TokenizerFileError(f"{field}: a special token must be non-empty text")
-        if _file_id(token_id, field) in owner:
-            raise TokenizerFileError(f"{field}: id {token_id} is also {owner[token_id]!r}")
-        owner[token_id] = token
+    _check_token_ids(
+        special, lambda token: f"{where}, field special_tokens[{_show(token)}]", "special token"
+    )
     return pattern, special, byte_ids, num_merges
 
 
