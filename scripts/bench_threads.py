@@ -21,6 +21,12 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402  (one-line argument errors)
+
+LAYERS = ("omp", "tbb", "workqueue")
 JOBS = ("gpt", "mlp")
 GPT_SHAPE = (1024, 128, 4, 4, 128, 16)  # V, T, L, H, C, B
 
@@ -82,14 +88,15 @@ def start(layer: str) -> tuple[subprocess.Popen, dict]:
     return proc, (json.loads(line) if line else {"error": f"worker exited {proc.wait()}"})
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--layers", nargs="+", default=["omp", "tbb", "workqueue"])
-    p.add_argument("--rounds", type=int, default=5)
+def main(argv: list[str] | None = None) -> int:
+    p = common.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--layers", nargs="+", choices=LAYERS, default=list(LAYERS))
+    p.add_argument("--rounds", type=common.positive_int, default=5)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        return worker()
+        worker()
+        return 0
     load = os.getloadavg()[0]
     workers = {}
     for layer in args.layers:
@@ -120,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     for layer, jobs in times.items():
         gpt, mlp = (statistics.median(jobs[job]) for job in JOBS)
         print(f"| {layer} | {gpt:.3f} | {mlp:.3f} |")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(common.cli(main))

@@ -22,6 +22,8 @@ CASES = [
     ("bench.py", ["nope"], "argument section: invalid choice: 'nope'"),
     ("bench.py", ["tokenizer", "--repeat", "0"], "--repeat: must be >= 1, got 0"),
     ("bench.py", ["tokenizer", "--mb", "-1"], "--mb: must be > 0.0, got -1"),
+    ("bench_threads.py", ["--rounds", "0"], "--rounds: must be >= 1, got 0"),
+    ("bench_threads.py", ["--layers", "gnu"], "argument --layers: invalid choice: 'gnu'"),
     ("sample_gpt.py", [], "the following arguments are required: checkpoint"),
     ("sample_gpt.py", ["x", "--top-k", "0"], "--top-k: must be >= 1, got 0"),
     ("sample_gpt.py", ["/no/such/run"], "checkpoint /no/such/run: no such folder"),
