@@ -7,7 +7,8 @@ The model files (`gpt.py`, `bert.py`, `seq2seq.py`) hold the architectures; what
 every backend shares has a module of its own: `checks.py` (argument and input checks),
 `config_fields.py` (config fields and the config classes' checks), `hf.py` (Hugging Face config
 and checkpoint-name mapping), `decoding.py` (the sampling rule, greedy and beam decoding),
-`init.py` (initialisation streams and the Xavier draw) and `masking.py` (BERT's masked-LM recipe).
+`init.py` (initialisation streams and the Xavier draw), `masking.py` (BERT's masked-LM recipe)
+and `nested.py` (the nested-list tensor's helpers).
 
 Teaching-only names (present here, not required of other backends): see `TEACHING_ONLY`.
 """

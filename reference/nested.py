@@ -2,7 +2,8 @@
 
 The reference keeps every tensor as plain Python lists (a matrix is a list of rows) so that a reader
 sees each number. These helpers give such a list its shape, build zero-filled ones, and flatten or
-rebuild them, which is all the optimizers and the checkpoint format need.
+rebuild them, which is all the optimizers and the checkpoint format need, and add two of the same
+shape (`add`: where a residual branch rejoins the stream in the model files).
 
     >>> shape_of([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
     (2, 3)
