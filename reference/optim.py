@@ -18,7 +18,8 @@ whose keys override the optimizer's defaults for those parameters (GPT-2 decays 
 
 Training that survives interruption needs more than the weights: Adam's running averages and step
 count, SGD's velocity, and the hyperparameters of every group. `state_dict()` hands them out in
-PyTorch's layout, so a checkpoint moves between backends (and to and from `torch.optim`):
+PyTorch's layout, so a checkpoint moves between backends (and to and from `torch.optim`, whose
+scheduler and implementation keys are accepted on load when they ask for what we compute):
 
     {"state": {0: {"step": 3, "exp_avg": T, "exp_avg_sq": T}, ...},      # only stepped params
      "param_groups": [{"lr": 0.001, "betas": (0.9, 0.95), "eps": 1e-08,
@@ -48,7 +49,13 @@ _TORCH_KEYS = {
     "fused": lambda opt, v: False,
     "capturable": lambda opt, v: False,
     "differentiable": lambda opt, v: False,
+    # A torch LR scheduler's record of each group's starting rate; our schedules keep their own.
+    "initial_lr": lambda opt, v: not _is_rate(v) and "a learning rate must be a number >= 0",
 }
+
+
+def _is_rate(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and 0 <= v < math.inf
 
 
 def check_nonneg(name: str, value: Any) -> float:
@@ -124,9 +131,12 @@ class Optimizer:
     """Holds parameter groups and per-parameter state; subclasses implement `update`.
 
     Subclasses name the entries of a parameter's state (`state_keys`: the tensors, plus "step"
-    where there is one) and the PyTorch group keys they accept on load (`torch_keys`)."""
+    where there is one), the PyTorch group keys they accept on load (`torch_keys`), and the ones
+    they write so that `torch.optim` can load their state (`torch_written`: torch's value for
+    what we compute, for a key torch reads without a default)."""
 
     state_keys: tuple[str, ...] = ()
+    torch_written: dict[str, Any] = {}
     torch_keys = _TORCH_KEYS
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
@@ -201,7 +211,7 @@ class Optimizer:
                 numbers.append(index)
                 index += 1
             hyper = {k: group[k] for k in self.defaults}
-            groups.append({**hyper, "params": numbers})
+            groups.append({**hyper, **self.torch_written, "params": numbers})
         return {"state": state, "param_groups": groups}
 
     def _export_group(self, group: dict) -> list[dict[str, Any]]:
@@ -359,6 +369,7 @@ class SGD(Optimizer):
 
     state_keys = ("momentum_buffer",)
     torch_keys = {**_TORCH_KEYS, "dampening": lambda opt, v: v != 0 and "only dampening=0"}
+    torch_written = {"dampening": 0}  # torch.optim.SGD's step reads it; we never dampen
 
     def _validate(self, group):
         super()._validate(group)

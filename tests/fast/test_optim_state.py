@@ -203,29 +203,62 @@ def test_gpu_state_loads_into_cpu_and_back():
         np.testing.assert_array_equal(entry["exp_avg"], back["state"][i]["exp_avg"])
 
 
-@pytest.mark.parametrize("which", ["AdamW", "SGD"])
-def test_torch_state_dict_loads_and_steps_alike(which):
-    torch = pytest.importorskip("torch")
-    tps = [torch.nn.Parameter(torch.tensor(a, dtype=torch.float32)) for a in INIT]
-    groups = [{"params": tps[:2]}, {"params": tps[2:], "weight_decay": 0.0}]
-    if which == "AdamW":
-        options = dict(lr=0.01, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
-        topt = torch.optim.AdamW(groups, **options)
-    else:
-        options = dict(lr=0.05, momentum=0.9, weight_decay=0.01)
-        topt = torch.optim.SGD(groups, **options)
+TORCH_OPTIONS = {
+    "AdamW": dict(lr=0.01, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1),
+    "SGD": dict(lr=0.05, momentum=0.9, weight_decay=0.01),
+}
 
-    def torch_step(s):
+
+def torch_optimizer(torch, which, init, scheduled=False):
+    """torch parameters (float32) and a torch.optim optimizer over them, grouped as `build`
+    groups ours; `scheduled` attaches a learning-rate scheduler, which writes `initial_lr` into
+    every group (as a torch training loop with a schedule saves it)."""
+    tps = [torch.nn.Parameter(torch.tensor(a, dtype=torch.float32)) for a in init]
+    groups = [{"params": tps[:2]}, {"params": tps[2:], "weight_decay": 0.0}]
+    topt = getattr(torch.optim, which)(groups, **TORCH_OPTIONS[which])
+    if scheduled:
+        torch.optim.lr_scheduler.LambdaLR(topt, lambda step: 1.0)
+        assert all("initial_lr" in g for g in topt.state_dict()["param_groups"])
+    return tps, topt
+
+
+def torch_train(torch, tps, topt, first, last):
+    for s in range(first, last):
         for i, p in enumerate(tps):
             p.grad = torch.tensor(grad(p, s, i), dtype=torch.float32)
         topt.step()
 
-    for s in range(3):
-        torch_step(s)
+
+@pytest.mark.parametrize("scheduled", [False, True], ids=["plain", "with-scheduler"])
+@pytest.mark.parametrize("which", ["AdamW", "SGD"])
+def test_torch_state_dict_loads_and_steps_alike(which, scheduled):
+    torch = pytest.importorskip("torch")
+    tps, topt = torch_optimizer(torch, which, INIT, scheduled)
+    torch_train(torch, tps, topt, 0, 3)
     with torch.no_grad():
-        ps, opt = build(which, options, "float32", init=[p.numpy().copy() for p in tps])
+        ps, opt = build(which, TORCH_OPTIONS[which], "float32", [p.numpy().copy() for p in tps])
     opt.load_state_dict(topt.state_dict())
-    torch_step(3)
+    torch_train(torch, tps, topt, 3, 4)
+    train(ps, opt, 3, 4)
+    for p, tp in zip(ps, tps):
+        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("which", ["AdamW", "SGD"])
+def test_our_state_dict_loads_into_torch_and_steps_alike(which):
+    """The other direction: our state_dict, its arrays made tensors (torch.as_tensor), is what
+    torch.optim's load_state_dict takes, and both then take the same step."""
+    torch = pytest.importorskip("torch")
+    ps, opt = build(which, TORCH_OPTIONS[which], "float32")
+    train(ps, opt, 0, 3)
+    tps, topt = torch_optimizer(torch, which, [p.data.copy() for p in ps])
+    saved = opt.state_dict()
+    saved["state"] = {
+        i: {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in entry.items()}
+        for i, entry in saved["state"].items()
+    }
+    topt.load_state_dict(saved)
+    torch_train(torch, tps, topt, 3, 4)
     train(ps, opt, 3, 4)
     for p, tp in zip(ps, tps):
         np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-6, atol=1e-6)

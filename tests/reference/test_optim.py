@@ -245,8 +245,10 @@ def test_sgd_state_only_with_momentum():
     train(ps, opt, 0, 1)
     sd = opt.state_dict()
     assert sd["state"] == {}
+    # dampening: torch.optim.SGD needs it to load this state (we write torch's value, 0)
     assert sd["param_groups"][0] == {
-        "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "params": [0, 1]
+        "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "dampening": 0,
+        "params": [0, 1],
     }  # fmt: skip
     ps, opt = build("SGD", dict(lr=0.1, momentum=0.9))
     assert opt.state_dict()["state"] == {}
