@@ -34,6 +34,8 @@ def bad_state_dicts(name="Adam"):
         (group(1, lr="x"), TypeError, "lr must be a number"),
         (group(0, bogus=1), ValueError, "unknown option 'bogus'"),
         (group(0, maximize=True), ValueError, "only maximize=False"),
+        (group(0, initial_lr=-1.0), ValueError, "initial_lr must be a finite number >= 0"),
+        (group(0, initial_lr="0.1"), ValueError, "initial_lr must be a number"),
         (delete("param_groups", 1, "lr"), ValueError, r"\[1\] is missing the option 'lr'"),
         (lambda sd: sd.update(state=[]), TypeError, r"\['state'\] must be a dict"),
         (lambda sd: sd["state"].update({"0": {}}), TypeError, "must be parameter numbers"),

@@ -261,6 +261,14 @@ MASK_ERRORS = [
     dict(seed=-1),
     dict(stream=2**64),
     dict(seed=1.0),
+    dict(special_token_ids=0),
+    dict(special_token_ids=None),
+    dict(special_token_ids="01"),
+    dict(special_token_ids=[[1]]),
+    dict(special_token_ids=[1.5]),
+    dict(special_token_ids=[True]),
+    dict(special_token_ids=[-1]),
+    dict(special_token_ids=[0], vocab_size=0),  # two bad arguments: the same one is named first
 ]
 
 

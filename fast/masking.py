@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from reference import masking as reference_masking
-from reference.checks import IGNORE_INDEX, int_grid
+from reference.checks import IGNORE_INDEX, check_special_token_ids, int_grid
 from reference.masking import MASK_ACTION_WORD, MASK_RANDOM_WORD, MASK_SELECT_WORD
 
 from .rng import random_u32s
@@ -36,10 +36,11 @@ def mask_tokens(
     rows = int_batch(idx)
     if rows is None:  # lists, or not ints: the reference's checks (they raise the error, if any)
         rows = np.asarray(int_grid("idx", idx), np.int64)
-    # the scalar arguments: the reference's checks and messages, run on a 1 x 1 batch
-    reference_masking.mask_tokens([[0]], vocab_size, mask_token_id, (), seed, stream, mask_prob)
+    # the other arguments: the reference's checks, in its order and with its messages, on 1 x 1
+    args = (vocab_size, mask_token_id, special_token_ids, seed, stream, mask_prob)
+    reference_masking.mask_tokens([[0]], *args)
     B, T = rows.shape
-    special = np.isin(rows, list(set(special_token_ids)))  # (B, T)
+    special = np.isin(rows, list(check_special_token_ids(special_token_ids)))  # (B, T)
     threshold = math.ceil(float(mask_prob) * 4294967296.0)  # u < p <=> word < threshold
     words = random_u32s(seed, stream, 3 * B * T).reshape(B, T, 3)  # position i owns 3i .. 3i+2
     selected = ~special & (words[..., MASK_SELECT_WORD] < threshold)

@@ -23,6 +23,7 @@ family, so that each model file keeps to its architecture.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from .nested import shape_of
@@ -294,6 +295,31 @@ def check_class_labels(labels: Any, B: int, num_labels: int) -> list[int]:
         if not 0 <= y < num_labels:
             raise ValueError(f"labels value {y} out of range for num_labels {num_labels} at [{b}]")
     return list(labels)
+
+
+def check_special_token_ids(special_token_ids: Any) -> set[int]:
+    """The ids never to mask, as a set: any collection of non-negative ints (a list, a set, a 1-D
+    array), or a TypeError / ValueError naming `special_token_ids`.
+
+    >>> sorted(check_special_token_ids((0, 2, 2)))
+    [0, 2]
+    """
+    value = special_token_ids
+    if hasattr(value, "tolist"):  # a numpy array from a caller that uses both backends
+        value = value.tolist()
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise TypeError(
+            "special_token_ids must be a collection of token ids (a list, tuple or set of ints), "
+            f"got {type(special_token_ids).__name__}"
+        )
+    special = set()
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"special_token_ids must hold ints, got {type(v).__name__} {v!r}")
+        if v < 0:
+            raise ValueError(f"special_token_ids must hold token ids >= 0, got {v}")
+        special.add(int(v))
+    return special
 
 
 def check_num_labels(num_labels: Any) -> int:

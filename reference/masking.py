@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .checks import IGNORE_INDEX, int_grid, is_int
+from .checks import IGNORE_INDEX, check_special_token_ids, int_grid, is_int
 from .rng import below, random_u32s
 
 MASK_SELECT_WORD, MASK_ACTION_WORD, MASK_RANDOM_WORD = 0, 1, 2  # position i owns words 3i + these
@@ -60,7 +60,7 @@ def mask_tokens(
         raise TypeError(f"mask_prob must be a float in [0, 1], got {type(mask_prob).__name__}")
     if not 0.0 <= mask_prob <= 1.0:
         raise ValueError(f"mask_prob must be in [0, 1], got {mask_prob}")
-    special = set(special_token_ids)
+    special = check_special_token_ids(special_token_ids)
     # mask_prob * 2**32 is exact in floating point (a power-of-two scale); u < p <=> word < ceil.
     threshold = math.ceil(float(mask_prob) * 4294967296.0)
     words = random_u32s(seed, stream, 3 * B * T)

@@ -50,12 +50,17 @@ _TORCH_KEYS = {
     "capturable": lambda opt, v: False,
     "differentiable": lambda opt, v: False,
     # A torch LR scheduler's record of each group's starting rate; our schedules keep their own.
-    "initial_lr": lambda opt, v: not _is_rate(v) and "a learning rate must be a number >= 0",
+    "initial_lr": lambda opt, v: _refusal(check_nonneg, "initial_lr", v),
 }
 
 
-def _is_rate(v: Any) -> bool:
-    return not isinstance(v, bool) and isinstance(v, (int, float)) and 0 <= v < math.inf
+def _refusal(check, name: str, value: Any) -> str | bool:
+    """What `check(name, value)` says is wrong with `value`, or False if it passes."""
+    try:
+        check(name, value)
+    except (TypeError, ValueError) as e:
+        return str(e)
+    return False
 
 
 def check_nonneg(name: str, value: Any) -> float:
