@@ -26,4 +26,24 @@ def _threading_setup() -> None:
         config.THREADING_LAYER = "forksafe"  # numba came first; its threads start later
 
 
+def _share_of_cores() -> None:
+    """Under an MPI launcher that started several ranks on this machine (MPICH's
+    MPI_LOCALNRANKS, Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE), each rank gets its share of the
+    cores for Numba's and BLAS's threads, unless the user set a count: two ranks on two cores
+    run one thread each instead of four threads fighting over two cores. (BLAS reads its
+    variable when numpy is first imported: import fast first, as the scripts do.)"""
+    local = 0
+    for name in ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE"):
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            local = int(value)
+            break
+    if local <= 1:
+        return
+    share = str(max(1, (os.cpu_count() or 1) // local))
+    for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, share)
+
+
+_share_of_cores()
 _threading_setup()

@@ -116,6 +116,11 @@ class Optimizer(_ref.Optimizer):
             for w, g, state in group["_packed"].buffers:
                 self.update(w, g, state, group)
 
+    def gradient_buffers(self) -> list:
+        """The packed gradient buffers, one per group and (device, dtype): every parameter's
+        `.grad` is a view into one of them (what a data-parallel all-reduce sends)."""
+        return [g for group in self.param_groups for _, g, _ in group["_packed"].buffers]
+
     # -- saving and restoring: per-parameter slices of the packed buffers -----------------------
     def _export_group(self, group):
         packed = group["_packed"]

@@ -1,5 +1,6 @@
 """Pieces the training scripts share: backend choice, corpus + tokenizer, batches, progress,
-one-line errors, stopping on a signal, metrics.jsonl and resuming.
+one-line errors, stopping on a signal, metrics.jsonl and resuming, and training on several
+processes under mpiexec (`WORLD`; `fast/distributed.py` does the communication).
 
 Scripts import this as `common` (they put their own folder on sys.path). Nothing under
 `reference/` or `fast/` imports it.
@@ -29,21 +30,72 @@ from reference.rng import below, random_u32s  # noqa: E402
 
 
 class CommandError(Exception):
-    """A bad argument or file: the script prints `error: <message>` and exits with status 2."""
+    """A bad argument or file: the script prints `error: <message>` and exits with status 2.
+
+    `collective`: every rank of a data-parallel job reaches the same error at the same point
+    (it follows from the arguments they agreed on), so each exits with status 2 and rank 0 alone
+    prints it. Any other error on one rank aborts the whole job, naming the rank."""
+
+    def __init__(self, message: str, collective: bool = False):
+        super().__init__(message)
+        self.collective = collective
 
 
-def fail(message: str):
-    raise CommandError(message)
+def fail(message: str, collective: bool = False):
+    raise CommandError(message, collective)
+
+
+# What an MPI launcher sets in each process it starts (MPICH and Intel MPI's Hydra, Open MPI,
+# PMIx launchers such as Slurm's srun): read before MPI starts, to know who prints.
+MPI_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
+
+
+def launch_rank() -> int | None:
+    """This process's rank when an MPI launcher started it, else None."""
+    for name in MPI_RANK_VARS:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return None
+
+
+class Solo:
+    """The world of a run in one process: rank 0 of 1, the same few methods as
+    `fast.distributed.World` doing nothing, so the scripts have one code path."""
+
+    rank, size, is_root = 0, 1, True
+
+    def any(self, *flags: bool) -> list[bool]:
+        return [bool(f) for f in flags]
+
+    def broadcast(self, obj, root: int = 0):
+        return obj
+
+
+WORLD = Solo()  # the job's processes: a fast.distributed.World under mpiexec -n N (N > 1)
 
 
 def cli(main, argv=None) -> int:
-    """Run `main(argv)`; a CommandError becomes one `error:` line on stderr and status 2."""
+    """Run `main(argv)`; a CommandError becomes one `error:` line on stderr and status 2.
+
+    Under mpiexec, an error on one rank alone (anything but a collective CommandError) prints
+    the rank's number and aborts every rank, so none is left waiting for the others forever."""
     try:
         return main(argv)
     except CommandError as e:
         sys.stdout.flush()
-        print(f"error: {e}", file=sys.stderr, flush=True)
+        if WORLD.size > 1 and not e.collective:
+            print(f"error: rank {WORLD.rank} of {WORLD.size}: {e}", file=sys.stderr, flush=True)
+            WORLD.abort(2)
+        if WORLD.is_root:
+            print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
+    except SystemExit:
+        raise
+    except BaseException as e:
+        if WORLD.size > 1:
+            WORLD.fail(e)
+        raise
 
 
 @contextlib.contextmanager
@@ -68,7 +120,8 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         sys.stdout.flush()
-        print(f"error: {message} (see --help)", file=sys.stderr, flush=True)
+        if not launch_rank():  # under mpiexec every rank sees the same arguments: rank 0 says it
+            print(f"error: {message} (see --help)", file=sys.stderr, flush=True)
         raise SystemExit(2)
 
 
@@ -426,20 +479,105 @@ def stop_message(script: str, step: int, checkpoint: str, out_dir: str) -> None:
 
 
 def parse_run_args(
-    p: argparse.ArgumentParser, argv, frozen: tuple[str, ...], kept: tuple[str, ...] = ()
+    p: argparse.ArgumentParser,
+    argv,
+    frozen: tuple[str, ...],
+    kept: tuple[str, ...] = (),
+    data_parallel: bool = False,
 ) -> tuple[argparse.Namespace, str | None]:
     """(arguments, the checkpoint to resume from or None) for a script with `add_run_args`:
     --out-dir checked (a fresh run does not write over another run's checkpoints), on --resume
-    the run's own arguments taken from its checkpoint, and the backend resolved."""
+    the run's own arguments taken from its checkpoint, and the backend resolved.
+
+    Under `mpiexec -n N` (N > 1) it also joins the job (`WORLD`), for a script that trains
+    `data_parallel`: rank 0 alone prepares --out-dir and picks the checkpoint, every rank
+    resumes from that one, and the ranks check they were all given the same arguments."""
     args, given = parse_args(p, argv)
+    join_world(data_parallel, p.prog)
     resume_from = None
     if args.resume and not args.out_dir:
-        fail("--resume needs the run's --out-dir")
+        fail("--resume needs the run's --out-dir", collective=True)
     if args.out_dir:
-        resume_from = prepare_out_dir(args.out_dir, args.resume, args.overwrite, reference)
+        resume_from = on_root(
+            lambda: prepare_out_dir(args.out_dir, args.resume, args.overwrite, reference)
+        )
     if resume_from is not None:
         restore_args(args, given, saved_trainer_state(resume_from)["args"], frozen, kept)
-    return finish_backend_args(args), resume_from
+    args = finish_backend_args(args)
+    if WORLD.size > 1:
+        if args.backend != "fast":
+            fail(
+                "training on several processes runs on the fast backend: add --backend fast",
+                collective=True,
+            )
+        try:
+            WORLD.check_same(vars(args), "argument")
+        except ValueError as e:
+            fail(str(e), collective=True)
+    return args, resume_from
+
+
+def join_world(data_parallel: bool, script: str) -> None:
+    """Under an MPI launcher, join the job: `WORLD` becomes its `fast.distributed.World`, and the
+    ranks other than 0 stop printing to stdout. Started without one: nothing changes."""
+    global WORLD
+    if launch_rank() is None:
+        return
+    try:
+        from fast import distributed
+
+        world = distributed.world()
+    except ImportError as e:
+        fail(str(e), collective=True)
+    if world.size == 1:
+        return
+    WORLD = world
+    if not data_parallel:
+        fail(
+            f"{script} trains in one process; run it without mpiexec (train_gpt.py, "
+            "train_bert.py and train_mlp.py train on several)",
+            collective=True,
+        )
+    if not world.is_root:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+
+
+def on_root(task):
+    """`task()` run by rank 0 alone (it touches the file system), its result (or its
+    CommandError, then raised on every rank) given to every rank."""
+    if WORLD.size == 1:
+        return task()
+    outcome = None
+    if WORLD.is_root:
+        try:
+            outcome = ("ok", task())
+        except CommandError as e:
+            outcome = ("error", str(e))
+    kind, value = WORLD.broadcast(outcome)
+    if kind == "error":
+        fail(value, collective=True)
+    return value
+
+
+def check_global_batch(batch_size: int, flag: str = "--batch-size") -> None:
+    """Under mpiexec -n N the batch size is the global batch, split evenly over the ranks."""
+    n = WORLD.size
+    if n > 1 and batch_size % n:
+        fail(
+            f"{flag} {batch_size} is the global batch, split over {n} processes: it must "
+            f"divide by {n} (try {batch_size - batch_size % n or n})",
+            collective=True,
+        )
+
+
+def data_parallel(model, optimizer):
+    """`model` trained by every rank of the job on its rows of each batch (see
+    `fast.distributed.DataParallel`); in one process, `model` itself."""
+    if WORLD.size == 1:
+        return model
+    from fast.distributed import DataParallel
+
+    return DataParallel(model, optimizer, WORLD)
 
 
 class Run:
@@ -467,7 +605,8 @@ class Run:
         self.resumed_from = self.last_checkpoint = resume_from
         self.elapsed_before = self.saved.get("elapsed_seconds", 0.0)
         resume_step = None if resume_from is None else self.start
-        self.metrics = Metrics(args.out_dir, resume_step) if args.out_dir else None
+        writes = args.out_dir and WORLD.is_root  # under mpiexec, rank 0 keeps the records
+        self.metrics = Metrics(args.out_dir, resume_step) if writes else None
 
     def resuming(self) -> None:
         """Say where a resumed run goes on from (nothing for a fresh run)."""
@@ -496,7 +635,8 @@ class Run:
 
     def checkpoint(self, step: int) -> str | None:
         """A training checkpoint at `step` (and the export at the top of --out-dir)."""
-        if not self.args.out_dir:
+        if not self.args.out_dir or not WORLD.is_root:
+            self.saved_at = step
             return None
         state = {"step": step, "args": {k: getattr(self.args, k) for k in self.fields}}
         state.update(self.state())
@@ -519,8 +659,11 @@ class Run:
             self.metrics.close()
 
     def diverged(self, loss: float, step: int) -> int:
-        """A NaN or infinite loss: say so on stderr, keep the last good checkpoint; status 1."""
+        """A NaN or infinite loss: say so on stderr, keep the last good checkpoint; status 1.
+        (Under mpiexec the loss is the global one, so every rank stops at the same step.)"""
         self.close()
+        if not WORLD.is_root:
+            return 1
         print(
             f"error: loss became {loss} at step {step}; training stopped. The last good "
             f"checkpoint is {self.last_checkpoint or 'none'} (try a lower --lr)",
@@ -534,6 +677,8 @@ class Run:
         resume; status 0."""
         path = self.checkpoint(step) if step != self.saved_at else self.last_checkpoint
         self.close()
+        if not WORLD.is_root:
+            return 0
         if self.args.out_dir and path:
             stop_message(self.script, step, path, self.args.out_dir)
         else:

@@ -24,6 +24,11 @@ With the defaults (38k parameters, 8 x 32 tokens a step) the reference takes 5-1
 busy two-core machine: its held-out MLM loss falls from ln V = 5.78 to the unigram level (about
 4.48) within some 60 steps and below it by step 100; recovering masked tokens from their context
 takes longer runs (or the fast backend).
+
+`mpiexec -n N python scripts/train_bert.py --backend fast` trains data-parallel (--batch-size is
+the global batch and must divide by N): the masks are drawn for the global batch, each process
+takes its rows, and the gradients are averaged weighted by each process's count of masked
+positions, which is the one-process mean. Rank 0 alone prints, evaluates and saves.
 """
 
 from __future__ import annotations
@@ -96,7 +101,8 @@ def parse_args(argv=None):
     p.add_argument("--eval-every", type=pos_int, default=20)
     p.add_argument("--eval-batches", type=pos_int, default=4)
     common.add_run_args(p, "runs/bert")
-    args, resume_from = common.parse_run_args(p, argv, FROZEN, KEPT)
+    args, resume_from = common.parse_run_args(p, argv, FROZEN, KEPT, data_parallel=True)
+    common.check_global_batch(args.batch_size)
     if args.block_size < 3:
         common.fail(f"--block-size must be >= 3 ([CLS], a token, [SEP]), got {args.block_size}")
     if args.mask_prob > 1:
@@ -255,7 +261,12 @@ def main(argv=None) -> int:
     )
     run.resuming()
 
+    world = common.WORLD  # rank 0 alone evaluates and writes; every rank trains
+    trainer = common.data_parallel(model, opt)  # the model itself in one process
+
     def record_eval(step: int) -> tuple[float, float]:
+        if not world.is_root:
+            return None, None
         val_loss, val_acc = evaluate(model, eval_batches)
         history.append((step, val_loss, val_acc))
         print(f"step {step:5d}  held-out MLM loss {val_loss:.4f}  accuracy {val_acc:6.2%}")
@@ -270,17 +281,20 @@ def main(argv=None) -> int:
             run.checkpoint(0)
         done = run.start
         for step in range(run.start + 1, args.steps + 1):
-            if stop.requested:
+            if world.any(stop.requested)[0]:  # every rank stops after the same step
+                stop.requested = True
                 break
             opt.lr = schedule(step - 1)
             inputs, labels = masked_batch(m, train_ids, args, n_ordinary, specials, step)
-            _, loss = model(inputs, labels=labels)  # forward; the loss is a float
+            _, loss = trainer(inputs, labels=labels)  # forward; the (global) loss is a float
             done = step
             if not math.isfinite(loss):
                 return run.diverged(loss, step)
-            norm = common.update(m, model, opt, args.grad_clip)  # backprop, clip, step
+            norm = common.update(m, trainer, opt, args.grad_clip)  # backprop, clip, step
             recent.append(float(loss))
-            out_of_time = args.max_minutes and time.perf_counter() - t0 > 60 * args.max_minutes
+            (out_of_time,) = world.any(
+                bool(args.max_minutes) and time.perf_counter() - t0 > 60 * args.max_minutes
+            )
             logged = step % args.log_every == 0 or step == args.steps or out_of_time
             evaluated = step % args.eval_every == 0 or step == args.steps or out_of_time
             rate = None
@@ -298,6 +312,8 @@ def main(argv=None) -> int:
         if stop.requested:
             return run.stopped(done)
     run.close()
+    if not world.is_root:
+        return 0
     print(f"trained to step {done} in {run.elapsed():.1f}s")
     if args.out_dir:
         print(f"model: {args.out_dir} (loads with BERT.from_pretrained or transformers)")

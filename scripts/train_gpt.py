@@ -5,6 +5,7 @@
     python scripts/train_gpt.py --vocab-size 384 --n-embd 32 --n-head 4 --steps 400
     python scripts/train_gpt.py --data my.txt --backend fast --max-minutes 10
     python scripts/train_gpt.py --out-dir runs/gpt --resume   # continue a stopped run
+    mpiexec -n 2 python scripts/train_gpt.py --backend fast   # data-parallel on 2 processes
 
 Each backend has a preset sized to what it can train in minutes on two cores (`--preset`; any
 flag given explicitly overrides the preset's value).
@@ -21,6 +22,11 @@ checkpoints (weights, optimizer, position, tokenizer) under `--out-dir/checkpoin
 evaluation, at the end, and when stopped by Ctrl-C or SIGTERM (which finish the current step,
 save, and exit with status 0). `--resume` continues from the newest one with the losses the run
 would have had uninterrupted. Bad arguments or files give one `error:` line and status 2.
+
+Under `mpiexec -n N` every process trains on its share of each batch (--batch-size is the global
+batch and must divide by N) and the gradients are averaged over the processes: the same losses
+and weights as one process, to float rounding. Rank 0 alone prints, evaluates, writes metrics
+and checkpoints; every rank resumes from the same checkpoint.
 """
 
 from __future__ import annotations
@@ -184,10 +190,11 @@ def parse_args(argv=None):
         default=None,
         help="model and run size (default: tiny for reference, small for fast)",
     )
-    args, resume_from = common.parse_run_args(p, argv, FROZEN, KEPT)
+    args, resume_from = common.parse_run_args(p, argv, FROZEN, KEPT, data_parallel=True)
     for key, value in PRESETS[args.preset or DEFAULT_PRESET[args.backend]].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    common.check_global_batch(args.batch_size)
     if args.n_embd % args.n_head:
         common.fail(f"--n-embd ({args.n_embd}) must be divisible by --n-head ({args.n_head})")
     common.check_text_file(args.data, "--data")
@@ -277,24 +284,28 @@ def main(argv=None) -> int:
         return val
 
     progress = common.Progress(args.steps, tokens_per_step, start=run.start)
+    world = common.WORLD
+    trainer = common.data_parallel(model, opt)  # the model itself in one process
     with common.StopSignals() as stop:
         if resume_from is None:
-            run.log(step=0, val_loss=record_eval(0))
+            run.log(step=0, val_loss=record_eval(0) if world.is_root else None)
             run.checkpoint(0)
         model.train()
         done = run.start
         for step in range(run.start, args.steps):
-            if stop.requested:
+            if world.any(stop.requested)[0]:  # every rank stops after the same step
+                stop.requested = True
                 break
             x, y = common.lm_batch(train_ids, args.block_size, args.batch_size, args.seed, step)
             opt.lr = schedule(step)
-            _, loss = model(x, y)
+            _, loss = trainer(x, y)  # the global batch's loss on every rank
             done = step + 1
             if not math.isfinite(loss):
                 return run.diverged(loss, done)
-            norm = common.update(m, model, opt, args.grad_clip)
-            out_of_time = args.max_minutes is not None and (
-                time.perf_counter() - t_start > 60.0 * args.max_minutes
+            norm = common.update(m, trainer, opt, args.grad_clip)
+            (out_of_time,) = world.any(
+                args.max_minutes is not None
+                and time.perf_counter() - t_start > 60.0 * args.max_minutes
             )
             logged = done % args.log_interval == 0 or done == args.steps
             evaluated = done % args.eval_interval == 0 or done == args.steps or out_of_time
@@ -302,7 +313,7 @@ def main(argv=None) -> int:
             if logged:
                 extra = f"lr {opt.lr:.2e}" + (f"  grad norm {norm:.3f}" if norm is not None else "")
                 rate = progress.report(done, float(loss), extra)
-            val = record_eval(done) if evaluated else None
+            val = record_eval(done) if evaluated and world.is_root else None
             if logged or evaluated:
                 run.log_step(done, loss, norm, rate, val_loss=val)
             if evaluated:
@@ -313,6 +324,8 @@ def main(argv=None) -> int:
         if stop.requested:
             return run.stopped(done)
     run.close()
+    if not world.is_root:
+        return 0
 
     curve = ", ".join(f"{s}: {v:.3f}" for s, v in history)
     print(f"val loss by step: {curve}")

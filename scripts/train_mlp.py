@@ -9,6 +9,10 @@ Prints one line per epoch (loss, gradient norm, held-out accuracy, time) and the
 Writes `metrics.jsonl` and training checkpoints (every epoch, at the end, and on Ctrl-C or SIGTERM,
 which finish the current step, save and exit with status 0) to --out-dir; `--resume` continues
 from the newest checkpoint with the losses an uninterrupted run would have had.
+
+`mpiexec -n N python scripts/train_mlp.py --backend fast` trains data-parallel: each mini-batch
+(--batch-size is the global one and must divide by N) is split over the N processes and `fit`
+sees the averaged gradients, so the epochs' losses are one process's, to float rounding.
 """
 
 from __future__ import annotations
@@ -143,7 +147,7 @@ def parse_args(argv=None):
     common.add_backend_args(p)
     common.add_run_args(p, "runs/mlp")
     p.add_argument("--save", default=None, help="also save the trained network to this folder")
-    args, resume_from = common.parse_run_args(p, argv, FROZEN, KEPT)
+    args, resume_from = common.parse_run_args(p, argv, FROZEN, KEPT, data_parallel=True)
     if not args.out_dir:
         common.fail("--out-dir must name a folder")
     if args.batch_size != "full":
@@ -151,6 +155,7 @@ def parse_args(argv=None):
             common.positive_int(args.batch_size)
         except Exception:
             common.fail(f"--batch-size must be 'full' or an int >= 1, got {args.batch_size!r}")
+        common.check_global_batch(int(args.batch_size))
     try:
         hidden = [common.positive_int(h) for h in args.hidden.split(",") if h]
     except Exception:
@@ -184,7 +189,11 @@ def main(argv=None) -> int:
         print(f"resuming from {resume_from} at step {start.steps} (epoch {start.epoch + 1})")
     t0 = time.perf_counter()
     elapsed_before = saved.get("elapsed_seconds", 0.0)
-    metrics = common.Metrics(args.out_dir, start.steps if start else None)
+    world = common.WORLD  # rank 0 alone evaluates and writes; every rank trains
+    trainer = common.data_parallel(model, opt)  # the model itself in one process
+    metrics = (
+        common.Metrics(args.out_dir, start.steps if start else None) if world.is_root else None
+    )
     done = start.steps if start else 0
     last = {"step": done, "done": done, "time": t0, "checkpoint": resume_from}
 
@@ -203,7 +212,7 @@ def main(argv=None) -> int:
 
     def on_step(step, loss):
         last["done"] = step
-        if args.log_interval and step % args.log_interval == 0:
+        if args.log_interval and step % args.log_interval == 0 and world.is_root:
             print(f"step {step:6d}  loss {loss:.4f}", flush=True)
             metrics.log(
                 step=step,
@@ -214,6 +223,8 @@ def main(argv=None) -> int:
             )
 
     def on_epoch(epoch, loss, grad_norm):
+        if not world.is_root:
+            return
         acc = accuracy(model, x_te, y_te)
         print(
             f"epoch {epoch:3d}  loss {loss:.4f}  grad norm {grad_norm:.2e}  "
@@ -230,7 +241,9 @@ def main(argv=None) -> int:
             elapsed_seconds=elapsed(),
         )
 
-    def checkpoint(state) -> str:
+    def checkpoint(state) -> str | None:
+        if not world.is_root:
+            return None
         trainer_state = {
             "step": state.steps,
             "fit": state.to_dict(),
@@ -245,7 +258,7 @@ def main(argv=None) -> int:
     with common.StopSignals() as stop:
         try:
             result = m.fit(
-                model,
+                trainer,
                 opt,
                 x_tr,
                 y_tr,
@@ -258,10 +271,12 @@ def main(argv=None) -> int:
                 on_step=on_step,
                 on_epoch=on_epoch,
                 resume_from=start,
-                should_stop=stop,
+                should_stop=lambda: world.any(stop.requested)[0],
                 on_checkpoint=checkpoint,
             )
-        except m.NonFiniteLossError as e:
+        except m.NonFiniteLossError as e:  # the global loss: every rank stops here
+            if not world.is_root:
+                return 1
             metrics.close()
             print(
                 f"error: {e} The last good checkpoint is {last['checkpoint'] or 'none'}.",
@@ -270,6 +285,8 @@ def main(argv=None) -> int:
             )
             return 1
         path = checkpoint(result.state)
+    if not world.is_root:
+        return 0
     metrics.close()
     if result.stopped_by == "interrupted":
         common.stop_message("train_mlp.py", result.steps, path, args.out_dir)
