@@ -77,6 +77,7 @@ def step_figures(steps: int, warmup: int) -> list[dict]:
                 parameters=model.num_parameters(),
                 step_seconds=seconds,
                 tokens_per_second=B * T / seconds,
+                flops_per_second=model.flops_per_token() * B * T / seconds,
                 allreduce_seconds=reduce_seconds[0] / steps,
             )
         )
@@ -106,6 +107,49 @@ def allreduce_figures(repeats: int) -> list[dict]:
             dict(bytes=buf.nbytes, seconds=t, bus_gb_s=2 * (n - 1) / n * buf.nbytes / t / 1e9)
         )
     return rows if world.is_root else []
+
+
+# The projection's network: link bandwidth (bytes/s) and per-message latency (seconds, assumed:
+# typical of TCP over 10 GbE and of RDMA over 100 Gbit/s InfiniBand; not measured here).
+NETWORKS = {"10 Gbit/s": (10e9 / 8, 25e-6), "100 Gbit/s": (100e9 / 8, 5e-6)}
+NODES = (2, 4, 8, 16, 32, 64)
+
+
+def ring_allreduce_seconds(n: int, nbytes: float, bandwidth: float, latency: float) -> float:
+    """Ring all-reduce of `nbytes` over n nodes: 2 (n-1) messages in sequence, each node
+    sending and receiving 2 (n-1)/n of the buffer: 2 (n-1) latency + 2 (n-1)/n nbytes / bw."""
+    return 2 * (n - 1) * latency + 2 * (n - 1) / n * nbytes / bandwidth
+
+
+def project(one: list[dict], local_bus: float) -> None:
+    """Tokens/s and scaling efficiency on 2..64 nodes like this one, from the measured one-process
+    step (no overlap of communication and compute, as fast does it: t_N = t_1 + all-reduce).
+    The bandwidth is the smaller of the link's and the all-reduce bus bandwidth measured here
+    (the reduction itself runs on the node's cores)."""
+    import bench
+
+    header = ["shape", "network", *[f"{n} nodes: tok/s (eff.)" for n in NODES]]
+    rows = []
+    for r in one:
+        nbytes = 4 * r["parameters"]  # float32 gradients
+        t1, tokens = r["step_seconds"], r["tokens_per_second"] * r["step_seconds"]
+        for name, (bw, latency) in NETWORKS.items():
+            cells = []
+            for n in NODES:
+                t = t1 + ring_allreduce_seconds(n, nbytes, min(bw, local_bus), latency)
+                cells.append(f"{n * tokens / t:,.0f} ({t1 / t:.0%})")
+            rows.append([str(tuple(r["shape"])), name, *cells])
+    bench.print_table("projection: weak scaling, per-node batch as measured", header, rows)
+    flops = max(r["flops_per_second"] for r in one)
+    print(
+        f"\ncommunication under 10% of a step needs, per node and step, more than "
+        f"12 F (n-1)/n / bw tokens (F = {flops / 1e9:.1f} GFLOP/s measured, the bandwidth "
+        "as above), whatever the model size (compute and gradient bytes both grow with it):"
+    )
+    for name, (bw, _) in NETWORKS.items():
+        print(
+            f"  {name}: more than {12 * flops / min(bw, local_bus):,.0f} tokens per node per step"
+        )
 
 
 def run_contender(cmd: list[str], env: dict) -> list[dict]:
@@ -159,6 +203,19 @@ def compare(args) -> None:
     bench.print_table(
         f"median of {args.rounds} alternated rounds, {args.steps} timed steps", header, rows
     )
+    one_name = next(iter(contenders))
+    medians = []
+    for i in range(len(bench_models.GPT_SHAPES)):
+        runs = sorted((r[i] for r in results[one_name]), key=lambda r: r["step_seconds"])
+        medians.append(runs[len(runs) // 2])
+    reduce_run = subprocess.run(
+        [mpiexec, "-n", str(n), sys.executable, os.path.abspath(__file__), "allreduce"],
+        capture_output=True, text=True, env=base, timeout=600,
+    )  # fmt: skip
+    print(f"\nMPI_Allreduce, {n} processes on this machine (float32, in place):")
+    print(reduce_run.stdout.rstrip())
+    local_bus = max(float(line.split()[-2]) for line in reduce_run.stdout.splitlines())
+    project(medians, local_bus * 1e9)
 
 
 def main(argv=None) -> int:
