@@ -9,10 +9,11 @@
     python scripts/bench.py gpt-cuda                   # GPT training on an NVIDIA GPU vs PyTorch
 
 Each section is one function, `bench_<name>(args)`, registered in SECTIONS; it prints the machine,
-what it timed, and a table of median times and ratios. Every contender of a table runs in the
-same process, one after the other, so that they share the machine's load; on a shared machine,
-repeat (--repeat) and read the medians. Optional contenders (a library that is not installed) are
-reported as skipped, never estimated.
+what it timed, and a table of median times and ratios. The model sections (gpt, mlp) run every
+contender in its own process, taking turns round after round (`scripts/bench_isolated.py`):
+medians over --repeat rounds with their spread. The tokenizer section times each library in this
+process, one after the other (their work is single-threaded here except where noted). Optional
+contenders (a library that is not installed) are reported as skipped, never estimated.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ for path in (ROOT, os.path.join(ROOT, "scripts")):
     if path not in sys.path:
         sys.path.insert(0, path)
 
+import bench_isolated  # noqa: E402  (first: it keeps the environment before any library runs)
 import common  # noqa: E402  (one-line argument errors)
 
 import reference  # noqa: E402  (the corpus loader and the oracle)
@@ -313,20 +315,82 @@ def bench_tokenizer(args) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def figure(seconds: list[float], units: float) -> str:
+    """units/s as "median (min-max)" over the rounds."""
+    med, lo, hi = bench_isolated.summary(seconds)
+    return f"{units / med:,.0f} ({units / hi:,.0f}-{units / lo:,.0f})"
+
+
+def rate(result: dict) -> float | None:
+    """Median units per second of a contender's result (None when it was skipped)."""
+    if "seconds" not in result:
+        return None
+    return result["info"]["units"] / statistics.median(result["seconds"])
+
+
 def bench_gpt(args) -> None:
-    """GPT training tokens/s: fast vs PyTorch eager (CPU) vs reference, with MFU."""
+    """GPT training tokens/s: fast vs PyTorch eager vs torch.compile (CPU), each in its own
+    process, with MFU against the numpy float32 GEMM rate of the same run; and the reference."""
     import bench_models
 
     print(f"\n== GPT training throughput ==\n{machine()}")
-    bench_models.bench_gpt(with_reference=args.reference == "run", repeats=args.repeat)
+    gemm = bench_isolated.measure("gemm", [1024], ["numpy"], args.repeat, 3)["numpy"]
+    peak = rate(gemm)
+    gflops = figure(gemm["seconds"], gemm["info"]["units"] / 1e9)
+    print(f"float32 GEMM (numpy 1024^3, its own process): {gflops} GFLOP/s")
+    header = ["shape (V, T, L, H, C, B)", "fast tok/s", "eager tok/s", "compile tok/s"]
+    header += ["fast/eager", "fast/best", "target", "MFU"]
+    rows = []
+    for i, (shape, (target, against)) in enumerate(bench_models.GPT_SHAPES):
+        names = ["fast", "torch", "torch.compile"]
+        res = bench_isolated.measure("gpt", list(shape), names, args.repeat, 2)
+        fast_rate, eager, compiled = (rate(res[n]) for n in names)
+        best = max(r for r in (eager, compiled) if r) if (eager or compiled) else None
+        cells = [
+            figure(res[n]["seconds"], res[n]["info"]["units"]) if rate(res[n]) else "skipped"
+            for n in names
+        ]
+        mfu = fast_rate * res["fast"]["info"]["flops_per_unit"] / peak
+        versus = eager if against == "eager" else best
+        met = "met" if versus and fast_rate / versus >= target else "not met"
+        rows.append(
+            [
+                str(tuple(shape)),
+                *cells,
+                f"{fast_rate / eager:.2f}x" if eager else "-",
+                f"{fast_rate / best:.2f}x" if best else "-",
+                f">= {target}x {against}: {met}",
+                f"{mfu:.1%}",
+            ]
+        )
+        if args.reference == "run" and i == 0:
+            ref = bench_isolated.measure("gpt", list(shape), ["reference"], 1, 1)["reference"]
+            print(
+                f"reference at {shape}: {rate(ref):,.1f} tok/s (fast {fast_rate / rate(ref):,.0f}x)"
+            )
+    print_table(
+        f"median over {args.repeat} alternated rounds (min-max), each contender in its own process",
+        header,
+        rows,
+    )
 
 
 def bench_mlp(args) -> None:
-    """The 784-16-16-10 digit network's epoch: fast vs PyTorch (and the reference, scaled)."""
+    """The 784-16-16-10 digit network's epoch: fast vs PyTorch, each in its own process (and the
+    reference on a tenth of the images, scaled)."""
     import bench_models
 
+    n, batch = bench_models.MLP_JOB
     print(f"\n== 784-16-16-10 epoch ==\n{machine()}")
-    bench_models.bench_mlp(repeats=args.repeat)
+    res = bench_isolated.measure("mlp", [n, batch], ["fast", "torch"], args.repeat, 1)
+    f, t = (statistics.median(res[k]["seconds"]) if "seconds" in res[k] else None for k in res)
+    spread = {k: bench_isolated.summary(v["seconds"]) for k, v in res.items() if "seconds" in v}
+    line = ", ".join(f"{k} {m:.3f}s ({lo:.3f}-{hi:.3f})" for k, (m, lo, hi) in spread.items())
+    print(f"one epoch of {n:,} images, batch {batch}, median over {args.repeat} rounds: {line}")
+    if t:
+        print(f"  -> fast is {t / f:.2f}x faster than PyTorch (target: at least 3x)")
+    ref = bench_isolated.measure("mlp", [n // 10, batch], ["reference"], 1, 1)["reference"]
+    print(f"reference: {ref['seconds'][0] * 10:.1f}s per epoch (from {n // 10:,} images, scaled)")
 
 
 def bench_gpt_cuda(args) -> None:

@@ -1,12 +1,16 @@
 """Model benchmarks for scripts/bench.py: GPT training throughput and the digit network's epoch.
 
-Everything is measured in one run, side by side, so the ratios compare like with like:
-- GPT training tokens/s: `fast` against PyTorch eager on the CPU (same GPT-2 shapes, batch and
-  AdamW), and against `reference` at the smallest shape (a couple of steps: pure Python is slow);
+On the CPU every contender runs in its own process (`scripts/bench_isolated.py` starts them and
+has them take turns; `build` below is what each server builds), so that no library's thread pool
+or environment settings touch another's:
+- GPT training tokens/s: `fast` against PyTorch eager and `torch.compile` (inductor) on the CPU
+  (same GPT-2 shapes, batch and AdamW), and against `reference` at the smallest shape (a couple
+  of steps: pure Python is slow);
 - MFU: the model's training FLOP/s (nanoGPT's 6N + 12LCT per token) over this machine's float32
-  GEMM rate, measured in the same run with a 1024^3 numpy matmul;
+  GEMM rate, measured in the same run (its own process) with a 1024^3 numpy matmul;
 - the 784-16-16-10 digit network's epoch (synthetic 28x28 data, batch 32, Adam): `fast.fit`
   against a PyTorch training loop;
+This module imports `fast` and `torch` only inside the functions that build their contenders.
 - GPT training tokens/s on an NVIDIA GPU: `fast` with device="cuda" against PyTorch eager on the
   same GPU, at the CPU shapes plus a GPT-2-small-sized model, with the float32 matmul rates of
   our tiled kernel and of cuBLAS (through PyTorch) measured in the same run.
@@ -19,14 +23,13 @@ import time
 
 import numpy as np
 
-import fast
-import reference
-
-GPT_SHAPES = [  # (vocab, block, layers, heads, width, batch) and the issue's target ratio
-    ((512, 64, 2, 4, 64, 16), 1.0),
-    ((2048, 128, 4, 4, 128, 8), 1.0),
-    ((4096, 256, 6, 6, 384, 4), 0.8),
+GPT_SHAPES = [  # (vocab, block, layers, heads, width, batch) and the target: fast's tokens/s
+    # over PyTorch eager's ("eager") or over the better of eager and torch.compile ("best")
+    ((512, 64, 2, 4, 64, 16), (1.5, "eager")),
+    ((2048, 128, 4, 4, 128, 8), (1.0, "best")),
+    ((4096, 256, 6, 6, 384, 4), (1.0, "eager")),  # and MFU >= 50% of the numpy GEMM rate
 ]
+MLP_JOB = (10_000, 32)  # images per epoch, batch
 
 
 def timed(fn, repeats: int, inner: int = 1) -> float:
@@ -40,19 +43,14 @@ def timed(fn, repeats: int, inner: int = 1) -> float:
     return statistics.median(times)
 
 
-def gemm_gflops(n: int = 1024) -> float:
-    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-    b = a.copy()
-    a @ b
-    return 2 * n**3 / timed(lambda: a @ b, 5) / 1e9
-
-
 def _gpt_batch(V, T, B, seed=0):
     rng = np.random.default_rng(seed)
     return rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
 
 
 def _fast_gpt_step(shape, device="cpu"):
+    import fast
+
     V, T, L, H, C, B = shape
     config = fast.GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=H, n_embd=C)
     model = fast.GPT(config, device=device)
@@ -77,7 +75,7 @@ def _cuda_synchronize():
     cuda.synchronize()
 
 
-def _torch_gpt_step(shape):
+def _torch_gpt_step(shape, compiled: bool = False):
     import torch
     from torch_baselines import TorchGPT
 
@@ -85,6 +83,8 @@ def _torch_gpt_step(shape):
     torch.manual_seed(0)
     model = TorchGPT(V, T, L, H, C)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    if compiled:
+        model = torch.compile(model)  # inductor: compiled on the first (warm-up) steps
     idx, tgt = (torch.tensor(a) for a in _gpt_batch(V, T, B))
 
     def step():
@@ -97,6 +97,8 @@ def _torch_gpt_step(shape):
 
 
 def _reference_gpt_step(shape):
+    import reference
+
     V, T, L, H, C, B = shape
     model = reference.GPT(
         reference.GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=H, n_embd=C)
@@ -113,109 +115,82 @@ def _reference_gpt_step(shape):
     return step
 
 
-def bench_gpt(with_reference: bool = True, repeats: int = 5) -> list[dict]:
-    """Rows of GPT training throughput; prints a table as it goes."""
-    try:
-        import torch  # noqa: F401
-
-        have_torch = True
-    except ImportError:
-        have_torch = False
-    peak = gemm_gflops()
-    print(f"float32 GEMM peak (numpy 1024^3, this run): {peak:.1f} GFLOP/s")
-    print(
-        f"{'shape (V, T, L, H, C, B)':28s} {'fast tok/s':>11s} {'torch tok/s':>12s} "
-        f"{'fast/torch':>10s} {'target':>7s} {'MFU':>6s} {'ref tok/s':>10s} {'fast/ref':>9s}"
-    )
-    rows = []
-    for i, (shape, target) in enumerate(GPT_SHAPES):
-        V, T, L, H, C, B = shape
-        tokens = B * T
-        fstep, flops_per_token = _fast_gpt_step(shape)
-        fstep()
-        fstep()  # compile / warm caches
-        row = {"shape": shape, "target": target}
-        if have_torch:
-            tstep = _torch_gpt_step(shape)
-            tstep()
-            tstep()
-        f_times, t_times = [], []
-        for _ in range(repeats):  # alternate, so both see the same machine state
-            f_times.append(timed(fstep, 1, 2))
-            if have_torch:
-                t_times.append(timed(tstep, 1, 2))
-        row["fast"] = tokens / statistics.median(f_times)
-        row["mfu"] = row["fast"] * flops_per_token / (peak * 1e9)
-        row["torch"] = tokens / statistics.median(t_times) if have_torch else None
-        if with_reference and i == 0:
-            rstep = _reference_gpt_step(shape)
-            row["reference"] = tokens / timed(rstep, 1, 1)
-        else:
-            row["reference"] = None
-        rows.append(row)
-        ratio = row["fast"] / row["torch"] if row["torch"] else None
-        ref_ratio = row["fast"] / row["reference"] if row["reference"] else None
-        print(
-            f"{str(shape):28s} {row['fast']:11.0f} "
-            f"{(row['torch'] or float('nan')):12.0f} "
-            f"{(ratio or float('nan')):10.2f} {target:7.1f} {row['mfu']:6.1%} "
-            f"{(row['reference'] or float('nan')):10.1f} {(ref_ratio or float('nan')):9.0f}",
-            flush=True,
-        )
-    return rows
-
-
-def bench_mlp(n: int = 10_000, batch: int = 32, repeats: int = 3) -> dict:
-    """The 784-16-16-10 network: one epoch of Adam over n synthetic images."""
+def _mlp_data(n: int):
     rng = np.random.default_rng(0)
-    x = rng.random((n, 784), dtype=np.float32)
-    y = rng.integers(0, 10, n)
+    return rng.random((n, 784), dtype=np.float32), rng.integers(0, 10, n)
+
+
+def _fast_mlp_epoch(n: int, batch: int):
+    import fast
+
+    x, y = _mlp_data(n)
     model = fast.MLP([784, 16, 16, 10], activation="sigmoid")
     opt = fast.Adam(model.parameters(), lr=1e-3)
+    return lambda: fast.fit(model, opt, x, y, batch_size=batch, epochs=1)
 
-    def fast_epoch():
-        fast.fit(model, opt, x, y, batch_size=batch, epochs=1)
 
-    fast_epoch()
-    result = {"n": n, "batch": batch, "fast": timed(fast_epoch, repeats)}
-    try:
-        import torch
-        from torch_baselines import torch_mlp
-    except ImportError:
-        result["torch"] = None
-    else:
-        tm = torch_mlp([784, 16, 16, 10])
-        topt = torch.optim.Adam(tm.parameters(), lr=1e-3)
-        tx, ty = torch.tensor(x), torch.tensor(y)
-        loss_fn = torch.nn.CrossEntropyLoss()
+def _torch_mlp_epoch(n: int, batch: int):
+    import torch
+    from torch_baselines import torch_mlp
 
-        def torch_epoch():
-            perm = torch.randperm(n)
-            for s in range(0, n, batch):
-                i = perm[s : s + batch]
-                loss = loss_fn(tm(tx[i]), ty[i])
-                topt.zero_grad()
-                loss.backward()
-                topt.step()
+    x, y = _mlp_data(n)
+    tm = torch_mlp([784, 16, 16, 10])
+    topt = torch.optim.Adam(tm.parameters(), lr=1e-3)
+    tx, ty = torch.tensor(x), torch.tensor(y)
+    loss_fn = torch.nn.CrossEntropyLoss()
 
-        torch_epoch()
-        result["torch"] = timed(torch_epoch, repeats)
-    # the reference on a tenth of the data, scaled: for scale only
-    rmodel = reference.MLP([784, 16, 16, 10], activation="sigmoid")
-    ropt = reference.Adam(rmodel.parameters(), lr=1e-3)
-    m = n // 10
-    xs, ys = x[:m].tolist(), y[:m].tolist()
-    result["reference"] = (
-        timed(lambda: reference.fit(rmodel, ropt, xs, ys, batch_size=batch, epochs=1), 1) * 10
-    )
-    t = result["torch"]
-    print(
-        f"784-16-16-10, one epoch of {n} images, batch {batch}: fast {result['fast']:.3f}s, "
-        f"torch {t if t is None else round(t, 3)}s"
-        + (f" -> fast is {t / result['fast']:.2f}x faster (target 2x)" if t else "")
-        + f"; reference {result['reference']:.1f}s (from {m} images, scaled)"
-    )
-    return result
+    def epoch():
+        perm = torch.randperm(n)
+        for s in range(0, n, batch):
+            i = perm[s : s + batch]
+            loss = loss_fn(tm(tx[i]), ty[i])
+            topt.zero_grad()
+            loss.backward()
+            topt.step()
+
+    return epoch
+
+
+def _reference_mlp_epoch(n: int, batch: int):
+    import reference
+
+    x, y = _mlp_data(n)
+    model = reference.MLP([784, 16, 16, 10], activation="sigmoid")
+    opt = reference.Adam(model.parameters(), lr=1e-3)
+    xs, ys = x.tolist(), y.tolist()
+    return lambda: reference.fit(model, opt, xs, ys, batch_size=batch, epochs=1)
+
+
+def _numpy_gemm(n: int):
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    b = a.copy()
+    return lambda: a @ b
+
+
+def build(section: str, name: str, shape):
+    """(step, info) for one contender of a process-isolated benchmark (bench_isolated.py):
+    `step()` is what is timed, info["units"] what one step does (tokens, images, FLOPs) and
+    info["flops_per_unit"] where known (fast's model FLOPs, for MFU)."""
+    if section == "gpt":
+        V, T, L, H, C, B = shape
+        shape = tuple(shape)
+        if name == "fast":
+            step, flops_per_token = _fast_gpt_step(shape)
+            return step, {"units": B * T, "flops_per_unit": flops_per_token}
+        if name in ("torch", "torch.compile"):
+            return _torch_gpt_step(shape, compiled=name == "torch.compile"), {"units": B * T}
+        if name == "reference":  # pure Python: one step, no warm-up to speak of
+            return _reference_gpt_step(shape), {"units": B * T, "warmup": 0}
+    if section == "mlp":
+        n, batch = shape
+        makers = {"fast": _fast_mlp_epoch, "torch": _torch_mlp_epoch}
+        makers["reference"] = _reference_mlp_epoch
+        if name in makers:
+            return makers[name](n, batch), {"units": n, "warmup": 0 if name == "reference" else 1}
+    if section == "gemm" and name == "numpy":
+        (n,) = shape
+        return _numpy_gemm(n), {"units": 2 * n**3}
+    raise ValueError(f"no contender {name!r} in section {section!r}")
 
 
 # -- on an NVIDIA GPU ----------------------------------------------------------------------------
