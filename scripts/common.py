@@ -271,12 +271,20 @@ def unigram_entropy(ids: list[int]) -> float:
     return -sum(c / n * math.log(c / n) for c in counts.values())
 
 
-def lm_batch(ids: list[int], block_size: int, batch_size: int, seed: int, step: int):
+def lm_batch(ids, block_size: int, batch_size: int, seed: int, step: int):
     """A batch of (inputs, next-token targets), B x T each, at random offsets drawn from the
-    shared generator (seed, stream=step), so every backend sees the same batches."""
+    shared generator (seed, stream=step), so every backend sees the same batches.
+
+    `ids` a list gives lists; a numpy array (what the fast backend trains from) gives int64
+    arrays, gathered in one indexing operation instead of B list slices converted later."""
     if len(ids) <= block_size + 1:
         fail(f"a corpus of {len(ids)} tokens is too short for --block-size {block_size}")
     starts = [below(w, len(ids) - block_size - 1) for w in random_u32s(seed, step, batch_size)]
+    if not isinstance(ids, list):  # a numpy array
+        import numpy as np
+
+        rows = ids[np.asarray(starts)[:, None] + np.arange(block_size + 1)]
+        return rows[:, :-1], rows[:, 1:]
     x = [ids[s : s + block_size] for s in starts]
     y = [ids[s + 1 : s + block_size + 1] for s in starts]
     return x, y

@@ -284,6 +284,11 @@ def main(argv=None) -> int:
         return val
 
     progress = common.Progress(args.steps, tokens_per_step, start=run.start)
+    batch_source = train_ids
+    if args.backend == "fast":  # batches gathered as arrays (the same tokens as the lists)
+        import numpy as np
+
+        batch_source = np.asarray(train_ids, dtype=np.int64)
     world = common.WORLD
     trainer = common.data_parallel(model, opt)  # the model itself in one process
     with common.StopSignals() as stop:
@@ -296,7 +301,7 @@ def main(argv=None) -> int:
             if world.any(stop.requested)[0]:  # every rank stops after the same step
                 stop.requested = True
                 break
-            x, y = common.lm_batch(train_ids, args.block_size, args.batch_size, args.seed, step)
+            x, y = common.lm_batch(batch_source, args.block_size, args.batch_size, args.seed, step)
             opt.lr = schedule(step)
             _, loss = trainer(x, y)  # the global batch's loss on every rank
             done = step + 1

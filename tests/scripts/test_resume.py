@@ -123,3 +123,14 @@ def test_bad_arguments_and_files_get_one_error_line(tmp_path):
     cases += [("sample_gpt.py", a, e) for a, e in sample]
     for script, args, expected in cases:
         assert_one_error_line(script, args, expected)
+
+
+def test_lm_batch_from_an_array_is_the_lists_batch():
+    """The fast backend gathers batches from an int64 array: the same tokens as the lists."""
+    import numpy as np
+
+    ids = [(7 * i) % 301 for i in range(2000)]
+    for step in range(3):
+        x, y = common.lm_batch(ids, 16, 4, 5, step)
+        xa, ya = common.lm_batch(np.asarray(ids, dtype=np.int64), 16, 4, 5, step)
+        assert xa.dtype == np.int64 and xa.tolist() == x and ya.tolist() == y
