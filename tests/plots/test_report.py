@@ -1,0 +1,140 @@
+"""scripts/report.py on real (tiny) runs: what the training scripts leave for it, what the page
+holds, the attention it draws, and the errors it gives."""
+
+import base64
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from ..scripts.helpers import ROOT, SCRIPTS, common, run
+
+pytest.importorskip("matplotlib", reason="needs the plots extra (matplotlib)")
+
+import report  # noqa: E402  (scripts/ is on sys.path through helpers)
+
+
+def images(page: str) -> list[str]:
+    """The src of every <img>: each must be an inline PNG."""
+    sources = re.findall(r'<img src="([^"]*)"', page)
+    for src in sources:
+        assert src.startswith("data:image/png;base64,"), src[:60]
+        assert base64.b64decode(src.split(",", 1)[1])[:4] == b"\x89PNG"
+    return sources
+
+
+def test_train_gpt_leaves_the_sample_the_entropy_and_the_command(gpt_run):
+    out_dir, stdout = gpt_run
+    assert stdout.rstrip().splitlines()[-1] == f"report: python scripts/report.py {out_dir}"
+    sample = (out_dir / "sample.txt").read_text(encoding="utf-8")
+    assert sample and sample in stdout
+    first = common.read_metrics(str(out_dir))[0]
+    printed = re.search(r"unigram entropy ([\d.]+) nats \(train\), ([\d.]+) \(val\)", stdout)
+    assert first["step"] == 0
+    assert f"{first['unigram_entropy_train']:.3f}" == printed.group(1)
+    assert f"{first['unigram_entropy']:.3f}" == printed.group(2)
+
+
+def test_report_of_a_gpt_run(gpt_run, tmp_path):
+    out_dir, _ = gpt_run
+    out = tmp_path / "page.html"
+    r = run("report.py", str(out_dir), "--attention", "def f(x):", "--backend", "reference",
+            "--out", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"wrote {out} (")
+    page = out.read_text(encoding="utf-8")
+    for heading in ("Training", "Configuration", "Sample", "Tokenizer", "Attention"):
+        assert f"<h2>{heading}</h2>" in page
+    # metrics, bytes per token, one attention grid per layer (2 layers)
+    assert len(images(page)) == 1 + 1 + 2
+    assert "<script" not in page and "http://" not in page and "https://" not in page
+    assert "&quot;n_layer&quot;" not in page and "<th>n_layer</th><td>2</td>" in page
+    sample = (out_dir / "sample.txt").read_text(encoding="utf-8")
+    assert report.html.escape(sample) in page
+
+
+def test_attention_maps_are_each_layers_causal_softmax(gpt_run):
+    """Per layer (H, T, T), each row a distribution over the tokens up to it; the same maps
+    from both backends' models loaded from the run."""
+    import fast
+    import reference
+
+    out_dir, _ = gpt_run
+    ids = [5, 100, 33, 7, 250]
+    by_backend = [
+        report.attention_maps(m.GPT.from_pretrained(str(out_dir)), ids) for m in (reference, fast)
+    ]
+    ref_maps, fast_maps = by_backend
+    assert len(ref_maps) == 2
+    for layer_ref, layer_fast in zip(ref_maps, fast_maps):
+        assert len(layer_ref) == 2  # heads
+        for head_ref, head_fast in zip(layer_ref, layer_fast):
+            for i, row in enumerate(head_ref):
+                assert math.isclose(sum(row), 1.0, rel_tol=1e-9)
+                assert all(w == 0.0 for w in row[i + 1 :])
+                assert all(abs(a - b) < 1e-5 for a, b in zip(row, head_fast[i]))
+
+
+def test_report_of_the_digit_network(mlp_run, monkeypatch):
+    """The confusion matrix counts every held-out digit, and its diagonal is the accuracy the
+    training script printed."""
+    import figures
+
+    out_dir, stdout = mlp_run
+    assert stdout.rstrip().splitlines()[-1] == f"report: python scripts/report.py {out_dir}"
+    drawn = []
+    confusion_figure = figures.confusion_figure
+    monkeypatch.setattr(
+        figures, "confusion_figure", lambda c: drawn.append(c) or confusion_figure(c)
+    )
+    page = report.build(str(out_dir), backend="reference")
+    assert "<h2>The digit network</h2>" in page
+    # metrics, hidden weights, confusion matrix, misclassified digits
+    assert len(images(page)) == 4
+    (counts,) = drawn
+    total, right = sum(map(sum, counts)), sum(counts[i][i] for i in range(10))
+    assert total == int(re.search(r"/ (\d+) held-out digits", stdout).group(1))
+    printed = re.search(r"final held-out accuracy ([\d.]+)%", stdout).group(1)
+    assert f"{right / total:.2%}" == printed + "%"
+
+
+def test_report_while_a_run_is_still_going(tmp_path):
+    """No checkpoint yet, and the last line of metrics.jsonl is still being written."""
+    records = [{"step": 0, "val_loss": 5.0, "unigram_entropy": 4.0}, {"step": 5, "loss": 4.8}]
+    text = "".join(json.dumps(r) + "\n" for r in records) + '{"step": 10, "lo'
+    (tmp_path / "metrics.jsonl").write_text(text)
+    assert report.read_records(str(tmp_path)) == records
+    page = report.build(str(tmp_path))
+    assert "2 logged records, steps 0 to 5; last validation loss 5.0000" in page
+    assert "No checkpoint yet" in page and len(images(page)) == 1
+
+
+def test_report_errors_are_one_line(tmp_path):
+    r = run("report.py", str(tmp_path))
+    assert r.returncode == 2
+    assert r.stderr == f"error: {tmp_path}: no metrics.jsonl there (is it a run's --out-dir?)\n"
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n')
+    r = run("report.py", str(tmp_path), "--attention", "hello")
+    assert r.returncode == 2 and r.stderr.startswith("error: --attention needs a GPT or BERT run")
+
+
+def test_without_matplotlib_the_report_names_the_extra(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n')
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; sys.path.insert(0, sys.argv[1]); "
+        "sys.argv = sys.argv[1:]; import report; raise SystemExit(report.common.cli(report.main, "
+        "sys.argv[1:]))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, SCRIPTS, str(tmp_path)], cwd=ROOT, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert r.stderr == (
+        'error: the pictures need matplotlib, from the plots extra: pip install -e ".[plots]"\n'
+    )
+    assert not os.path.exists(tmp_path / "report.html")
