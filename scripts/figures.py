@@ -23,6 +23,8 @@ except ImportError as e:  # the core install has no matplotlib: say which extra 
         'the pictures need matplotlib, from the plots extra: pip install -e ".[plots]"'
     ) from e
 
+from reference.attention import AttentionCache  # noqa: E402  (the cache attention returns)
+
 matplotlib.rcParams.update({"font.size": 8, "axes.titlesize": 9, "figure.dpi": 72})
 
 # The panels of metrics_figure, in order: (title, y label, the metrics.jsonl keys to try).
@@ -71,6 +73,33 @@ def metrics_figure(records: list[dict], unigram_entropy: float | None = None) ->
         if title == "throughput":
             ax.set_ylabel(key.replace("_", " "))
     return fig
+
+
+def attention_maps(model, idx: list[int]) -> list:
+    """The attention pattern of each layer, (H, T, T), for one sequence, in layer order: a forward
+    in eval mode, then each attention layer's forward cache (`AttentionCache.weights`, the softmax
+    before dropout). Reads the layers' private `_cache`: models keep no public copy of it."""
+    model.eval()
+    model([idx])
+    maps = []
+    for module in model.modules():
+        cache = vars(module).get("_cache")
+        found = [cache] if isinstance(cache, AttentionCache) else []
+        if not found and isinstance(cache, tuple):
+            found = [c for c in cache if isinstance(c, AttentionCache)]
+        maps += [c.weights[0] for c in found]
+    return maps
+
+
+def token_label(piece: bytes) -> str:
+    """A token's bytes as an axis label: a newline as \\n, spaces as middle dots, a broken
+    character as its bytes.
+
+    >>> token_label(b"  x\\n")
+    '··x\\\\n'
+    """
+    text = piece.decode("utf-8", errors="backslashreplace")
+    return text.replace("\n", "\\n").replace(" ", "·")
 
 
 def attention_figure(weights, tokens: list[str], title: str = "") -> Figure:
@@ -188,30 +217,133 @@ def bytes_per_token_figure(rates: dict[str, float]) -> Figure:
 
 def segmentation_figure(pieces: list[str], width: int = 60) -> Figure:
     """Each token as a box around its text, boxes in alternating colours, wrapped at `width`
-    characters: where BPE cuts. `pieces` are the tokens' texts in order."""
-    lines, line, used = [], [], 0
+    characters: where BPE cuts. `pieces` are the tokens' texts in order (spaces shown as ·)."""
+    gap = 0.8  # characters between boxes
+    lines, line, used = [], [], 0.0
     for piece in pieces:
-        shown = piece.replace("\n", "\\n")
+        shown = piece.replace("\n", "\\n").replace(" ", "·")
         if used + len(shown) > width and line:
             lines.append(line)
-            line, used = [], 0
+            line, used = [], 0.0
         line.append((used, shown))
-        used += len(shown)
+        used += len(shown) + gap
     if line:
         lines.append(line)
-    fig = Figure(figsize=(0.11 * width + 0.4, 0.32 * len(lines) + 0.5))
-    ax = fig.add_axes((0.01, 0.01, 0.98, 0.98 - 0.25 / (0.32 * len(lines) + 0.5)))
-    ax.set_xlim(0, width)
+    char = 0.6 * 10 / 72  # inches: a 10-point monospace character is 0.6 em wide
+    span = max(start + len(text) for boxes in lines for start, text in boxes)
+    fig = Figure(figsize=(char * span + 0.4, 0.3 * len(lines) + 0.45))
+    fig.suptitle(f"{len(pieces)} tokens", fontsize=9)
+    ax = fig.add_axes((0.2 / (char * span + 0.4), 0.0, char * span / (char * span + 0.4),
+                       0.3 * len(lines) / (0.3 * len(lines) + 0.45)))  # fmt: skip
+    ax.set_xlim(0, span)
     ax.set_ylim(len(lines), 0)
     ax.set_axis_off()
     k = 0
     for row, boxes in enumerate(lines):
         for start, text in boxes:
             color = ("#cfe3ff", "#ffe0b3", "#d5f5d0")[k % 3]
-            box = {"boxstyle": "square,pad=0.15", "facecolor": color, "linewidth": 0.5}
-            ax.text(start, row + 0.5, text, family="monospace", fontsize=9, va="center", bbox=box)
+            box = {"boxstyle": "square,pad=0.2", "facecolor": color, "linewidth": 0.5}
+            ax.text(start, row + 0.5, text, family="monospace", fontsize=10, va="center", bbox=box)
             k += 1
-    fig.suptitle(f"{len(pieces)} tokens", fontsize=9)
+    return fig
+
+
+def panels_figure(panels: list[dict], title: str = "", height: float = 3.0) -> Figure:
+    """Panels side by side, each a dict with `title`, `xlabel`, `ylabel` and one of:
+
+    - `curves`: {label: (xs, ys)} drawn as lines (`logy`: a log scale; `markers`: dots too);
+    - `bars`: {label: values} drawn as groups of bars, one group per index;
+    - `image`: a matrix (rows down), with optional `labels` for both axes, `xlabels`/`ylabels`,
+      `cmap`, `vmin`, `vmax` and `values` (write each cell's number in it).
+    """
+    fig = Figure(figsize=(3.6 * len(panels), height), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, panel in zip(axes, panels):
+        ax.set_title(panel.get("title", ""))
+        ax.set_xlabel(panel.get("xlabel", ""))
+        ax.set_ylabel(panel.get("ylabel", ""))
+        if "curves" in panel:
+            style = "o-" if panel.get("markers") else "-"
+            for label, (xs, ys) in panel["curves"].items():
+                ax.plot(list(xs), [float(v) for v in ys], style, label=label, markersize=3)
+            if panel.get("logy"):
+                ax.set_yscale("log")
+            if len(panel["curves"]) > 1:
+                ax.legend(fontsize=7)
+        elif "bars" in panel:
+            groups = panel["bars"]
+            width = 0.8 / len(groups)
+            for g, (label, values) in enumerate(groups.items()):
+                xs = [i + (g - (len(groups) - 1) / 2) * width for i in range(len(values))]
+                ax.bar(xs, [float(v) for v in values], width, label=label)
+            ax.legend(fontsize=7)
+        else:
+            image = [[float(v) for v in row] for row in panel["image"]]
+            ax.imshow(image, cmap=panel.get("cmap", "viridis"), vmin=panel.get("vmin"),
+                      vmax=panel.get("vmax"))  # fmt: skip
+            xlabels = panel.get("xlabels", panel.get("labels"))
+            ylabels = panel.get("ylabels", panel.get("labels"))
+            if xlabels is not None or len(image[0]) <= 12:  # else matplotlib's own ticks
+                ax.set_xticks(range(len(image[0])), xlabels)
+            if ylabels is not None or len(image) <= 12:
+                ax.set_yticks(range(len(image)), ylabels)
+            if panel.get("values"):
+                for i, row in enumerate(image):
+                    for j, v in enumerate(row):
+                        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                                color="white" if v < 0.5 else "black")  # fmt: skip
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def neuron_figure(weights, threshold: float, table: dict) -> Figure:
+    """A two-input threshold neuron: its four inputs (filled where it fires) and the line
+    w1 x1 + w2 x2 = threshold where its weighted sum crosses the threshold."""
+    fig = Figure(figsize=(3.4, 3.2), layout="constrained")
+    ax = fig.subplots()
+    w1, w2 = weights
+    xs = [-0.25, 1.25]
+    ax.plot(xs, [(threshold - w1 * x) / w2 for x in xs], "--", color="C2", label="threshold")
+    for (a, b), out in table.items():
+        ax.scatter([a], [b], s=120, color="C1" if out else "white", edgecolors="black", zorder=3)
+        ax.annotate(f"{out:g}", (a, b), textcoords="offset points", xytext=(9, 7))
+    ax.set_xlim(-0.25, 1.25)
+    ax.set_ylim(-0.25, 1.25)
+    ax.set_xlabel("input 1")
+    ax.set_ylabel("input 2")
+    ax.set_title(f"weights {w1:g}, {w2:g}; threshold {threshold:g}")
+    ax.legend(loc="lower left", fontsize=7)
+    return fig
+
+
+def network_figure(layers) -> Figure:
+    """A feed-forward network as columns of neurons; each connection a line coloured by its
+    weight (red positive, blue negative). `layers` are the weight matrices (out x in) in order."""
+    sizes = [len(layers[0][0])] + [len(w) for w in layers]
+    fig = Figure(figsize=(1.3 * len(sizes) + 0.6, 3.2), layout="constrained")
+    ax = fig.subplots()
+    cmap = matplotlib.colormaps["RdBu_r"]
+    lim = max(abs(float(v)) for w in layers for row in w for v in row) or 1.0
+
+    def y(n: int, i: int) -> float:
+        return (i - (n - 1) / 2) * 0.8
+
+    for k, w in enumerate(layers):
+        for j, row in enumerate(w):
+            for i, v in enumerate(row):
+                color = cmap(0.5 + 0.5 * float(v) / lim)
+                ax.plot([k, k + 1], [y(sizes[k], i), y(sizes[k + 1], j)], color=color,
+                        linewidth=0.5 + 2 * abs(float(v)) / lim)  # fmt: skip
+    for k, n in enumerate(sizes):
+        ax.scatter([k] * n, [y(n, i) for i in range(n)], s=160, color="white", edgecolors="black",
+                   zorder=3)  # fmt: skip
+    names = ["input"] + ["hidden"] * (len(sizes) - 2) + ["output"]
+    ax.set_xticks(range(len(sizes)), [f"{name}\n{n}" for name, n in zip(names, sizes)])
+    ax.set_yticks([])
+    ax.set_title("-".join(map(str, sizes)) + " network: weights red +, blue -")
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
     return fig
 
 

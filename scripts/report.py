@@ -31,7 +31,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  (puts the repository root on sys.path)
 
 import reference  # noqa: E402  (checkpoint lookup and the digit data are shared)
-from reference.attention import AttentionCache  # noqa: E402
 
 # Short texts of three kinds, for bytes per token: what the main job's tokenizer saw (code), and
 # what it did not (English prose, Chinese).
@@ -196,8 +195,11 @@ def configuration_section(page: Page, args: dict, config: dict | None) -> None:
 
 
 def token_pieces(tok, text: str) -> list[str]:
-    """The text of each token of `text` (a token that ends inside a character shows as �)."""
-    return [tok.decode_bytes([i]).decode("utf-8", errors="replace") for i in tok.encode(text)]
+    """The text of each token of `text` (a token that is part of a character shows its bytes,
+    like \\xe7)."""
+    return [
+        tok.decode_bytes([i]).decode("utf-8", errors="backslashreplace") for i in tok.encode(text)
+    ]
 
 
 def tokenizer_section(page: Page, tok, path: str) -> None:
@@ -208,22 +210,6 @@ def tokenizer_section(page: Page, tok, path: str) -> None:
     page.tokens(token_pieces(tok, SEGMENTED))
     rates = {kind: len(text.encode()) / len(tok.encode(text)) for kind, text in TEXTS.items()}
     page.figure(figures.bytes_per_token_figure(rates), "bytes per token by kind of text")
-
-
-def attention_maps(model, idx: list[int]) -> list:
-    """The attention pattern of each layer, (H, T, T), for one sequence, in layer order: a forward
-    in eval mode, then each attention layer's forward cache (`AttentionCache.weights`, the
-    softmax before dropout)."""
-    model.eval()
-    model([idx])
-    maps = []
-    for module in model.modules():
-        cache = vars(module).get("_cache")
-        found = [cache] if isinstance(cache, AttentionCache) else []
-        if not found and isinstance(cache, tuple):
-            found = [c for c in cache if isinstance(c, AttentionCache)]
-        maps += [c.weights[0] for c in found]
-    return maps
 
 
 def attention_section(page: Page, m, folder: str, config: dict, tok, text: str) -> None:
@@ -244,12 +230,12 @@ def attention_section(page: Page, m, folder: str, config: dict, tok, text: str) 
         ids = ids[:limit]
     if not ids:
         common.fail("--attention: the text has no tokens")
-    labels = [tok.decode_bytes([i]).decode("utf-8", errors="replace") for i in ids]
+    labels = [figures.token_label(tok.decode_bytes([i])) for i in ids]
     page.text(
         f"{text!r} as {len(ids)} tokens. Row i of a panel is query token i; each row sums to 1 "
         + ("over the tokens before it (the causal mask)." if family != "bert" else "over all.")
     )
-    for layer, weights in enumerate(attention_maps(model, ids)):
+    for layer, weights in enumerate(figures.attention_maps(model, ids)):
         fig = figures.attention_figure(weights, labels, f"layer {layer}")
         page.figure(fig, f"attention maps of layer {layer}, one panel per head")
 

@@ -118,7 +118,7 @@ def test_segmentation_figure_boxes_every_token_in_order():
     pieces = ["def", " greet", "(", "name", "):\n", "   ", " return"]
     fig = figures.segmentation_figure(pieces, width=12)
     texts = [t.get_text() for t in fig.axes[0].texts]
-    assert texts == [p.replace("\n", "\\n") for p in pieces]
+    assert texts == [p.replace("\n", "\\n").replace(" ", "·") for p in pieces]
     rows = [round(t.get_position()[1] - 0.5) for t in fig.axes[0].texts]
     assert rows == sorted(rows) and rows[-1] >= 1  # wrapped onto more than one line
     assert fig.get_suptitle() == "7 tokens"

@@ -60,13 +60,15 @@ def test_report_of_a_gpt_run(gpt_run, tmp_path):
 def test_attention_maps_are_each_layers_causal_softmax(gpt_run):
     """Per layer (H, T, T), each row a distribution over the tokens up to it; the same maps
     from both backends' models loaded from the run."""
+    import figures
+
     import fast
     import reference
 
     out_dir, _ = gpt_run
     ids = [5, 100, 33, 7, 250]
     by_backend = [
-        report.attention_maps(m.GPT.from_pretrained(str(out_dir)), ids) for m in (reference, fast)
+        figures.attention_maps(m.GPT.from_pretrained(str(out_dir)), ids) for m in (reference, fast)
     ]
     ref_maps, fast_maps = by_backend
     assert len(ref_maps) == 2
