@@ -354,6 +354,6 @@ def png_bytes(fig: Figure, dpi: int = 72) -> bytes:
     return buffer.getvalue()
 
 
-def data_uri(fig: Figure, dpi: int = 72) -> str:
-    """The figure as a `data:image/png;base64,...` URI: an <img> inside a self-contained page."""
-    return "data:image/png;base64," + base64.b64encode(png_bytes(fig, dpi)).decode("ascii")
+def data_uri(png: bytes) -> str:
+    """PNG bytes as a `data:image/png;base64,...` URI: an <img> inside a self-contained page."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")

@@ -121,9 +121,10 @@ pre { background: #f6f6f6; padding: 0.6em; white-space: pre-wrap; }
 class Page:
     """The report's HTML, section by section."""
 
-    def __init__(self, title: str):
+    def __init__(self, title: str, figures_dir: str | None = None):
         self.title = title
         self.parts: list[str] = []
+        self.figures_dir = figures_dir  # also save each figure there as <name>.png
 
     def heading(self, text: str) -> None:
         self.parts.append(f"<h2>{html.escape(text)}</h2>")
@@ -135,10 +136,14 @@ class Page:
     def pre(self, text: str) -> None:
         self.parts.append(f"<pre>{html.escape(text)}</pre>")
 
-    def figure(self, fig, alt: str) -> None:
+    def figure(self, fig, alt: str, name: str) -> None:
         import figures
 
-        self.parts.append(f'<img src="{figures.data_uri(fig)}" alt="{html.escape(alt)}">')
+        png = figures.png_bytes(fig)
+        if self.figures_dir:
+            with open(os.path.join(self.figures_dir, name + ".png"), "wb") as f:
+                f.write(png)
+        self.parts.append(f'<img src="{figures.data_uri(png)}" alt="{html.escape(alt)}">')
 
     def table(self, rows: dict) -> None:
         cells = "".join(
@@ -179,7 +184,7 @@ def training_section(page: Page, records: list[dict]) -> None:
         summary += f" (unigram entropy {entropy:.4f} nats)"
     page.text(summary + ".")
     page.figure(figures.metrics_figure(records, entropy), "loss, learning rate, gradient norm and "
-                "throughput by step")  # fmt: skip
+                "throughput by step", "metrics")  # fmt: skip
 
 
 def configuration_section(page: Page, args: dict, config: dict | None) -> None:
@@ -209,7 +214,9 @@ def tokenizer_section(page: Page, tok, path: str) -> None:
     page.text(f"{path}: {tok.n_vocab} tokens. How it cuts a sample, one box per token:")
     page.tokens(token_pieces(tok, SEGMENTED))
     rates = {kind: len(text.encode()) / len(tok.encode(text)) for kind, text in TEXTS.items()}
-    page.figure(figures.bytes_per_token_figure(rates), "bytes per token by kind of text")
+    page.figure(
+        figures.bytes_per_token_figure(rates), "bytes per token by kind of text", "bytes-per-token"
+    )
 
 
 def attention_section(page: Page, m, folder: str, config: dict, tok, text: str) -> None:
@@ -237,7 +244,9 @@ def attention_section(page: Page, m, folder: str, config: dict, tok, text: str) 
     )
     for layer, weights in enumerate(figures.attention_maps(model, ids)):
         fig = figures.attention_figure(weights, labels, f"layer {layer}")
-        page.figure(fig, f"attention maps of layer {layer}, one panel per head")
+        page.figure(
+            fig, f"attention maps of layer {layer}, one panel per head", f"attention-layer-{layer}"
+        )
 
 
 def digits_section(page: Page, m, folder: str, args: dict) -> None:
@@ -252,7 +261,11 @@ def digits_section(page: Page, m, folder: str, args: dict) -> None:
     if side * side != n_in:
         page.text(f"The inputs ({n_in}) are not square images: no weight pictures.", "note")
         return
-    page.figure(figures.hidden_weights_figure(weight, (side, side)), "first hidden layer weights")
+    page.figure(
+        figures.hidden_weights_figure(weight, (side, side)),
+        "first hidden layer weights",
+        "hidden-weights",
+    )
     data = args.get("data", "digits")
     loaders = {"digits": reference.load_digits, "mnist-sample": reference.load_mnist_sample}
     if data not in loaders:
@@ -267,24 +280,26 @@ def digits_section(page: Page, m, folder: str, args: dict) -> None:
     predicted = [int(p) for p in model.predict(x_test)]
     true = [int(t) for t in y_test]
     page.figure(figures.confusion_figure(figures.confusion_matrix(true, predicted, 10)),
-                "confusion matrix on the held-out digits")  # fmt: skip
+                "confusion matrix on the held-out digits", "confusion")  # fmt: skip
     wrong = [i for i, (t, p) in enumerate(zip(true, predicted)) if t != p][:MISCLASSIFIED_SHOWN]
     if wrong:
         fig = figures.misclassified_figure(
             [x_test[i] for i in wrong], [true[i] for i in wrong], [predicted[i] for i in wrong],
             (side, side),
         )  # fmt: skip
-        page.figure(fig, "misclassified held-out digits")
+        page.figure(fig, "misclassified held-out digits", "misclassified")
 
 
-def build(run_dir: str, backend: str = "fast", attention: str | None = None) -> str:
+def build(
+    run_dir: str, backend: str = "fast", attention: str | None = None, figures_dir=None
+) -> str:
     """The report page for the run in `run_dir`, as HTML text."""
     records = read_records(run_dir)
     checkpoint = newest_checkpoint(run_dir)
     folder = model_folder(run_dir, checkpoint)
     config = read_json(os.path.join(folder, "config.json")) if folder else None
     family = (config or {}).get("model_type")
-    page = Page(f"Run report: {os.path.basename(os.path.abspath(run_dir))}")
+    page = Page(f"Run report: {os.path.basename(os.path.abspath(run_dir))}", figures_dir)
     page.text(f"{os.path.abspath(run_dir)}, read {time.strftime('%Y-%m-%d %H:%M:%S')}.", "note")
     training_section(page, records)
     configuration_section(page, run_args(checkpoint), config)
@@ -331,6 +346,7 @@ def main(argv=None) -> int:
         choices=["reference", "fast"],
         help="the backend that runs the model for the attention and digit pictures",
     )
+    p.add_argument("--figures", default=None, help="also save each figure as a PNG in this folder")
     args = p.parse_args(argv)
     if not os.path.isfile(os.path.join(args.run_dir, "metrics.jsonl")):
         common.fail(f"{args.run_dir}: no metrics.jsonl there (is it a run's --out-dir?)")
@@ -339,7 +355,10 @@ def main(argv=None) -> int:
     except ImportError as e:
         common.fail(str(e))
     t0 = time.perf_counter()
-    page = build(args.run_dir, args.backend, args.attention)
+    if args.figures:
+        with common.user_errors("--figures: "):
+            os.makedirs(args.figures, exist_ok=True)
+    page = build(args.run_dir, args.backend, args.attention, args.figures)
     out = args.out or os.path.join(args.run_dir, "report.html")
     with common.user_errors():
         common.write_atomically(out, page)

@@ -127,6 +127,6 @@ def test_segmentation_figure_boxes_every_token_in_order():
 def test_data_uri_is_an_inline_png():
     import base64
 
-    uri = figures.data_uri(figures.bytes_per_token_figure({"a": 1.0}))
+    uri = figures.data_uri(figures.png_bytes(figures.bytes_per_token_figure({"a": 1.0})))
     assert uri.startswith("data:image/png;base64,")
     assert base64.b64decode(uri.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"

@@ -42,8 +42,9 @@ def test_train_gpt_leaves_the_sample_the_entropy_and_the_command(gpt_run):
 def test_report_of_a_gpt_run(gpt_run, tmp_path):
     out_dir, _ = gpt_run
     out = tmp_path / "page.html"
+    pngs = tmp_path / "figures"
     r = run("report.py", str(out_dir), "--attention", "def f(x):", "--backend", "reference",
-            "--out", str(out))  # fmt: skip
+            "--out", str(out), "--figures", str(pngs))  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"wrote {out} (")
     page = out.read_text(encoding="utf-8")
@@ -51,6 +52,11 @@ def test_report_of_a_gpt_run(gpt_run, tmp_path):
         assert f"<h2>{heading}</h2>" in page
     # metrics, bytes per token, one attention grid per layer (2 layers)
     assert len(images(page)) == 1 + 1 + 2
+    # --figures saved the same pictures the page holds inline
+    names = ["metrics", "bytes-per-token", "attention-layer-0", "attention-layer-1"]
+    assert sorted(os.listdir(pngs)) == sorted(n + ".png" for n in names)
+    inline = [base64.b64decode(src.split(",", 1)[1]) for src in images(page)]
+    assert inline == [(pngs / f"{n}.png").read_bytes() for n in names]
     assert "<script" not in page and "http://" not in page and "https://" not in page
     assert "&quot;n_layer&quot;" not in page and "<th>n_layer</th><td>2</td>" in page
     sample = (out_dir / "sample.txt").read_text(encoding="utf-8")
