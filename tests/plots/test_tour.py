@@ -100,3 +100,26 @@ def test_the_committed_pictures_are_small():
     }
     assert all(name.endswith(".png") for name in sizes), sorted(sizes)
     assert sum(sizes.values()) < 400_000, sizes
+
+
+def readme_section(path, heading):
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    return text.split(heading, 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_chinese_readme_follows_the_english_one():
+    """The same quick-start commands (the test command as CI runs it) and a seed map row for
+    every row of the English one, naming the same code."""
+    en, zh = os.path.join(ROOT, "README.md"), os.path.join(ROOT, "README.zh-CN.md")
+    with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as f:
+        ci_test = next(line for line in f if line.startswith("python -m pip install -e"))
+    for path, quick in ((en, "## Quick start"), (zh, "## 快速上手")):
+        commands = re.search(r"```bash\n(.*?)```", readme_section(path, quick), re.S).group(1)
+        assert commands.splitlines()[1] == ci_test.strip(), path
+
+    def code_names(path, heading):
+        rows = [r for r in readme_section(path, heading).splitlines() if r.startswith("| ")]
+        return [re.findall(r"`([^`]+)`", r) for r in rows[1:]]  # below the header row
+
+    assert code_names(zh, "## 概念对照表") == code_names(en, "## Seed map")
