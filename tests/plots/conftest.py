@@ -28,3 +28,18 @@ def mlp_run(tmp_path_factory):
     r = run("train_mlp.py", *MLP_TINY, "--out-dir", str(out_dir), "--overwrite")
     assert r.returncode == 0, r.stderr
     return out_dir, r.stdout
+
+
+BERT_TINY = [
+    "--backend", "reference", "--text-bytes", "20000", "--vocab-size", "270", "--block-size",
+    "16", "--batch-size", "4", "--n-layer", "2", "--n-head", "2", "--n-embd", "16", "--steps",
+    "6", "--log-every", "3", "--eval-every", "3", "--eval-batches", "1",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def bert_run(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("bert")
+    r = run("train_bert.py", *BERT_TINY, "--out-dir", str(out_dir), "--overwrite")
+    assert r.returncode == 0, r.stderr
+    return out_dir, r.stdout

@@ -146,3 +146,30 @@ def test_without_matplotlib_the_report_names_the_extra(tmp_path):
         'error: the pictures need matplotlib, from the plots extra: pip install -e ".[plots]"\n'
     )
     assert not os.path.exists(tmp_path / "report.html")
+
+
+def test_report_of_a_bert_run(bert_run, monkeypatch):
+    """BERT's attention is bidirectional and its text is wrapped in [CLS] ... [SEP]; the fill-in
+    sample it printed is the page's sample."""
+    import figures
+
+    out_dir, stdout = bert_run
+    assert stdout.rstrip().splitlines()[-1] == f"report: python scripts/report.py {out_dir}"
+    sample = (out_dir / "sample.txt").read_text(encoding="utf-8")
+    assert sample.startswith("sample: fill in the masked tokens") and sample.strip() in stdout
+    drawn = []
+    attention_figure = figures.attention_figure
+    monkeypatch.setattr(
+        figures,
+        "attention_figure",
+        lambda w, t, title: drawn.append((w, t)) or attention_figure(w, t, title),
+    )
+    page = report.build(str(out_dir), backend="reference", attention="def f(x):")
+    assert report.html.escape(sample) in page and len(drawn) == 2  # a grid per layer
+    for weights, tokens in drawn:
+        assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]"
+        T = len(tokens)
+        for head in weights:
+            assert len(head) == T
+            assert all(math.isclose(sum(row), 1.0, rel_tol=1e-9) for row in head)
+            assert all(row[-1] > 0.0 for row in head)  # every query sees the last token too
