@@ -173,3 +173,30 @@ def test_report_of_a_bert_run(bert_run, monkeypatch):
             assert len(head) == T
             assert all(math.isclose(sum(row), 1.0, rel_tol=1e-9) for row in head)
             assert all(row[-1] > 0.0 for row in head)  # every query sees the last token too
+
+
+def test_report_of_a_resumed_run(tmp_path, monkeypatch):
+    """Stopped by SIGTERM, then resumed: the report draws every step once, with the unigram
+    entropy the first part logged."""
+    import figures
+
+    from ..scripts.helpers import interrupt
+    from .conftest import GPT_TINY
+
+    out_dir = str(tmp_path / "run")
+    args = [*GPT_TINY, "--log-interval", "1", "--out-dir", out_dir]
+    rc, stdout, stderr = interrupt("train_gpt.py", args, "step     4/")
+    assert rc == 0 and "resume with:" in stdout, stderr
+    r = run("train_gpt.py", *args, "--resume")
+    assert r.returncode == 0, r.stderr
+    drawn = []
+    metrics_figure = figures.metrics_figure
+    monkeypatch.setattr(
+        figures, "metrics_figure", lambda rs, h: drawn.append((rs, h)) or metrics_figure(rs, h)
+    )
+    report.build(out_dir)
+    ((records, entropy),) = drawn
+    assert entropy == common.read_metrics(out_dir)[0]["unigram_entropy"]
+    fig = metrics_figure(records, entropy)
+    steps = list(fig.axes[0].get_lines()[0].get_xdata())
+    assert steps == list(range(1, 11))
