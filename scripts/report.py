@@ -4,6 +4,7 @@
     python scripts/report.py runs/gpt --attention "def add(a, b):"   # plus attention maps
     python scripts/report.py runs/mlp                          # the digit network's pictures
     python scripts/report.py runs/gpt --out /tmp/gpt.html
+    python scripts/report.py --tokenizer tokenizer.bpe     # a tokenizer alone: tokenizer.bpe.html
 
 Writes RUN_DIR/report.html (or --out): the training and validation loss against the unigram
 entropy, the learning rate, the gradient norm and the throughput by step, from `metrics.jsonl`
@@ -333,9 +334,25 @@ def build(
     return page.html()
 
 
+def build_tokenizer_page(path: str, figures_dir=None) -> str:
+    """A page for a tokenizer file alone (what train_tokenizer.py saves)."""
+    with common.user_errors(f"{path}: "):
+        tok = reference.BPETokenizer.load(path)
+    page = Page(f"Tokenizer report: {os.path.basename(path)}", figures_dir)
+    tokenizer_section(page, tok, path)
+    return page.html()
+
+
 def main(argv=None) -> int:
     p = common.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("run_dir", help="a training run's folder (--out-dir of a training script)")
+    p.add_argument(
+        "run_dir", nargs="?", help="a training run's folder (--out-dir of a training script)"
+    )
+    p.add_argument(
+        "--tokenizer",
+        default=None,
+        help="a tokenizer file (.bpe): with no RUN_DIR, a page of it alone (FILE.html)",
+    )
     p.add_argument("--attention", default=None, help="draw the model's attention for this text")
     p.add_argument(
         "--out", default=None, help="where to write the page (default RUN_DIR/report.html)"
@@ -348,8 +365,16 @@ def main(argv=None) -> int:
     )
     p.add_argument("--figures", default=None, help="also save each figure as a PNG in this folder")
     args = p.parse_args(argv)
-    if not os.path.isfile(os.path.join(args.run_dir, "metrics.jsonl")):
+    if args.run_dir is None and args.tokenizer is None:
+        common.fail("give a run's folder (RUN_DIR), or --tokenizer FILE")
+    if args.run_dir is not None and args.tokenizer is not None:
+        common.fail("--tokenizer draws a tokenizer file alone: give it without RUN_DIR")
+    if args.tokenizer is not None and not os.path.isfile(args.tokenizer):
+        common.fail(f"--tokenizer {args.tokenizer}: no such file")
+    if args.run_dir is not None and not os.path.isfile(os.path.join(args.run_dir, "metrics.jsonl")):
         common.fail(f"{args.run_dir}: no metrics.jsonl there (is it a run's --out-dir?)")
+    if args.tokenizer is not None and args.attention is not None:
+        common.fail("--attention needs a run's model: give RUN_DIR, not --tokenizer")
     try:
         import figures  # noqa: F401
     except ImportError as e:
@@ -358,8 +383,12 @@ def main(argv=None) -> int:
     if args.figures:
         with common.user_errors("--figures: "):
             os.makedirs(args.figures, exist_ok=True)
-    page = build(args.run_dir, args.backend, args.attention, args.figures)
-    out = args.out or os.path.join(args.run_dir, "report.html")
+    if args.tokenizer is not None:
+        page = build_tokenizer_page(args.tokenizer, args.figures)
+        out = args.out or args.tokenizer + ".html"
+    else:
+        page = build(args.run_dir, args.backend, args.attention, args.figures)
+        out = args.out or os.path.join(args.run_dir, "report.html")
     with common.user_errors():
         common.write_atomically(out, page)
     print(f"wrote {out} ({len(page.encode()) / 1024:.0f} KiB) in {time.perf_counter() - t0:.1f}s")

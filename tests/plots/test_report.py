@@ -200,3 +200,61 @@ def test_report_of_a_resumed_run(tmp_path, monkeypatch):
     fig = metrics_figure(records, entropy)
     steps = list(fig.axes[0].get_lines()[0].get_xdata())
     assert steps == list(range(1, 11))
+
+
+def test_report_of_a_tokenizer_file(tmp_path, monkeypatch):
+    """train_tokenizer.py prints the command; the page boxes every token of the sample and the
+    bars are bytes over tokens of each kind of text."""
+    import figures
+
+    import reference
+
+    path = str(tmp_path / "tok.bpe")
+    r = run("train_tokenizer.py", "--max-bytes", "30000", "--vocab-size", "300", "--out", path)
+    assert r.returncode == 0, r.stderr
+    assert (
+        r.stdout.rstrip().splitlines()[-1] == f"report: python scripts/report.py --tokenizer {path}"
+    )
+    drawn = []
+    bars = figures.bytes_per_token_figure
+    monkeypatch.setattr(figures, "bytes_per_token_figure", lambda x: drawn.append(x) or bars(x))
+    page = report.build_tokenizer_page(path)
+    tok = reference.BPETokenizer.load(path)
+    spans = re.findall(r"<span>(.*?)</span>", page, re.S)
+    assert len(spans) == len(tok.encode(report.SEGMENTED))
+    assert report.html.unescape("".join(spans)).startswith("def")
+    (rates,) = drawn
+    assert list(rates) == ["code", "English", "Chinese"]
+    for kind, text in report.TEXTS.items():
+        assert rates[kind] == len(text.encode()) / len(tok.encode(text))
+    assert len(images(page)) == 1
+    r = run("report.py", "--tokenizer", path, "--out", str(tmp_path / "t.html"))
+    assert r.returncode == 0 and (tmp_path / "t.html").read_text(encoding="utf-8") != ""
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "error: give a run's folder (RUN_DIR), or --tokenizer FILE\n"),
+        (["runs", "--tokenizer", "t.bpe"], "error: --tokenizer draws a tokenizer file alone: "
+         "give it without RUN_DIR\n"),
+        (["--tokenizer", "no-such.bpe"], "error: --tokenizer no-such.bpe: no such file\n"),
+    ],
+)  # fmt: skip
+def test_report_argument_errors(args, message):
+    r = run("report.py", *args)
+    assert (r.returncode, r.stderr) == (2, message)
+
+
+def test_report_of_a_seq2seq_run(tmp_path):
+    """The encoder-decoder run prints the command too; its page has the curves and the
+    configuration (no tokenizer, no attention)."""
+    from ..scripts.test_resume_bert_seq2seq import SEQ2SEQ_TINY
+
+    out_dir = tmp_path / "seq2seq"
+    r = run("train_seq2seq.py", *SEQ2SEQ_TINY, "--steps", "3", "--out-dir", str(out_dir))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.rstrip().splitlines()[-1] == f"report: python scripts/report.py {out_dir}"
+    page = report.build(str(out_dir))
+    assert "<h2>Configuration</h2>" in page and "<h2>Tokenizer</h2>" not in page
+    assert len(images(page)) == 1
