@@ -35,8 +35,9 @@ def open_in_browser(page: str, screenshot: str) -> list[str]:
     r = subprocess.run(
         [
             chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-            "--no-first-run", "--enable-logging=stderr", "--v=0", "--window-size=1000,1400",
-            f"--screenshot={screenshot}", "file://" + os.path.abspath(page),
+            "--no-first-run", "--disable-dev-shm-usage", "--enable-logging=stderr", "--v=0",
+            "--window-size=1000,1400", f"--screenshot={screenshot}",
+            "file://" + os.path.abspath(page),
         ],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip

@@ -130,3 +130,50 @@ def test_data_uri_is_an_inline_png():
     uri = figures.data_uri(figures.png_bytes(figures.bytes_per_token_figure({"a": 1.0})))
     assert uri.startswith("data:image/png;base64,")
     assert base64.b64decode(uri.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_panels_figure_draws_curves_bars_and_images():
+    curves = {"a": ([1, 2, 3], [0.5, 0.25, 0.125]), "b": ([1, 2], [1.0, 2.0])}
+    bars = {"left": [1.0, -2.0], "right": [0.5, 3.0]}
+    image = [[0.1, 0.9], [0.7, 0.3]]
+    fig = figures.panels_figure([
+        dict(title="c", xlabel="x", ylabel="y", curves=curves, logy=True),
+        dict(title="b", bars=bars),
+        dict(title="i", image=image, labels=["p", "q"], values=True, vmin=0, vmax=1),
+    ], title="three")  # fmt: skip
+    c, b, i = fig.axes[:3]
+    assert [a.get_title() for a in (c, b, i)] == ["c", "b", "i"]
+    assert line(c, "a") == ([1, 2, 3], [0.5, 0.25, 0.125]) and line(c, "b") == ([1, 2], [1, 2])
+    assert c.get_yscale() == "log"
+    assert [p.get_height() for p in b.patches] == [1.0, -2.0, 0.5, 3.0]
+    assert [t.get_text() for t in b.get_legend().get_texts()] == ["left", "right"]
+    np.testing.assert_array_equal(i.get_images()[0].get_array(), image)
+    assert [t.get_text() for t in i.get_xticklabels()] == ["p", "q"]
+    assert sorted(t.get_text() for t in i.texts) == ["0.10", "0.30", "0.70", "0.90"]
+    assert fig.get_suptitle() == "three"
+
+
+def test_neuron_figure_marks_where_it_fires_and_its_threshold_line():
+    table = {(0, 0): 0.0, (0, 1): 0.0, (1, 0): 0.0, (1, 1): 1.0}
+    fig = figures.neuron_figure([1.0, 1.0], 1.5, table)
+    ax = fig.axes[0]
+    xs, ys = line(ax, "threshold")
+    assert all(abs(x + y - 1.5) < 1e-12 for x, y in zip(xs, ys))  # w1 x1 + w2 x2 = threshold
+    points = {tuple(c.get_offsets()[0]): c.get_facecolor()[0][:3] for c in ax.collections}
+    fired = {p for p, color in points.items() if tuple(color) != (1.0, 1.0, 1.0)}
+    assert fired == {(1.0, 1.0)} and len(points) == 4
+
+
+def test_network_figure_draws_a_line_per_weight_coloured_by_sign():
+    w1 = [[1.0, -1.0], [0.5, 0.0], [-0.5, 2.0]]  # 2 inputs -> 3 hidden
+    w2 = [[1.0, 1.0, -1.0]]  # 3 hidden -> 1 output
+    fig = figures.network_figure([w1, w2])
+    ax = fig.axes[0]
+    edges = ax.get_lines()
+    assert len(edges) == 6 + 3
+    weights = [v for w in (w1, w2) for row in w for v in row]
+    for edge, v in zip(edges, weights):
+        red, _, blue, _ = edge.get_color()
+        assert (red > blue) if v > 0 else (blue > red) if v < 0 else abs(red - blue) < 0.05
+    assert [len(c.get_offsets()) for c in ax.collections] == [2, 3, 1]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["input\n2", "hidden\n3", "output\n1"]
