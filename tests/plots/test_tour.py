@@ -123,3 +123,28 @@ def test_the_chinese_readme_follows_the_english_one():
         return [re.findall(r"`([^`]+)`", r) for r in rows[1:]]  # below the header row
 
     assert code_names(zh, "## 概念对照表") == code_names(en, "## Seed map")
+
+
+@pytest.mark.parametrize(
+    "page", ["README.md", "README.zh-CN.md", "docs/tour.md", "docs/tour.zh-CN.md"]
+)
+def test_links_reach_their_files_and_headings(page):
+    """Every relative link names a file that exists, and every #anchor a heading of its page
+    (GitHub's rule: lower case, punctuation dropped, spaces as hyphens)."""
+    path = os.path.join(ROOT, page)
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+
+    def anchors(md):
+        heads = re.findall(r"^#+ (.+)$", md, re.M)
+        return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
+
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if target.startswith(("http://", "https://")):
+            continue
+        file, _, anchor = target.partition("#")
+        linked = os.path.normpath(os.path.join(os.path.dirname(path), file)) if file else path
+        assert os.path.exists(linked), f"{page}: {target}"
+        if anchor:
+            with open(linked, encoding="utf-8") as f:
+                assert anchor in anchors(f.read()), f"{page}: {target}"
