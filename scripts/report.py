@@ -107,7 +107,9 @@ body { font-family: sans-serif; max-width: 980px; margin: 1.5em auto; padding: 0
        color: #222; line-height: 1.4; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ccc; }
 img { max-width: 100%; display: block; margin: 0.6em 0; }
-table { border-collapse: collapse; font-size: 0.9em; }
+table { border-collapse: collapse; font-size: 0.85em; display: inline-table;
+        vertical-align: top; margin: 0 2em 1em 0; }
+caption { text-align: left; font-weight: bold; padding: 0.3em 0; }
 td, th { border: 1px solid #ddd; padding: 2px 8px; text-align: left; vertical-align: top; }
 pre { background: #f6f6f6; padding: 0.6em; white-space: pre-wrap; }
 .tokens span { border: 1px solid #999; margin-right: 1px; white-space: pre;
@@ -146,12 +148,12 @@ class Page:
                 f.write(png)
         self.parts.append(f'<img src="{figures.data_uri(png)}" alt="{html.escape(alt)}">')
 
-    def table(self, rows: dict) -> None:
+    def table(self, rows: dict, caption: str) -> None:
         cells = "".join(
             f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v))}</td></tr>"
             for k, v in rows.items()
         )
-        self.parts.append(f"<table>{cells}</table>")
+        self.parts.append(f"<table><caption>{html.escape(caption)}</caption>{cells}</table>")
 
     def tokens(self, pieces: list[str]) -> None:
         spans = "".join(f"<span>{html.escape(p)}</span>" for p in pieces)
@@ -191,11 +193,9 @@ def training_section(page: Page, records: list[dict]) -> None:
 def configuration_section(page: Page, args: dict, config: dict | None) -> None:
     page.heading("Configuration")
     if args:
-        page.text("The run's arguments (from its newest checkpoint):")
-        page.table(args)
+        page.table(args, "the run's arguments (newest checkpoint)")
     if config:
-        page.text("The model's config.json:")
-        page.table({k: v for k, v in config.items() if k != "architectures"})
+        page.table({k: v for k, v in config.items() if k != "architectures"}, "config.json")
     if not args and not config:
         page.text("No checkpoint yet: the run has not saved one.", "note")
 
