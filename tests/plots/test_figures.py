@@ -177,3 +177,9 @@ def test_network_figure_draws_a_line_per_weight_coloured_by_sign():
         assert (red > blue) if v > 0 else (blue > red) if v < 0 else abs(red - blue) < 0.05
     assert [len(c.get_offsets()) for c in ax.collections] == [2, 3, 1]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["input\n2", "hidden\n3", "output\n1"]
+
+
+def test_docstring_examples():
+    import doctest
+
+    assert doctest.testmod(figures).failed == 0
