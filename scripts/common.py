@@ -712,3 +712,8 @@ def export_model(model, out_dir: str, tok=None, huggingface_tokenizer: bool = Fa
         tok.save(os.path.join(out_dir, "tokenizer.bpe"))
         if huggingface_tokenizer:
             tok.save_huggingface(out_dir)
+
+
+def print_report_command(out_dir: str) -> None:
+    """The last line of a finished run: how to see it as pictures (scripts/report.py)."""
+    print(f"report: python scripts/report.py {out_dir}", flush=True)

@@ -163,8 +163,9 @@ def evaluate(model, batches) -> tuple[float, float]:
     return total_loss / max(count, 1), correct / max(count, 1)
 
 
-def fill_in_sample(m, model, tok, ids, args, specials) -> None:
-    """Hide a quarter of a held-out snippet's tokens and print the model's best guess for each."""
+def fill_in_sample(m, model, tok, ids, args, specials) -> str:
+    """Hide a quarter of a held-out snippet's tokens and print the model's best guess for each;
+    the text printed."""
     pad, cls_id, sep, mask = specials
     n_ordinary = tok.vocab_size
     start = len(ids) // 2
@@ -190,11 +191,15 @@ def fill_in_sample(m, model, tok, ids, args, specials) -> None:
             pieces.append(replace.get(t, tok.decode([token])))
         return "".join(pieces)
 
-    print("\nsample: fill in the masked tokens of a held-out snippet")
-    print("  original:", repr(tok.decode(snippet)))
-    print("  masked:  ", repr(show({t: "[MASK]" for t, _ in guesses})))
-    print("  filled:  ", repr(show({t: f"[[{tok.decode([g])}]]" for t, g in guesses})))
-    print(f"  {right}/{len(guesses)} masked tokens recovered exactly")
+    text = "\n".join([
+        "sample: fill in the masked tokens of a held-out snippet",
+        f"  original: {tok.decode(snippet)!r}",
+        f"  masked:   {show({t: '[MASK]' for t, _ in guesses})!r}",
+        f"  filled:   {show({t: f'[[{tok.decode([g])}]]' for t, g in guesses})!r}",
+        f"  {right}/{len(guesses)} masked tokens recovered exactly",
+    ])  # fmt: skip
+    print("\n" + text)
+    return text
 
 
 def main(argv=None) -> int:
@@ -318,7 +323,10 @@ def main(argv=None) -> int:
     if args.out_dir:
         print(f"model: {args.out_dir} (loads with BERT.from_pretrained or transformers)")
         print(f"metrics: {run.metrics.path}")
-    fill_in_sample(m, model, tok, val_ids, args, specials)
+    sample = fill_in_sample(m, model, tok, val_ids, args, specials)
+    if args.out_dir:
+        common.write_atomically(os.path.join(args.out_dir, "sample.txt"), sample + "\n")
+        common.print_report_command(args.out_dir)
     return 0
 
 

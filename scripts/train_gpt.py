@@ -293,7 +293,9 @@ def main(argv=None) -> int:
     trainer = common.data_parallel(model, opt)  # the model itself in one process
     with common.StopSignals() as stop:
         if resume_from is None:
-            run.log(step=0, val_loss=record_eval(0) if world.is_root else None)
+            # the unigram entropies go with step 0: the report draws the loss against them
+            val0 = record_eval(0) if world.is_root else None
+            run.log(step=0, val_loss=val0, unigram_entropy=h_val, unigram_entropy_train=h_train)
             run.checkpoint(0)
         model.train()
         done = run.start
@@ -353,8 +355,12 @@ def main(argv=None) -> int:
         top_p=args.top_p,
         seed=args.seed,
     )
+    sample = tok.decode([int(t) for t in out[0]])
     print(f"sample ({args.sample_tokens} tokens in {time.perf_counter() - t0:.1f}s):")
-    print(tok.decode([int(t) for t in out[0]]))
+    print(sample)
+    if args.out_dir:
+        common.write_atomically(os.path.join(args.out_dir, "sample.txt"), sample)
+        common.print_report_command(args.out_dir)
     return 0
 
 

@@ -297,6 +297,7 @@ def main(argv=None) -> int:
         f"in {elapsed():.1f}s; final held-out accuracy {acc:.2%}"
     )
     print(f"checkpoints: {args.out_dir}/checkpoints; metrics: {metrics.path}")
+    common.print_report_command(args.out_dir)
     if args.save:
         model.save_pretrained(args.save)
         print(f"saved to {args.save}")

@@ -260,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  {to_text(DIGIT0 + d for d in s):>10} -> greedy {to_text(g):<10} beam {to_text(b)}"
         )
+    if args.out_dir:
+        common.print_report_command(args.out_dir)
     return 0
 
 

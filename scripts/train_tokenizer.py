@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     print("longest tokens:", [t.decode("utf-8", errors="backslashreplace") for t in longest])
     print(f"sample: {args.sample}")
     print(f"tokens ({len(tok.encode(args.sample))}): {show_segmentation(tok, args.sample)}")
+    print(f"report: python scripts/report.py --tokenizer {args.out}", flush=True)
     return 0
 
 

@@ -172,3 +172,15 @@ class Model:
         "m.py:9: Model takes ref.Transformer.beam_search",
         "m.py:10: Model takes GPT.forward",
     ]
+
+
+def test_only_scripts_figures_imports_matplotlib():
+    """matplotlib comes with the plots extra: scripts/figures.py alone imports it, so the core
+    install runs everything else."""
+    bad = [
+        f"{p.relative_to(ROOT)}:{n}"
+        for package in ("reference", "fast", "conformance", "scripts")
+        for p, n, top in imported_tops(package)
+        if top == "matplotlib" and p != ROOT / "scripts" / "figures.py"
+    ]
+    assert not bad, bad
