@@ -5,6 +5,7 @@
     python scripts/bench.py tokenizer --mb 10 --vocab-size 8192 --repeat 3
     python scripts/bench.py tokenizer --reference run  # also time the reference once (minutes)
     python scripts/bench.py gpt --reference run        # GPT training vs PyTorch (and reference)
+    python scripts/bench.py llama                      # LLaMA training vs a PyTorch LLaMA
     python scripts/bench.py mlp                        # the digit network's epoch vs PyTorch
     python scripts/bench.py gpt-cuda                   # GPT training on an NVIDIA GPU vs PyTorch
 
@@ -321,6 +322,14 @@ def bench_gpt(args) -> None:
     bench_models.bench_gpt(with_reference=args.reference == "run", repeats=args.repeat)
 
 
+def bench_llama(args) -> None:
+    """LLaMA training tokens/s: fast vs a PyTorch eager LLaMA of the same architecture (CPU)."""
+    import bench_models
+
+    print(f"\n== LLaMA training throughput ==\n{machine()}")
+    bench_models.bench_llama(repeats=args.repeat)
+
+
 def bench_mlp(args) -> None:
     """The 784-16-16-10 digit network's epoch: fast vs PyTorch (and the reference, scaled)."""
     import bench_models
@@ -355,6 +364,7 @@ def gpu_name() -> str:
 SECTIONS = {
     "tokenizer": bench_tokenizer,
     "gpt": bench_gpt,
+    "llama": bench_llama,
     "mlp": bench_mlp,
     "gpt-cuda": bench_gpt_cuda,
 }

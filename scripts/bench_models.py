@@ -5,6 +5,9 @@ Everything is measured in one run, side by side, so the ratios compare like with
   AdamW), and against `reference` at the smallest shape (a couple of steps: pure Python is slow);
 - MFU: the model's training FLOP/s (nanoGPT's 6N + 12LCT per token) over this machine's float32
   GEMM rate, measured in the same run with a 1024^3 numpy matmul;
+- LLaMA training tokens/s: `fast.Llama` against a PyTorch eager LLaMA of the same architecture
+  (`torch_baselines.TorchLlama`), at GPT_SHAPES' largest shape with 6 query / 2 key-value heads
+  and LLaMA's SwiGLU width 8C/3;
 - the 784-16-16-10 digit network's epoch (synthetic 28x28 data, batch 32, Adam): `fast.fit`
   against a PyTorch training loop;
 - GPT training tokens/s on an NVIDIA GPU: `fast` with device="cuda" against PyTorch eager on the
@@ -160,6 +163,99 @@ def bench_gpt(with_reference: bool = True, repeats: int = 5) -> list[dict]:
             f"{(row['torch'] or float('nan')):12.0f} "
             f"{(ratio or float('nan')):10.2f} {target:7.1f} {row['mfu']:6.1%} "
             f"{(row['reference'] or float('nan')):10.1f} {(ref_ratio or float('nan')):9.0f}",
+            flush=True,
+        )
+    return rows
+
+
+LLAMA_SHAPES = [  # (vocab, block, layers, heads, KV heads, width, SwiGLU width, batch)
+    (4096, 256, 6, 6, 2, 384, 1024, 4),
+]
+
+
+def _llama_config(shape):
+    V, T, L, H, H_kv, C, I, _ = shape
+    return fast.LlamaConfig(
+        vocab_size=V, hidden_size=C, intermediate_size=I, num_hidden_layers=L,
+        num_attention_heads=H, num_key_value_heads=H_kv, max_position_embeddings=T,
+        tie_word_embeddings=True,
+    )  # fmt: skip
+
+
+def _fast_llama_step(shape, device="cpu"):
+    V, T, B = shape[0], shape[1], shape[-1]
+    model = fast.Llama(_llama_config(shape), device=device)
+    opt = fast.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    idx, tgt = _gpt_batch(V, T, B)
+    sync = _cuda_synchronize if device == "cuda" else (lambda: None)
+
+    def step():
+        model(idx, tgt)
+        model.zero_grad()
+        model.backward()
+        opt.step()
+        sync()
+
+    return step, model.flops_per_token()
+
+
+def _torch_llama_step(shape):
+    import torch
+    from torch_baselines import TorchLlama
+
+    V, T, L, H, H_kv, C, I, B = shape
+    torch.manual_seed(0)
+    model = TorchLlama(V, T, L, H, H_kv, C, I)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    idx, tgt = (torch.tensor(a) for a in _gpt_batch(V, T, B))
+
+    def step():
+        loss = model(idx, tgt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def bench_llama(repeats: int = 5, shapes=None) -> list[dict]:
+    """Rows of LLaMA training throughput, fast against PyTorch eager, alternating; prints a table
+    as it goes. `shapes` defaults to LLAMA_SHAPES."""
+    try:
+        import torch  # noqa: F401
+
+        have_torch = True
+    except ImportError:
+        have_torch = False
+    peak = gemm_gflops()
+    print(f"float32 GEMM peak (numpy 1024^3, this run): {peak:.1f} GFLOP/s")
+    print(
+        f"{'shape (V, T, L, H, Hkv, C, I, B)':36s} {'fast tok/s':>11s} {'torch tok/s':>12s} "
+        f"{'fast/torch':>10s} {'MFU':>6s}"
+    )
+    rows = []
+    for shape in LLAMA_SHAPES if shapes is None else shapes:
+        tokens = shape[1] * shape[-1]
+        fstep, flops_per_token = _fast_llama_step(shape)
+        fstep()
+        fstep()  # compile / warm caches
+        tstep = _torch_llama_step(shape) if have_torch else None
+        if tstep:
+            tstep()
+            tstep()
+        f_times, t_times = [], []
+        for _ in range(repeats):  # alternate, so both see the same machine state
+            f_times.append(timed(fstep, 1, 2))
+            if tstep:
+                t_times.append(timed(tstep, 1, 2))
+        row = {"shape": shape, "fast": tokens / statistics.median(f_times)}
+        row["torch"] = tokens / statistics.median(t_times) if tstep else None
+        row["mfu"] = row["fast"] * flops_per_token / (peak * 1e9)
+        rows.append(row)
+        ratio = row["fast"] / row["torch"] if row["torch"] else float("nan")
+        print(
+            f"{str(shape):36s} {row['fast']:11.0f} {(row['torch'] or float('nan')):12.0f} "
+            f"{ratio:10.2f} {row['mfu']:6.1%}",
             flush=True,
         )
     return rows
