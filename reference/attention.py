@@ -406,7 +406,11 @@ def grouped_query_attention_backward(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(dq (B, Tq, H hs), dk and dv (B, Tk, Hkv hs)): attention backward over the H heads, then
     each KV head's dk and dv summed over the query heads that shared it."""
-    n_head = len(cache.attention.q[0])
+    B, n_head, Tq, hs = shape_of(cache.attention.q)
+    check_numbers("dout", dout)
+    if shape_of(dout) != (B, Tq, n_head * hs):
+        raise ValueError(f"dout must have shape {(B, Tq, n_head * hs)}, got {shape_of(dout)}")
+    check_shape("dout", dout, (B, Tq, n_head * hs))
     n_rep = n_head // cache.n_kv_head
     dq, dk, dv = attention_backward(split_heads(dout, n_head), cache.attention)
     return (
