@@ -439,12 +439,12 @@ def test_we_load_a_transformers_checkpoint_with_its_logits_and_greedy_tokens(
     assert ours.config.tie_word_embeddings == tied and ours.config.num_key_value_heads == kv
     as_loaded = theirs(torch.tensor(HF_IDX)).logits.detach().tolist()
     assert_close(ours(HF_IDX)[0], as_loaded, "logits as they compute them", 1e-6, 1e-6)
+    prompt = [row[:3] for row in HF_IDX]  # 3 + 3 tokens: within max_position_embeddings
+    want = theirs.generate(
+        torch.tensor(prompt), max_new_tokens=3, do_sample=False, pad_token_id=0
+    ).tolist()
+    assert ours.generate(prompt, 3, temperature=0.0) == want  # greedy, as loaded
     exact = in_float64(torch, theirs)
     assert_close(
         ours(HF_IDX)[0], exact(torch.tensor(HF_IDX)).logits.tolist(), "float64", 1e-12, 1e-10
     )
-    prompt = [row[:3] for row in HF_IDX]  # 3 + 3 tokens: within max_position_embeddings
-    want = exact.generate(
-        torch.tensor(prompt), max_new_tokens=3, do_sample=False, pad_token_id=0
-    ).tolist()
-    assert ours.generate(prompt, 3, temperature=0.0) == want
