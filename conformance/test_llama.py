@@ -26,7 +26,8 @@ def llama_setup(draw):
     ratio = draw(st.sampled_from(["multi-head", "pairs", "one"]))
     n_head = {"multi-head": n_kv, "pairs": 2 * n_kv, "one": draw(st.integers(2, 3))}[ratio]
     n_kv = 1 if ratio == "one" else n_kv
-    head_dim = draw(st.sampled_from([2, 4, 6, 10]))
+    # head sizes 6 and 10 are not powers of two; width at most 20 (the simulator's cost)
+    head_dim = draw(st.sampled_from([hs for hs in (2, 4, 6, 10) if n_head * hs <= 20]))
     config = LlamaConfig(
         vocab_size=draw(st.integers(2, 9)),
         hidden_size=n_head * head_dim,
@@ -34,14 +35,15 @@ def llama_setup(draw):
         num_hidden_layers=draw(st.integers(1, 2)),
         num_attention_heads=n_head,
         num_key_value_heads=n_kv,
-        max_position_embeddings=draw(st.integers(1, 5)),
+        max_position_embeddings=draw(st.integers(1, 4)),
         rope_theta=draw(st.sampled_from([10000.0, 3.0])),
         tie_word_embeddings=draw(st.booleans()),
         attention_dropout=draw(st.sampled_from([0.0, 0.2])),
         initializer_range=0.3,  # large enough that attention is not uniform
         seed=draw(st.integers(0, 2**32)),
     )
-    B = draw(st.integers(1, 3))
+    # (small: the CUDA candidate runs these in the simulator, one Python thread per GPU thread)
+    B = draw(st.integers(1, 2))
     T = draw(st.integers(1, config.max_position_embeddings))
     ids = st.integers(0, config.vocab_size - 1)
     idx = [[draw(ids) for _ in range(T)] for _ in range(B)]
