@@ -21,6 +21,7 @@ CASES = [
     ("train_tokenizer.py", ["--pattern", "x"], "argument --pattern: invalid choice: 'x'"),
     ("bench.py", ["nope"], "argument section: invalid choice: 'nope'"),
     ("bench.py", ["tokenizer", "--repeat", "0"], "--repeat: must be >= 1, got 0"),
+    ("bench.py", ["llama", "--repeat", "0"], "--repeat: must be >= 1, got 0"),
     ("bench.py", ["tokenizer", "--mb", "-1"], "--mb: must be > 0.0, got -1"),
     ("bench_threads.py", ["--rounds", "0"], "--rounds: must be >= 1, got 0"),
     ("bench_threads.py", ["--layers", "gnu"], "argument --layers: invalid choice: 'gnu'"),
