@@ -42,6 +42,8 @@ from .activations import (
     relu_derivative,
     sigmoid,
     sigmoid_derivative,
+    silu,
+    silu_derivative,
     step,
     step_derivative,
     tanh,
@@ -51,6 +53,8 @@ from .attention import (
     attention_backward,
     attention_forward,
     concat_qkv,
+    grouped_query_attention_backward,
+    grouped_query_attention_forward,
     merge_heads,
     multi_head_attention_backward,
     multi_head_attention_forward,
@@ -81,6 +85,7 @@ from .layers import (
     Embedding,
     LayerNorm,
     Linear,
+    RMSNorm,
     activation_backward,
     activation_forward,
     cross_entropy_backward,
@@ -101,9 +106,16 @@ from .layers import (
     position_ids,
     residual_backward,
     residual_forward,
+    rms_norm_backward,
+    rms_norm_forward,
+    rope_backward,
+    rope_forward,
     set_dropout_rng,
     sinusoidal_position_encoding,
+    swiglu_backward,
+    swiglu_forward,
 )
+from .llama import Llama, LlamaConfig
 from .losses import log_softmax, mse_loss, softmax, softmax_cross_entropy
 from .masking import mask_tokens
 from .mlp import MLP
@@ -133,7 +145,7 @@ __all__ = [
     # activations
     "ACTIVATIONS", "get_activation", "step", "step_derivative", "sigmoid", "sigmoid_derivative",
     "relu", "relu_derivative", "tanh", "tanh_derivative", "gelu", "gelu_derivative", "gelu_erf",
-    "gelu_erf_derivative", "identity", "identity_derivative",
+    "gelu_erf_derivative", "silu", "silu_derivative", "identity", "identity_derivative",
     # losses
     "softmax", "log_softmax", "mse_loss", "softmax_cross_entropy",
     # networks
@@ -148,9 +160,14 @@ __all__ = [
     "attention_forward", "attention_backward", "multi_head_attention_forward",
     "multi_head_attention_backward", "Embedding", "Linear", "Conv1D", "LayerNorm",
     "Activation", "Dropout",
+    # the modern decoder's ops: RMS norm, rotary positions, SwiGLU, grouped-query attention
+    "rms_norm_forward", "rms_norm_backward", "rope_forward", "rope_backward", "swiglu_forward",
+    "swiglu_backward", "grouped_query_attention_forward", "grouped_query_attention_backward",
+    "RMSNorm",
     # the Transformer families
     "GPT", "GPTConfig", "sample_next_token", "BERT", "BERTConfig",
-    "BERTForSequenceClassification", "mask_tokens", "Transformer", "TransformerConfig",
+    "BERTForSequenceClassification", "mask_tokens", "Transformer", "TransformerConfig", "Llama",
+    "LlamaConfig",
     # optimization and training
     "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm", "ConstantLR", "StepDecayLR",
     "CosineWarmupLR", "fit", "FitResult", "FitState", "NonFiniteLossError",

@@ -23,6 +23,7 @@ KINDS = {
     "tanh": k.TANH,
     "gelu": k.GELU,
     "gelu_erf": k.GELU_ERF,
+    "silu": k.SILU,
     "identity": k.IDENTITY,
 }
 
@@ -79,6 +80,7 @@ def gelu(net):
 
 
 gelu_erf, gelu_erf_derivative = _pair("gelu_erf")
+silu, silu_derivative = _pair("silu")
 identity, identity_derivative = _pair("identity")
 
 ACTIVATIONS: dict[str, tuple[Callable, Callable]] = {
@@ -88,6 +90,7 @@ ACTIVATIONS: dict[str, tuple[Callable, Callable]] = {
     "tanh": (tanh, tanh_derivative),
     "gelu": (gelu, gelu_derivative),
     "gelu_erf": (gelu_erf, gelu_erf_derivative),
+    "silu": (silu, silu_derivative),
     "identity": (identity, identity_derivative),
 }
 

@@ -31,7 +31,7 @@ from numbers import Integral
 
 import numpy as np
 
-from reference.attention import AttentionCache
+from reference.attention import AttentionCache, GroupedQueryAttentionCache, check_kv_heads
 from reference.checks import check_flag
 from reference.layers import check_dropout_p
 from reference.rng import check_u64 as _check_u64
@@ -48,6 +48,9 @@ __all__ = [
     "attention_backward",
     "multi_head_attention_forward",
     "multi_head_attention_backward",
+    "GroupedQueryAttentionCache",
+    "grouped_query_attention_forward",
+    "grouped_query_attention_backward",
 ]
 
 
@@ -269,4 +272,76 @@ def multi_head_attention_backward(
     kernels("attention", dout).backward(
         _heads(dout, H), cache, _heads(dq, H), _heads(dk, H), _heads(dv, H)
     )
+    return dq, dk, dv
+
+
+def grouped_query_attention_forward(
+    q,
+    k,
+    v,
+    n_head: int,
+    n_kv_head: int,
+    causal: bool = False,
+    key_padding_mask=None,
+    dropout_p: float = 0.0,
+    seed: int = 0,
+    stream: int = 0,
+) -> tuple[np.ndarray, GroupedQueryAttentionCache]:
+    """Grouped-query attention: H query heads share n_kv_head key/value heads (see the
+    reference). q (B, Tq, H hs), k and v (B, Tk, Hkv hs) -> (B, Tq, H hs).
+
+    The KV heads are copied once for their query heads ((B, H, Tk, hs), a view when
+    n_kv_head = n_head), then the multi-head kernels run unchanged."""
+    q, k, v = _float_arrays({"q": q, "k": k, "v": v}, kept=True)
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if t.ndim != 3:
+            raise ValueError(f"{name} must have shape (B, T, C), got {t.shape}")
+    n_head, n_kv_head = check_kv_heads(n_head, n_kv_head)
+    B, Tq, C = q.shape
+    if C % n_head != 0:
+        raise ValueError(f"q's C={C} channels must be divisible by n_head={n_head}")
+    Ckv = C // n_head * n_kv_head
+    if k.shape[0] != B or k.shape[2] != Ckv or v.shape != k.shape:
+        raise ValueError(
+            f"k and v must have shape ({B}, Tk, {Ckv}) ({n_kv_head} KV heads of q's head size "
+            f"{C // n_head}), got k {k.shape} and v {v.shape}"
+        )
+    if C == 0:
+        raise ValueError(f"q must have a head size hs >= 1, got shape {(B, n_head, Tq, 0)}")
+    padding = _padding(key_padding_mask, B, k.shape[1])
+    dropout_p = check_dropout_p(dropout_p, "dropout_p")
+    if dropout_p > 0.0:
+        _check_seed_stream(seed, stream)
+    check_flag("causal", causal)
+    launch = kernels("attention", q)
+    n_rep = n_head // n_kv_head
+    kh = launch.repeat_kv(_heads(k, n_kv_head), n_rep)  # (B, H, Tk, hs)
+    vh = launch.repeat_kv(_heads(v, n_kv_head), n_rep)
+    out = empty(q.shape, q.dtype, device_of(q))  # (B, Tq, C), written head by head
+    _, cache = launch.forward(
+        _heads(q, n_head), kh, vh, causal, padding, dropout_p, seed, stream, _heads(out, n_head)
+    )
+    return out, GroupedQueryAttentionCache(cache, n_kv_head)
+
+
+def grouped_query_attention_backward(
+    dout, cache: GroupedQueryAttentionCache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dq (B, Tq, H hs), dk and dv (B, Tk, Hkv hs)): attention backward over the H heads, then
+    each KV head's gradient summed over the query heads that shared it."""
+    att = cache.attention
+    q = att.q
+    B, H, Tq, hs = q.shape
+    dout = _float_array(dout, "dout", q.dtype, like=q)
+    if dout.shape != (B, Tq, H * hs):
+        raise ValueError(f"dout must have shape {(B, Tq, H * hs)}, got {dout.shape}")
+    Hkv, Tk = cache.n_kv_head, att.k.shape[2]
+    on = device_of(q)
+    dq = empty((B, Tq, H * hs), q.dtype, on)
+    dk_heads, dv_heads = empty((B, H, Tk, hs), q.dtype, on), empty((B, H, Tk, hs), q.dtype, on)
+    launch = kernels("attention", dout)
+    launch.backward(_heads(dout, H), att, _heads(dq, H), dk_heads, dv_heads)
+    dk, dv = empty((B, Tk, Hkv * hs), q.dtype, on), empty((B, Tk, Hkv * hs), q.dtype, on)
+    launch.sum_kv_groups(dk_heads, H // Hkv, _heads(dk, Hkv))
+    launch.sum_kv_groups(dv_heads, H // Hkv, _heads(dv, Hkv))
     return dq, dk, dv

@@ -52,6 +52,38 @@ from .validate import as_index_array, check_ids, owns_inputs
 __all__ = ["GPTConfig", "GPT", "KVCache", "sample_next_token", "convert_hf_gpt2_state_dict"]
 
 
+def check_lm_idx(
+    idx, vocab_size: int, name: str = "idx", max_len=None, max_len_name: str = "block_size"
+) -> np.ndarray:
+    """A decoder's input ids as a new (B, T) int64 array, B, T >= 1, T <= max_len if given (the
+    model's `max_len_name`), ids in [0, vocab_size); else the reference's errors."""
+    a = as_index_array(idx, name)
+    if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"{name} must have shape (B, T) with B >= 1 and T >= 1, got {a.shape}")
+    if max_len is not None and a.shape[1] > max_len:
+        raise ValueError(
+            f"sequence length T={a.shape[1]} exceeds {max_len_name}={max_len} (the model has "
+            f"{max_len} positions; crop {name} to its last {max_len} tokens)"
+        )
+    check_ids(a, vocab_size, name)
+    return a
+
+
+def check_lm_targets(targets, B: int, T: int, vocab_size: int) -> np.ndarray:
+    """Next-token targets as a new (B, T) int64 array of ids in [0, vocab_size) or -100."""
+    t = as_index_array(targets, "targets")
+    if t.shape != (B, T):
+        raise ValueError(f"targets must have the shape of idx ({B}, {T}), got {t.shape}")
+    bad = (t != IGNORE_INDEX) & ((t < 0) | (t >= vocab_size))
+    if bad.any():
+        b, i = (int(v) for v in np.argwhere(bad)[0])
+        raise ValueError(
+            f"target id {int(t[b, i])} out of range for vocab_size {vocab_size} (at "
+            f"targets[{b}][{i}]; {IGNORE_INDEX} means ignore)"
+        )
+    return t
+
+
 class KVCache:
     """Each layer's keys and values so far, preallocated (L, B, block_size, C)."""
 
@@ -207,30 +239,10 @@ class GPT(Module):
         return self.transformer.wte.weight
 
     def _check_idx(self, idx, name: str = "idx", max_len: int | None = None) -> np.ndarray:
-        a = as_index_array(idx, name)
-        if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
-            raise ValueError(f"{name} must have shape (B, T) with B >= 1 and T >= 1, got {a.shape}")
-        if max_len is not None and a.shape[1] > max_len:
-            raise ValueError(
-                f"sequence length T={a.shape[1]} exceeds block_size={max_len} (the model has "
-                f"{max_len} positions; crop {name} to its last {max_len} tokens)"
-            )
-        check_ids(a, self.config.vocab_size, name)
-        return a
+        return check_lm_idx(idx, self.config.vocab_size, name, max_len)
 
     def _check_targets(self, targets, B: int, T: int) -> np.ndarray:
-        t = as_index_array(targets, "targets")
-        if t.shape != (B, T):
-            raise ValueError(f"targets must have the shape of idx ({B}, {T}), got {t.shape}")
-        V = self.config.vocab_size
-        bad = (t != IGNORE_INDEX) & ((t < 0) | (t >= V))
-        if bad.any():
-            b, i = (int(v) for v in np.argwhere(bad)[0])
-            raise ValueError(
-                f"target id {int(t[b, i])} out of range for vocab_size {V} (at "
-                f"targets[{b}][{i}]; {IGNORE_INDEX} means ignore)"
-            )
-        return t
+        return check_lm_targets(targets, B, T, self.config.vocab_size)
 
     @owns_inputs
     def forward(self, idx, targets=None):

@@ -37,8 +37,12 @@ from reference.layers import (
     LayerNormCache,
     LinearCache,
     ResidualCache,
+    RMSNormCache,
+    RotaryCache,
+    SwiGLUCache,
     check_dropout_p,
     check_positions,
+    check_rope_args,
     dropout_stream,
     set_dropout_rng,
 )
@@ -61,7 +65,9 @@ __all__ = [
     "cross_entropy_forward", "cross_entropy_backward", "Embedding", "Linear", "Conv1D",
     "LayerNorm", "Activation", "Dropout", "set_dropout_rng", "STREAM_SITE_BITS",
     "EmbeddingCache", "LinearCache", "LayerNormCache", "ActivationCache", "DropoutCache",
-    "ResidualCache", "CrossEntropyCache",
+    "ResidualCache", "CrossEntropyCache", "rms_norm_forward", "rms_norm_backward", "rope_forward",
+    "rope_backward", "rotary_tables", "swiglu_forward", "swiglu_backward", "RMSNorm",
+    "RMSNormCache", "RotaryCache", "SwiGLUCache",
 ]  # fmt: skip
 
 
@@ -234,6 +240,67 @@ def layer_norm_backward(dout, cache: LayerNormCache):
     return dx.reshape(lead + (C,)), dweight, dbias
 
 
+# -- RMS norm --------------------------------------------------------------------------------------
+def rms_norm_forward(x, weight, eps: float = 1e-6):
+    """Fused RMS norm over the last axis, then the gain (eps > 0, as the reference)."""
+    w = _floats(weight, "weight", like=_device_operand(x, weight))
+    C = w.shape[0] if w.ndim == 1 else -1
+    if w.ndim != 1 or C == 0:
+        raise ValueError(f"weight must have shape (C,) with C >= 1 channels, got shape {w.shape}")
+    eps = check_eps(eps)
+    xa = _floats(x, "x", w.dtype, like=w)
+    if xa.ndim == 0 or xa.shape[-1] != C:
+        raise ValueError(f"x must have shape (..., {C}), got {xa.shape}")
+    x2 = xa.reshape(-1, C)
+    out, rstd = kernels("layers", x2).rms_norm_rows(x2, w, float(eps))
+    return out.reshape(xa.shape), RMSNormCache(x2, xa.shape[:-1], w, rstd)
+
+
+def rms_norm_backward(dout, cache: RMSNormCache):
+    """(dx, dweight), the reference's formulas in one fused kernel."""
+    x2, lead, w = cache.x, cache.lead, cache.weight
+    C = w.shape[0]
+    d = _check_dout(dout, lead + (C,), w.dtype, like=x2).reshape(-1, C)
+    dx, dweight = kernels("layers", d).rms_norm_rows_backward(d, x2, w, cache.rstd)
+    return dx.reshape(lead + (C,)), dweight
+
+
+# -- rotary position embeddings --------------------------------------------------------------------
+def rotary_tables(T: int, hs: int, start: int = 0, theta: float = 10000.0, dtype="float64"):
+    """(cos, sin), each (T, hs/2): angle[t, i] = (start + t) / theta ** (2i / hs), the reference's
+    arithmetic in float64 (numpy's cos and sin), then cast to `dtype`."""
+    inv_freq = 1.0 / theta ** (np.arange(hs // 2) * 2 / hs)
+    angles = np.arange(start, start + T, dtype=np.float64)[:, None] * inv_freq
+    dt = resolve_dtype(dtype)
+    return np.cos(angles).astype(dt), np.sin(angles).astype(dt)
+
+
+def rope_forward(x, n_head: int, start: int = 0, theta: float = 10000.0):
+    """Rotary embeddings on q or k (B, T, C), per head, in the half-split layout: one fused loop
+    (the reference's formulas; its docstring explains them)."""
+    xa = _floats(x, "x")
+    if xa.ndim != 3:
+        raise ValueError(f"x must have shape (B, T, C), got {xa.shape}")
+    B, T, C = xa.shape
+    n_head, start, theta = check_rope_args(C, n_head, start, theta)
+    device = device_of(xa)
+    cos, sin = (
+        arrays_on(device).to_device(t)
+        for t in rotary_tables(T, C // n_head, start, theta, xa.dtype)
+    )
+    x2 = xa.reshape(B * T, C)
+    out = kernels("layers", x2).rope_rows(x2, cos, sin, T, n_head, 1.0)
+    return out.reshape(B, T, C), RotaryCache(cos, sin, n_head, xa.shape)
+
+
+def rope_backward(dout, cache: RotaryCache):
+    """dx: the gradient turned back by the same angles (one fused loop)."""
+    B, T, C = cache.shape
+    d = _check_dout(dout, cache.shape, cache.cos.dtype, like=cache.cos).reshape(B * T, C)
+    dx = kernels("layers", d).rope_rows(d, cache.cos, cache.sin, T, cache.n_head, -1.0)
+    return dx.reshape(B, T, C)
+
+
 # -- elementwise activations -----------------------------------------------------------------------
 def activation_forward(x, activation: str = "gelu"):
     """f on every element. On the CPU GELU (tanh form) uses numpy's SIMD tanh and keeps it for
@@ -250,6 +317,24 @@ def activation_backward(dout, cache: ActivationCache):
     d = _check_dout(dout, cache.shape, xa.dtype, like=xa)
     kind = activation_kind(cache.activation)
     return kernels("layers", d).activation_backward(kind, d, xa, cache.saved)
+
+
+# -- SwiGLU ----------------------------------------------------------------------------------------
+def swiglu_forward(gate, up):
+    """silu(gate) * up elementwise, one fused loop."""
+    g = _floats(gate, "gate", like=_device_operand(gate, up))
+    u = _floats(up, "up", g.dtype, like=g)
+    if u.shape != g.shape:
+        raise ValueError(f"up must have the shape of gate {g.shape}, got {u.shape}")
+    out = kernels("layers", g).swiglu(g, u)
+    return out, SwiGLUCache(g, u, g.shape)
+
+
+def swiglu_backward(dout, cache: SwiGLUCache):
+    """(dgate, dup) = (dout * up * silu'(gate), dout * silu(gate)), one fused loop."""
+    g, u = cache.gate, cache.up
+    d = _check_dout(dout, cache.shape, g.dtype, like=g)
+    return kernels("layers", d).swiglu_backward(d, g, u)
 
 
 # -- dropout ---------------------------------------------------------------------------------------
@@ -395,6 +480,23 @@ class LayerNorm(_Layer):
         dx, dweight, dbias = layer_norm_backward(dout, self._saved())
         self.weight.grad += dweight
         self.bias.grad += dbias
+        return dx
+
+
+class RMSNorm(_Layer):
+    def __init__(self, dim, eps=1e-6, dtype="float32"):
+        super().__init__()
+        dim = check_count("dim", dim, low=1)
+        self.eps = check_eps(eps)
+        self.weight = Parameter(np.ones(dim), dtype)
+
+    def forward(self, x):
+        out, self._cache = rms_norm_forward(x, self.weight.data, self.eps)
+        return out
+
+    def backward(self, dout):
+        dx, dweight = rms_norm_backward(dout, self._saved())
+        self.weight.grad += dweight
         return dx
 
 

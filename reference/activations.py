@@ -93,6 +93,17 @@ def gelu_erf_derivative(net: float) -> float:
     return 0.5 * (1.0 + math.erf(x * INV_SQRT_2)) + x * INV_SQRT_2PI * math.exp(-0.5 * x * x)
 
 
+def silu(net: float) -> float:
+    """SiLU (swish, LLaMA's gate): x sigma(x)."""
+    return net * sigmoid(net)
+
+
+def silu_derivative(net: float) -> float:
+    """d/dx x sigma(x) = sigma(x) + x sigma(x) (1 - sigma(x)) = sigma(x) (1 + x (1 - sigma(x)))."""
+    s = sigmoid(net)
+    return s * (1.0 + net * (1.0 - s))
+
+
 def identity(net: float) -> float:
     """No squashing: the output layer of a regression network, or logits before softmax."""
     return net
@@ -102,7 +113,8 @@ def identity_derivative(net: float) -> float:
     return 1.0
 
 
-# name -> (f, df/dnet). "gelu" is the tanh form GPT-2 uses; "gelu_erf" the exact form of BERT.
+# name -> (f, df/dnet). "gelu" is the tanh form GPT-2 uses; "gelu_erf" the exact form of BERT;
+# "silu" the gate of LLaMA's SwiGLU feed-forward.
 ACTIVATIONS: dict[str, tuple[Callable[[float], float], Callable[[float], float]]] = {
     "step": (step, step_derivative),
     "sigmoid": (sigmoid, sigmoid_derivative),
@@ -110,6 +122,7 @@ ACTIVATIONS: dict[str, tuple[Callable[[float], float], Callable[[float], float]]
     "tanh": (tanh, tanh_derivative),
     "gelu": (gelu, gelu_derivative),
     "gelu_erf": (gelu_erf, gelu_erf_derivative),
+    "silu": (silu, silu_derivative),
     "identity": (identity, identity_derivative),
 }
 

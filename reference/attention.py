@@ -305,3 +305,116 @@ def multi_head_attention_backward(
     n_head = len(cache.q[0])  # q is (B, H, Tq, hs)
     dq, dk, dv = attention_backward(split_heads(dout, n_head), cache)
     return merge_heads(dq), merge_heads(dk), merge_heads(dv)
+
+
+# -- grouped-query attention -----------------------------------------------------------------------
+class GroupedQueryAttentionCache(NamedTuple):
+    """What `grouped_query_attention_backward` needs from its forward.
+
+    attention: the `attention_forward` cache of the H query heads, whose k and v are the KV heads
+    repeated (B, H, Tk, hs); n_kv_head: how many KV heads the gradients of k and v sum back into.
+    """
+
+    attention: AttentionCache
+    n_kv_head: int
+
+
+def check_kv_heads(n_head: Any, n_kv_head: Any) -> tuple[int, int]:
+    """(n_head, n_kv_head) as ints >= 1 with n_kv_head dividing n_head (each KV head serves
+    n_head / n_kv_head query heads), or a TypeError / ValueError naming the argument."""
+    for name, value in (("n_head", n_head), ("n_kv_head", n_kv_head)):
+        if isinstance(value, bool) or not hasattr(value, "__index__"):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+        if value.__index__() < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    n_head, n_kv_head = n_head.__index__(), n_kv_head.__index__()
+    if n_head % n_kv_head != 0:
+        raise ValueError(
+            f"n_kv_head must divide n_head (each KV head serves n_head / n_kv_head query "
+            f"heads), got n_head={n_head} and n_kv_head={n_kv_head}"
+        )
+    return n_head, n_kv_head
+
+
+def repeat_kv_heads(x: Tensor, n_rep: int) -> Tensor:
+    """(B, Hkv, T, hs) -> (B, Hkv * n_rep, T, hs): query head h reads KV head h // n_rep (each KV
+    head repeated for its group of n_rep consecutive query heads, as Hugging Face's `repeat_kv`)."""
+    return [[[list(row) for row in head] for head in xb for _ in range(n_rep)] for xb in x]
+
+
+def sum_kv_groups(dx: Tensor, n_rep: int) -> Tensor:
+    """(B, H, T, hs) -> (B, H / n_rep, T, hs): the backward of `repeat_kv_heads`, each KV head's
+    gradient the sum of its query heads' (in head order)."""
+    out = []
+    for db in dx:
+        heads = []
+        for g in range(len(db) // n_rep):
+            group = db[g * n_rep : (g + 1) * n_rep]
+            heads.append(
+                [[sum(h[t][d] for h in group) for d in range(len(group[0][t]))]
+                 for t in range(len(group[0]))]
+            )  # fmt: skip
+        out.append(heads)
+    return out
+
+
+def grouped_query_attention_forward(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    n_head: int,
+    n_kv_head: int,
+    causal: bool = False,
+    key_padding_mask: Any = None,
+    dropout_p: float = 0.0,
+    seed: int = 0,
+    stream: int = 0,
+) -> tuple[Tensor, GroupedQueryAttentionCache]:
+    """Grouped-query attention (Ainslie et al., 2023; LLaMA 2 and 3): H query heads share
+    Hkv = n_kv_head key/value heads, n_head / n_kv_head query heads to each.
+
+    q (B, Tq, H hs), k and v (B, Tk, Hkv hs) -> (B, Tq, H hs). Query head h attends with KV head
+    h // (H / Hkv). Hkv = H is multi-head attention; Hkv = 1 is multi-query attention (one key
+    and value for all heads). Fewer KV heads make k and v, and a generation's KV cache, H / Hkv
+    times smaller. Computed as multi-head attention on the KV heads repeated for their query
+    heads (`attention_forward`: the same masks, scale and dropout indices over (B, H, Tq, Tk)).
+    """
+    check_numbers("q", q), check_numbers("k", k), check_numbers("v", v)
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if len(shape_of(t)) != 3:
+            raise ValueError(f"{name} must have shape (B, T, C), got {shape_of(t)}")
+    n_head, n_kv_head = check_kv_heads(n_head, n_kv_head)
+    B, _, C = shape_of(q)
+    if C % n_head != 0:
+        raise ValueError(f"q's C={C} channels must be divisible by n_head={n_head}")
+    Ckv = C // n_head * n_kv_head
+    if shape_of(k)[0] != B or shape_of(k)[2] != Ckv or shape_of(v) != shape_of(k):
+        raise ValueError(
+            f"k and v must have shape ({B}, Tk, {Ckv}) ({n_kv_head} KV heads of q's head size "
+            f"{C // n_head}), got k {shape_of(k)} and v {shape_of(v)}"
+        )
+    n_rep = n_head // n_kv_head
+    qh = split_heads(q, n_head)  # (B, H, Tq, hs)
+    kh = repeat_kv_heads(split_heads(k, n_kv_head), n_rep)  # (B, H, Tk, hs)
+    vh = repeat_kv_heads(split_heads(v, n_kv_head), n_rep)
+    out, cache = attention_forward(qh, kh, vh, causal, key_padding_mask, dropout_p, seed, stream)
+    return merge_heads(out), GroupedQueryAttentionCache(cache, n_kv_head)
+
+
+def grouped_query_attention_backward(
+    dout: Tensor, cache: GroupedQueryAttentionCache
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(dq (B, Tq, H hs), dk and dv (B, Tk, Hkv hs)): attention backward over the H heads, then
+    each KV head's dk and dv summed over the query heads that shared it."""
+    B, n_head, Tq, hs = shape_of(cache.attention.q)
+    check_numbers("dout", dout)
+    if shape_of(dout) != (B, Tq, n_head * hs):
+        raise ValueError(f"dout must have shape {(B, Tq, n_head * hs)}, got {shape_of(dout)}")
+    check_shape("dout", dout, (B, Tq, n_head * hs))
+    n_rep = n_head // cache.n_kv_head
+    dq, dk, dv = attention_backward(split_heads(dout, n_head), cache.attention)
+    return (
+        merge_heads(dq),
+        merge_heads(sum_kv_groups(dk, n_rep)),
+        merge_heads(sum_kv_groups(dv, n_rep)),
+    )

@@ -147,8 +147,15 @@ def check_eps(eps: Any, name: str = "eps") -> float:
 
 
 # -- model inputs: GPT -----------------------------------------------------------------------------
-def check_gpt_idx(idx: Any, vocab_size: int, name: str = "idx", max_len: int | None = None) -> list:
-    """idx as a (B, T) list of lists of ints in [0, vocab_size), T <= max_len if given."""
+def check_gpt_idx(
+    idx: Any,
+    vocab_size: int,
+    name: str = "idx",
+    max_len: int | None = None,
+    max_len_name: str = "block_size",
+) -> list:
+    """idx as a (B, T) list of lists of ints in [0, vocab_size), T <= max_len if given (the
+    model's `max_len_name`: GPT's block_size, LLaMA's max_position_embeddings)."""
     if hasattr(idx, "tolist"):
         idx = idx.tolist()  # a numpy array
     if not isinstance(idx, (list, tuple)) or not all(isinstance(r, (list, tuple)) for r in idx):
@@ -165,7 +172,7 @@ def check_gpt_idx(idx: Any, vocab_size: int, name: str = "idx", max_len: int | N
             )
     if max_len is not None and T > max_len:
         raise ValueError(
-            f"sequence length T={T} exceeds block_size={max_len} (the model has {max_len} "
+            f"sequence length T={T} exceeds {max_len_name}={max_len} (the model has {max_len} "
             f"positions; crop {name} to its last {max_len} tokens)"
         )
     for b, row in enumerate(idx):

@@ -211,3 +211,64 @@ def check_transformer_config(config: Any) -> None:
         raise TypeError(f"seed must be an int, got {type(config.seed).__name__}")
     if not 0 <= config.seed < 1 << 64:  # a Philox key is 64 bits
         raise ValueError(f"seed must be in [0, 2**64), got {config.seed}")
+
+
+def check_llama_config(config: Any) -> None:
+    """Every field of a `LlamaConfig`: sizes ints in [1, MAX_NUMEL]; hidden_size divisible by
+    num_attention_heads into heads of an even size (rotary embeddings turn pairs of channels);
+    num_key_value_heads dividing num_attention_heads; rms_norm_eps > 0, rope_theta > 0 and
+    initializer_range >= 0, all finite; attention_dropout in [0, 1); tie_word_embeddings a bool;
+    a 64-bit seed; bos/eos None or in the vocabulary."""
+    sizes = (
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "max_position_embeddings",
+    )
+    for name in sizes:
+        check_int(name, getattr(config, name))
+        check_count(name, getattr(config, name), 1, MAX_NUMEL)  # refuse what cannot be built
+    C, H, Hkv = config.hidden_size, config.num_attention_heads, config.num_key_value_heads
+    if C % H != 0:
+        raise ValueError(
+            f"hidden_size must be divisible by num_attention_heads (each head takes hidden_size "
+            f"/ num_attention_heads channels), got hidden_size={C} and num_attention_heads={H}"
+        )
+    if (C // H) % 2 != 0:
+        raise ValueError(
+            f"the head size hidden_size / num_attention_heads must be even for rotary "
+            f"embeddings (channels rotate in pairs), got {C} / {H} = {C // H}"
+        )
+    if H % Hkv != 0:
+        raise ValueError(
+            f"num_key_value_heads must divide num_attention_heads (each key/value head serves "
+            f"a group of query heads), got num_attention_heads={H} and num_key_value_heads={Hkv}"
+        )
+    check_eps(config.rms_norm_eps, "rms_norm_eps")
+    for name in ("rope_theta", "initializer_range"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+        low_ok = name == "initializer_range"
+        if not ((0.0 <= value if low_ok else 0.0 < value) and value < math.inf):  # NaN fails
+            raise ValueError(
+                f"{name} must be a finite number {'>=' if low_ok else '>'} 0, got {value!r}"
+            )
+    check_interval("attention_dropout", config.attention_dropout, 0.0, 1.0, high_open=True)
+    if not isinstance(config.tie_word_embeddings, bool):
+        raise TypeError(
+            f"tie_word_embeddings must be True or False, got "
+            f"{type(config.tie_word_embeddings).__name__} {config.tie_word_embeddings!r}"
+        )
+    check_int("seed", config.seed, low=0)
+    if config.seed > MASK64:
+        raise ValueError(f"seed must be in [0, 2**64), got {config.seed}")
+    for name in ("bos_token_id", "eos_token_id"):
+        value = getattr(config, name)
+        if value is not None and not 0 <= check_int(name, value, low=0) < config.vocab_size:
+            raise ValueError(
+                f"{name} must be None or an id in [0, vocab_size={config.vocab_size}), got {value}"
+            )

@@ -7,6 +7,9 @@ from the models, for both backends to share:
 - GPT-2 (`GPT2LMHeadModel`): `gpt2_config_to_hf` / `gpt2_config_from_hf` map `GPTConfig`'s
   fields to `GPT2Config`'s keys and back; `convert_hf_gpt2_state_dict` adds the `transformer.`
   prefix the official files lack and drops the causal-mask buffers and the tied head.
+- LLaMA (`LlamaForCausalLM`): `llama_config_to_hf` / `llama_config_from_hf` (the rotary
+  settings under both their old key, `rope_theta`, and their new one, `rope_parameters`);
+  `convert_hf_llama_state_dict` drops a tied head's copy and the rotary frequency buffers.
 - BERT (`BertForMaskedLM`, `BertForSequenceClassification`): `bert_config_to_hf` /
   `bert_config_from_hf`, `bert_classifier_config`, `convert_hf_bert_state_dict` (old
   gamma/beta names, tied copies, buffers, unused heads) and `load_bert_classifier_state` (a
@@ -169,6 +172,140 @@ def convert_hf_gpt2_state_dict(state: dict[str, Any]) -> dict[str, Any]:
     wte = out.get("transformer.wte.weight")
     if head is not None and (wte is None or not _same_tensor(head, wte)):
         raise ValueError("lm_head.weight differs from transformer.wte.weight: this GPT ties them")
+    return out
+
+
+# -- LLaMA -----------------------------------------------------------------------------------------
+LLAMA_SIZES = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+)
+
+
+def llama_config_to_hf(config: Any) -> dict[str, Any]:
+    """The Hugging Face `LlamaConfig` JSON of a `LlamaConfig` (what `config.json` holds)."""
+    return {
+        "model_type": "llama",
+        "architectures": ["LlamaForCausalLM"],
+        **{key: getattr(config, key) for key in LLAMA_SIZES},
+        "num_key_value_heads": config.num_key_value_heads,
+        "head_dim": config.hidden_size // config.num_attention_heads,
+        "max_position_embeddings": config.max_position_embeddings,
+        "hidden_act": "silu",
+        "rms_norm_eps": config.rms_norm_eps,
+        "rope_theta": config.rope_theta,  # the key transformers 4.x reads ...
+        "rope_scaling": None,
+        "rope_parameters": {"rope_type": "default", "rope_theta": config.rope_theta},  # ... 5.x
+        "attention_bias": False,
+        "mlp_bias": False,
+        "attention_dropout": config.attention_dropout,
+        "pretraining_tp": 1,
+        "initializer_range": config.initializer_range,
+        "tie_word_embeddings": config.tie_word_embeddings,
+        "use_cache": True,
+        "bos_token_id": config.bos_token_id,
+        "eos_token_id": config.eos_token_id,
+        "model_archaeology": {"seed": config.seed},  # ours; transformers keeps it as-is
+    }
+
+
+def _rope_theta(config: dict[str, Any]) -> float:
+    """rope_theta from `rope_parameters` (transformers 5), else the top-level key (4.x), else
+    10000; scaled or otherwise non-default rotary variants are refused."""
+    params = config.get("rope_parameters")
+    scaling = config.get("rope_scaling")
+    for key, value in (("rope_parameters", params), ("rope_scaling", scaling)):
+        if value is None:
+            continue
+        require_dict(value, f"config field {key}")
+        kind = value.get("rope_type", value.get("type", "default"))
+        if kind != "default":
+            raise ValueError(
+                f"LLaMA config has {key} of rope_type {kind!r}; this model computes only the "
+                f"default rotary embedding (no scaling)"
+            )
+    if params is not None and "rope_theta" in params:
+        return float_field(params, "rope_theta", None, 0.0, math.inf, low_open=True)
+    return float_field(config, "rope_theta", 10000.0, 0.0, math.inf, low_open=True)
+
+
+def llama_config_from_hf(config: dict[str, Any]) -> dict[str, Any]:
+    """`LlamaConfig`'s keyword arguments from a Hugging Face LLaMA `config.json` (ours, or one
+    `transformers` wrote).
+
+    Missing optional keys take `transformers.LlamaConfig`'s defaults; every field read is checked
+    for type and range (a TypeError or ValueError naming the key). Variants this model does not
+    compute (biases, another activation, a head size other than hidden_size / heads, scaled
+    rotary embeddings, tensor-parallel slicing) raise a ValueError. A bos/eos id outside the
+    vocabulary, or a list of them, becomes None.
+    """
+    require_dict(config)
+    model_type = config.get("model_type", "llama")
+    if model_type != "llama":
+        raise ValueError(f"config is not a LLaMA config (model_type={model_type!r})")
+    missing = [k for k in LLAMA_SIZES if k not in config]
+    if missing:
+        raise ValueError(f"LLaMA config lacks {missing}")
+    sizes = {k: int_field(config, k) for k in LLAMA_SIZES}
+    heads = sizes["num_attention_heads"]
+    kv = optional_int_field(config, "num_key_value_heads", None, low=1)
+    head_dim = optional_int_field(config, "head_dim", None, low=1)
+    if head_dim is not None and head_dim * heads != sizes["hidden_size"]:
+        raise ValueError(
+            f"LLaMA config has head_dim={head_dim}; this model needs hidden_size / "
+            f"num_attention_heads = {sizes['hidden_size']} / {heads}"
+        )
+    act = str_field(config, "hidden_act", "silu")
+    if act != "silu":
+        raise ValueError(f"LLaMA config has hidden_act={act!r}; this model needs 'silu'")
+    for key in ("attention_bias", "mlp_bias"):
+        if bool_field(config, key, False):
+            raise ValueError(f"LLaMA config has {key}=true; this model has no biases")
+    if int_field(config, "pretraining_tp", 1) != 1:
+        raise ValueError("LLaMA config has pretraining_tp != 1; this model needs 1")
+    ours = config.get("model_archaeology")
+    ours = require_dict({} if ours is None else ours, "config field model_archaeology")
+    ids = {}
+    for key in ("bos_token_id", "eos_token_id"):
+        token_id = config.get(key)
+        if isinstance(token_id, list):
+            token_id = None  # several ids (LLaMA 3's eos): none of them is the one
+        token_id = optional_int_field({key: token_id}, key, None, low=-(2**63))
+        inside = token_id is not None and 0 <= token_id < sizes["vocab_size"]
+        ids[key] = token_id if inside else None
+    return {
+        **sizes,
+        "num_key_value_heads": heads if kv is None else kv,
+        "max_position_embeddings": int_field(config, "max_position_embeddings", 2048),
+        "rms_norm_eps": float_field(config, "rms_norm_eps", 1e-6, 0.0, math.inf, low_open=True),
+        "rope_theta": _rope_theta(config),
+        "tie_word_embeddings": bool_field(config, "tie_word_embeddings", False),
+        "attention_dropout": float_field(config, "attention_dropout", 0.0, 0.0, 1.0),
+        "initializer_range": float_field(config, "initializer_range", 0.02, 0.0, math.inf),
+        "seed": int_field(ours, "seed", 0, low=0, high=MASK64 + 1),
+        **ids,
+    }
+
+
+_LLAMA_BUFFER = re.compile(r"(model\.)?(layers\.\d+\.self_attn\.)?rotary_emb\.inv_freq")
+
+
+def convert_hf_llama_state_dict(state: dict[str, Any], tied: bool) -> dict[str, Any]:
+    """A Hugging Face LLaMA state dict under our names (theirs already): the rotary frequency
+    buffers older files carry are dropped, and with a tied head (`tied`) so is `lm_head.weight`,
+    once it is checked to equal the embedding."""
+    out = {name: t for name, t in state.items() if not _LLAMA_BUFFER.fullmatch(name)}
+    if tied:
+        head = out.pop("lm_head.weight", None)
+        embed = out.get("model.embed_tokens.weight")
+        if head is not None and (embed is None or not _same_tensor(head, embed)):
+            raise ValueError(
+                "lm_head.weight differs from model.embed_tokens.weight, but the config ties "
+                "them (tie_word_embeddings=true)"
+            )
     return out
 
 

@@ -35,7 +35,7 @@ import math
 import operator
 from typing import Any, NamedTuple
 
-from .activations import get_activation
+from .activations import get_activation, silu, silu_derivative
 from .checks import (
     check_count,
     check_eps,
@@ -359,6 +359,193 @@ def layer_norm_backward(dout: Tensor, cache: LayerNormCache) -> tuple[Tensor, Te
     return unflatten(dx, lead), dweight, dbias
 
 
+# -- RMS norm --------------------------------------------------------------------------------------
+class RMSNormCache(NamedTuple):
+    """What `rms_norm_backward` needs from `rms_norm_forward`.
+
+    x: the input as rows (N, C) and lead: its leading shape; weight (C,), for dL/dxhat = dout *
+    weight; rstd: 1 / sqrt(mean(x^2) + eps) per row (N,), so xhat = x rstd is rebuilt without
+    recomputing the statistic.
+    """
+
+    x: Any
+    lead: tuple
+    weight: Any
+    rstd: Any
+
+
+def rms_norm_forward(x: Tensor, weight: Tensor, eps: float = 1e-6) -> tuple[Tensor, RMSNormCache]:
+    """Root-mean-square norm (Zhang and Sennrich, 2019; LLaMA's): each row of C numbers divided by
+    its RMS, then scaled by a learned gain: y = x / sqrt(mean(x^2) + eps) * weight, (..., C).
+
+    Layer norm without the mean: no centring and no bias, one statistic per row. eps must be a
+    finite number > 0 (LLaMA uses 1e-6 or 1e-5); a zero row then normalises to 0.
+
+    >>> out, _ = rms_norm_forward([3.0, 4.0], [1.0, 2.0], eps=1e-12)
+    >>> [round(v, 6) for v in out]
+    [0.848528, 2.262742]
+    """
+    check_numbers("weight", weight)
+    if len(shape_of(weight)) != 1:
+        raise ValueError(f"weight must have shape (C,), got {shape_of(weight)}")
+    C = len(weight)
+    check_shape("weight", weight, (C,))
+    if C == 0:
+        raise ValueError("weight must have shape (C,) with C >= 1 channels, got shape (0,)")
+    eps = check_eps(eps)
+    xrows, lead = _rows("x", x, C)  # (N, C)
+    out, rstds = [], []
+    for xr in xrows:
+        rstd = 1.0 / math.sqrt(_dot(xr, xr) / C + eps)
+        out.append([v * rstd * w for v, w in zip(xr, weight)])
+        rstds.append(rstd)
+    return unflatten(out, lead), RMSNormCache(xrows, lead, weight, rstds)
+
+
+def rms_norm_backward(dout: Tensor, cache: RMSNormCache) -> tuple[Tensor, Tensor]:
+    """(dx, dweight). With xhat = x rstd and g = dout * weight:
+    dx = rstd (g - xhat mean(g xhat)), dweight = sum over rows of dout xhat.
+
+    (rstd depends on every x of the row: d rstd / dx_j = -rstd^3 x_j / C, which gives the
+    second term; layer norm's extra -mean(g) comes from the mean RMS norm does not subtract.)
+    """
+    lead, weight = cache.lead, cache.weight
+    C = len(weight)
+    drows, dlead = _rows("dout", dout, C)
+    if dlead != lead:
+        raise ValueError(f"dout must have shape {lead + (C,)}, got {shape_of(dout)}")
+    dx, dweight = [], [0.0] * C
+    for xr, dr, rstd in zip(cache.x, drows, cache.rstd):
+        xhat = [v * rstd for v in xr]
+        g = [d * w for d, w in zip(dr, weight)]  # dL/dxhat
+        gx_mean = _dot(g, xhat) / C
+        dx.append([rstd * (gc - xh * gx_mean) for gc, xh in zip(g, xhat)])
+        for c in range(C):
+            dweight[c] += dr[c] * xhat[c]
+    return unflatten(dx, lead), dweight
+
+
+# -- rotary position embeddings --------------------------------------------------------------------
+class RotaryCache(NamedTuple):
+    """What `rope_backward` needs from `rope_forward`.
+
+    cos, sin: (T, hs/2) the rotation of each position and frequency (the backward rotates back);
+    n_head: how the channels split into heads; shape: x's shape (B, T, C).
+    """
+
+    cos: Any
+    sin: Any
+    n_head: int
+    shape: tuple
+
+
+def check_rope_args(C: int, n_head: Any, start: Any, theta: Any) -> tuple[int, int, float]:
+    """(n_head, start, theta) checked for rotary embeddings on C channels: n_head an int >= 1
+    dividing C into heads of an even size (pairs of channels rotate), start an int >= 0, theta a
+    finite number > 0."""
+    n_head = check_count("n_head", n_head, low=1)
+    if C % n_head != 0:
+        raise ValueError(f"x's C={C} channels must be divisible by n_head={n_head}")
+    hs = C // n_head
+    if hs % 2 != 0:
+        raise ValueError(
+            f"rotary embeddings need an even head size (channels rotate in pairs), got head "
+            f"size {hs} = C {C} / n_head {n_head}"
+        )
+    start = check_count("start", start)
+    theta = check_number("theta", theta, positive=True)
+    return n_head, start, theta
+
+
+def rotary_tables(T: int, hs: int, start: int = 0, theta: float = 10000.0) -> tuple[list, list]:
+    """(cos, sin), each (T, hs/2): angle[t][i] = (start + t) * theta^(-2i/hs) for pair i.
+
+    Low pairs turn fast, high pairs slowly, so every relative offset gives a distinct rotation.
+    The frequencies are Hugging Face's: inv_freq[i] = 1 / theta ** (2i / hs).
+
+    >>> cos, sin = rotary_tables(2, 2)
+    >>> cos[1][0] == math.cos(1.0) and sin[0][0] == 0.0
+    True
+    """
+    half = hs // 2
+    inv_freq = [1.0 / theta ** (2 * i / hs) for i in range(half)]
+    angles = [[(start + t) * f for f in inv_freq] for t in range(T)]
+    return [[math.cos(a) for a in row] for row in angles], [
+        [math.sin(a) for a in row] for row in angles
+    ]
+
+
+def rope_forward(
+    x: Tensor, n_head: int, start: int = 0, theta: float = 10000.0
+) -> tuple[Tensor, RotaryCache]:
+    """Rotary position embeddings (Su et al., 2021; LLaMA's), on q or k (B, T, C), per head.
+
+    Each head's hs channels are hs/2 pairs, pair i being channels i and i + hs/2 (the
+    "half-split" layout of Hugging Face's `rotate_half`), and position start + t turns pair i by
+    the angle (start + t) theta^(-2i/hs):
+
+        out[i]        = x[i] cos - x[i + hs/2] sin
+        out[i + hs/2] = x[i + hs/2] cos + x[i] sin
+
+    A rotation keeps lengths, and q_t . k_s then depends on the positions only through t - s:
+    relative positions, with no table to learn and no limit but the angles.
+    """
+    check_numbers("x", x)
+    shape = shape_of(x)
+    if len(shape) != 3:
+        raise ValueError(f"x must have shape (B, T, C), got {shape}")
+    check_shape("x", x, shape)
+    B, T, C = shape
+    n_head, start, theta = check_rope_args(C, n_head, start, theta)
+    hs = C // n_head
+    half = hs // 2
+    cos, sin = rotary_tables(T, hs, start, theta)
+    out = []
+    for seq in x:
+        out_b = []
+        for t, row in enumerate(seq):
+            c, s = cos[t], sin[t]
+            new = [0.0] * C
+            for h in range(n_head):
+                o = h * hs
+                for i in range(half):
+                    x1, x2 = row[o + i], row[o + half + i]
+                    new[o + i] = x1 * c[i] - x2 * s[i]
+                    new[o + half + i] = x2 * c[i] + x1 * s[i]
+            out_b.append(new)
+        out.append(out_b)
+    return out, RotaryCache(cos, sin, n_head, shape)
+
+
+def rope_backward(dout: Tensor, cache: RotaryCache) -> Tensor:
+    """dx: the gradient rotated back (a rotation's transpose is its inverse), pair by pair:
+
+    dx[i] = d[i] cos + d[i + hs/2] sin,   dx[i + hs/2] = d[i + hs/2] cos - d[i] sin.
+    """
+    check_numbers("dout", dout)
+    if shape_of(dout) != cache.shape:
+        raise ValueError(f"dout must have shape {cache.shape}, got {shape_of(dout)}")
+    check_shape("dout", dout, cache.shape)
+    _, _, C = cache.shape
+    hs = C // cache.n_head
+    half = hs // 2
+    dx = []
+    for seq in dout:
+        dx_b = []
+        for t, row in enumerate(seq):
+            c, s = cache.cos[t], cache.sin[t]
+            new = [0.0] * C
+            for h in range(cache.n_head):
+                o = h * hs
+                for i in range(half):
+                    d1, d2 = row[o + i], row[o + half + i]
+                    new[o + i] = d1 * c[i] + d2 * s[i]
+                    new[o + half + i] = d2 * c[i] - d1 * s[i]
+            dx_b.append(new)
+        dx.append(dx_b)
+    return dx
+
+
 # -- elementwise activations -----------------------------------------------------------------------
 class ActivationCache(NamedTuple):
     """What `activation_backward` needs from `activation_forward`.
@@ -393,6 +580,46 @@ def activation_backward(dout: Tensor, cache: ActivationCache) -> Tensor:
     if shape_of(dout) != shape:
         raise ValueError(f"dout must have shape {shape}, got {shape_of(dout)}")
     return unflatten([d * df(v) for d, v in zip(flatten(dout), cache.x)], shape)
+
+
+# -- SwiGLU ----------------------------------------------------------------------------------------
+class SwiGLUCache(NamedTuple):
+    """What `swiglu_backward` needs from `swiglu_forward`: gate and up flattened, for the two
+    products' gradients; shape: their shape."""
+
+    gate: Any
+    up: Any
+    shape: tuple
+
+
+def swiglu_forward(gate: Tensor, up: Tensor) -> tuple[Tensor, SwiGLUCache]:
+    """SwiGLU's gated product (Shazeer, 2020; LLaMA's feed-forward): silu(gate) * up, elementwise.
+
+    The feed-forward is down(silu(gate(x)) * up(x)): the gate decides, per hidden unit, how much
+    of the up-projection passes. silu(g) = g sigma(g) (`activations.silu`).
+    """
+    check_numbers("gate", gate), check_numbers("up", up)
+    shape = shape_of(gate)
+    check_shape("gate", gate, shape)
+    if shape_of(up) != shape:
+        raise ValueError(f"up must have the shape of gate {shape}, got {shape_of(up)}")
+    check_shape("up", up, shape)
+    g, u = flatten(gate), flatten(up)
+    out = [silu(a) * b for a, b in zip(g, u)]
+    return unflatten(out, shape), SwiGLUCache(g, u, shape)
+
+
+def swiglu_backward(dout: Tensor, cache: SwiGLUCache) -> tuple[Tensor, Tensor]:
+    """(dgate, dup): dgate = dout * up * silu'(gate), dup = dout * silu(gate)."""
+    check_numbers("dout", dout)
+    shape = cache.shape
+    if shape_of(dout) != shape:
+        raise ValueError(f"dout must have shape {shape}, got {shape_of(dout)}")
+    check_shape("dout", dout, shape)
+    d = flatten(dout)
+    dgate = [dd * b * silu_derivative(a) for dd, a, b in zip(d, cache.gate, cache.up)]
+    dup = [dd * silu(a) for dd, a in zip(d, cache.gate)]
+    return unflatten(dgate, shape), unflatten(dup, shape)
 
 
 # -- dropout ---------------------------------------------------------------------------------------
@@ -618,6 +845,25 @@ class LayerNorm(_Layer):
         dx, dweight, dbias = layer_norm_backward(dout, self._saved())
         _add_into(self.weight.grad, dweight)
         _add_into(self.bias.grad, dbias)
+        return dx
+
+
+class RMSNorm(_Layer):
+    """RMS norm over the last axis (LLaMA's `LlamaRMSNorm`): `weight` ones (dim,), no bias."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        dim = check_count("dim", dim, low=1)
+        self.eps = check_eps(eps)
+        self.weight = Parameter([1.0] * dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out, self._cache = rms_norm_forward(x, self.weight.data, self.eps)
+        return out
+
+    def backward(self, dout: Tensor) -> Tensor:
+        dx, dweight = rms_norm_backward(dout, self._saved())
+        _add_into(self.weight.grad, dweight)
         return dx
 
 

@@ -5,6 +5,7 @@
     python scripts/bench.py tokenizer --mb 10 --vocab-size 8192 --repeat 3
     python scripts/bench.py tokenizer --reference run  # also time the reference once (minutes)
     python scripts/bench.py gpt --reference run        # GPT training vs PyTorch (and reference)
+    python scripts/bench.py llama                      # LLaMA training vs a PyTorch LLaMA
     python scripts/bench.py mlp                        # the digit network's epoch vs PyTorch
     python scripts/bench.py gpt-cuda                   # GPT training on an NVIDIA GPU vs PyTorch
 
@@ -375,6 +376,36 @@ def bench_gpt(args) -> None:
     )
 
 
+def bench_llama(args) -> None:
+    """LLaMA training tokens/s: fast vs a PyTorch eager LLaMA of the same architecture (CPU),
+    each in its own process, with MFU against the numpy float32 GEMM rate of the same run."""
+    import bench_models
+
+    print(f"\n== LLaMA training throughput ==\n{machine()}")
+    gemm = bench_isolated.measure("gemm", [1024], ["numpy"], args.repeat, 3)["numpy"]
+    gflops = figure(gemm["seconds"], gemm["info"]["units"] / 1e9)
+    print(f"float32 GEMM (numpy 1024^3, its own process): {gflops} GFLOP/s")
+    header = ["shape (V, T, L, H, H_kv, C, I, B)", "fast tok/s", "eager tok/s", "fast/eager"]
+    rows = []
+    for shape in bench_models.LLAMA_SHAPES:
+        res = bench_isolated.measure("llama", list(shape), ["fast", "torch"], args.repeat, 2)
+        fast_rate, eager = rate(res["fast"]), rate(res["torch"])
+        cells = [
+            figure(res[n]["seconds"], res[n]["info"]["units"]) if rate(res[n]) else "skipped"
+            for n in ("fast", "torch")
+        ]
+        mfu = fast_rate * res["fast"]["info"]["flops_per_unit"] / rate(gemm)
+        rows.append(
+            [str(tuple(shape)), *cells, f"{fast_rate / eager:.2f}x" if eager else "-"]
+            + [f"{mfu:.1%}"]
+        )
+    print_table(
+        f"median over {args.repeat} alternated rounds (min-max), each contender in its own process",
+        [*header, "MFU"],
+        rows,
+    )
+
+
 def bench_mlp(args) -> None:
     """The 784-16-16-10 digit network's epoch: fast vs PyTorch, each in its own process (and the
     reference on a tenth of the images, scaled)."""
@@ -419,6 +450,7 @@ def gpu_name() -> str:
 SECTIONS = {
     "tokenizer": bench_tokenizer,
     "gpt": bench_gpt,
+    "llama": bench_llama,
     "mlp": bench_mlp,
     "gpt-cuda": bench_gpt_cuda,
 }

@@ -8,6 +8,9 @@ or environment settings touch another's:
   of steps: pure Python is slow);
 - MFU: the model's training FLOP/s (nanoGPT's 6N + 12LCT per token) over this machine's float32
   GEMM rate, measured in the same run (its own process) with a 1024^3 numpy matmul;
+- LLaMA training tokens/s: `fast.Llama` against a PyTorch eager LLaMA of the same architecture
+  (`torch_baselines.TorchLlama`), at GPT_SHAPES' largest shape with 6 query / 2 key-value heads
+  and LLaMA's SwiGLU width 8C/3;
 - the 784-16-16-10 digit network's epoch (synthetic 28x28 data, batch 32, Adam): `fast.fit`
   against a PyTorch training loop;
 This module imports `fast` and `torch` only inside the functions that build their contenders.
@@ -115,6 +118,60 @@ def _reference_gpt_step(shape):
     return step
 
 
+LLAMA_SHAPES = [  # (vocab, block, layers, heads, KV heads, width, SwiGLU width, batch)
+    (4096, 256, 6, 6, 2, 384, 1024, 4),
+]
+
+
+def _llama_config(shape):
+    import fast
+
+    V, T, L, H, H_kv, C, I, _ = shape
+    return fast.LlamaConfig(
+        vocab_size=V, hidden_size=C, intermediate_size=I, num_hidden_layers=L,
+        num_attention_heads=H, num_key_value_heads=H_kv, max_position_embeddings=T,
+        tie_word_embeddings=True,
+    )  # fmt: skip
+
+
+def _fast_llama_step(shape, device="cpu"):
+    import fast
+
+    V, T, B = shape[0], shape[1], shape[-1]
+    model = fast.Llama(_llama_config(shape), device=device)
+    opt = fast.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    idx, tgt = _gpt_batch(V, T, B)
+    sync = _cuda_synchronize if device == "cuda" else (lambda: None)
+
+    def step():
+        model(idx, tgt)
+        model.zero_grad()
+        model.backward()
+        opt.step()
+        sync()
+
+    return step, model.flops_per_token()
+
+
+def _torch_llama_step(shape):
+    import torch
+    from torch_baselines import TorchLlama
+
+    V, T, L, H, H_kv, C, I, B = shape
+    torch.manual_seed(0)
+    model = TorchLlama(V, T, L, H, H_kv, C, I)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    idx, tgt = (torch.tensor(a) for a in _gpt_batch(V, T, B))
+
+    def step():
+        loss = model(idx, tgt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
 def _mlp_data(n: int):
     rng = np.random.default_rng(0)
     return rng.random((n, 784), dtype=np.float32), rng.integers(0, 10, n)
@@ -181,6 +238,13 @@ def build(section: str, name: str, shape):
             return _torch_gpt_step(shape, compiled=name == "torch.compile"), {"units": B * T}
         if name == "reference":  # pure Python: one step, no warm-up to speak of
             return _reference_gpt_step(shape), {"units": B * T, "warmup": 0}
+    if section == "llama":
+        tokens = shape[1] * shape[-1]
+        if name == "fast":
+            step, flops_per_token = _fast_llama_step(tuple(shape))
+            return step, {"units": tokens, "flops_per_unit": flops_per_token}
+        if name == "torch":
+            return _torch_llama_step(tuple(shape)), {"units": tokens}
     if section == "mlp":
         n, batch = shape
         makers = {"fast": _fast_mlp_epoch, "torch": _torch_mlp_epoch}

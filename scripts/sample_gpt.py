@@ -1,5 +1,5 @@
-"""Sample text from a GPT checkpoint written by train_gpt.py (or any GPT-2 directory with a
-tokenizer).
+"""Sample text from a GPT or LLaMA checkpoint written by train_gpt.py (or any GPT-2 or LLaMA
+directory with a tokenizer; config.json's model_type says which).
 
     python scripts/sample_gpt.py runs/gpt --prompt "def " --max-new-tokens 100
     python scripts/sample_gpt.py runs/gpt --temperature 0        # greedy
@@ -18,6 +18,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402  (puts the repository root on sys.path)
+
+import reference.module  # noqa: E402  (the config.json reader)
 
 
 def load_tokenizer(m, folder: str):
@@ -45,13 +47,15 @@ def main(argv=None) -> int:
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context per token")
     args = common.finish_backend_args(p.parse_args(argv))
 
-    m = common.load_backend(args.backend, "GPT", "BPETokenizer")
+    m = common.load_backend(args.backend, "GPT", "Llama", "BPETokenizer")
     if not os.path.isdir(args.checkpoint):
         common.fail(f"checkpoint {args.checkpoint}: no such folder")
     if not os.path.isfile(os.path.join(args.checkpoint, "config.json")):
         common.fail(f"checkpoint {args.checkpoint}: no config.json there (not a model folder)")
     with common.user_errors(f"checkpoint {args.checkpoint}: "):
-        model = m.GPT.from_pretrained(args.checkpoint, **common.model_options(args))
+        config = reference.module.read_config_json(os.path.join(args.checkpoint, "config.json"))
+        family = m.Llama if config.get("model_type") == "llama" else m.GPT
+        model = family.from_pretrained(args.checkpoint, **common.model_options(args))
         tok = load_tokenizer(m, args.checkpoint)
     prompt = tok.encode_ordinary(args.prompt)
     if not prompt:

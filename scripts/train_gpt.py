@@ -1,6 +1,7 @@
-"""Train a small GPT-2 on a slice of the default corpus (the standard library's own sources).
+"""Train a small GPT-2 (or LLaMA) on a slice of the default corpus (the standard library's sources).
 
     python scripts/train_gpt.py --backend fast    # the main job: a 0.9M-parameter GPT, minutes
+    python scripts/train_gpt.py --backend fast --arch llama   # the same budget, a LLaMA
     python scripts/train_gpt.py                   # reference backend, bytes, a few minutes
     python scripts/train_gpt.py --vocab-size 384 --n-embd 32 --n-head 4 --steps 400
     python scripts/train_gpt.py --data my.txt --backend fast --max-minutes 10
@@ -9,6 +10,12 @@
 
 Each backend has a preset sized to what it can train in minutes on two cores (`--preset`; any
 flag given explicitly overrides the preset's value).
+
+`--arch llama` trains the LLaMA-family decoder instead (RMS norm, rotary positions, SwiGLU,
+grouped-query attention with --n-kv-head key/value heads, the head tied to the embedding as the
+GPT's), on the same data, batches, optimizer and schedule. Its --intermediate-size defaults to
+the multiple of 8 that brings a layer's parameter count nearest the GPT block's (12 C^2 + 13 C),
+so the two compare at a matched size; --dropout is its attention dropout (its only site).
 
 Trains a byte-level BPE tokenizer on the slice, holds out its last tokens for validation, then
 trains with AdamW (weight decay on matrices only, as GPT-2), a cosine learning-rate schedule and
@@ -112,6 +119,9 @@ DEFAULT_PRESET = {"reference": "tiny", "fast": "small"}
 # What a run cannot change when it is resumed: the data, the model, the batches, the schedule.
 FROZEN = (
     "backend",
+    "arch",
+    "n_kv_head",
+    "intermediate_size",
     "data",
     "text_bytes",
     "vocab_size",
@@ -136,6 +146,8 @@ KEPT = ("log_interval", "eval_interval", "max_minutes", "keep", "cache_dir")
 NEEDS = (
     "GPT",
     "GPTConfig",
+    "Llama",
+    "LlamaConfig",
     "AdamW",
     "CosineWarmupLR",
     "clip_grad_norm",
@@ -161,6 +173,24 @@ def parse_args(argv=None):
     p.add_argument("--n-layer", type=pos_int, default=None)
     p.add_argument("--n-head", type=pos_int, default=None)
     p.add_argument("--n-embd", type=pos_int, default=None)
+    p.add_argument(
+        "--arch",
+        choices=("gpt", "llama"),
+        default="gpt",
+        help="GPT-2 (default) or the LLaMA-family decoder",
+    )
+    p.add_argument(
+        "--n-kv-head",
+        type=pos_int,
+        default=None,
+        help="llama: key/value heads (default: half of --n-head when that divides it, else all)",
+    )
+    p.add_argument(
+        "--intermediate-size",
+        type=pos_int,
+        default=None,
+        help="llama: the SwiGLU hidden size (default: matches the GPT block's parameter count)",
+    )
     p.add_argument("--dropout", type=nonneg, default=0.0)
     p.add_argument("--batch-size", type=pos_int, default=None)
     p.add_argument("--steps", type=pos_int, default=None)
@@ -197,8 +227,61 @@ def parse_args(argv=None):
     common.check_global_batch(args.batch_size)
     if args.n_embd % args.n_head:
         common.fail(f"--n-embd ({args.n_embd}) must be divisible by --n-head ({args.n_head})")
+    if args.arch == "llama":
+        if (args.n_embd // args.n_head) % 2:
+            common.fail(
+                f"--arch llama needs an even head size (rotary embeddings turn pairs of "
+                f"channels), got --n-embd {args.n_embd} / --n-head {args.n_head} = "
+                f"{args.n_embd // args.n_head}"
+            )
+        if args.n_kv_head is None:
+            args.n_kv_head = args.n_head // 2 if args.n_head % 2 == 0 else args.n_head
+        if args.n_head % args.n_kv_head:
+            common.fail(f"--n-kv-head ({args.n_kv_head}) must divide --n-head ({args.n_head})")
+        if args.intermediate_size is None:
+            args.intermediate_size = matched_intermediate_size(
+                args.n_embd, args.n_embd // args.n_head * args.n_kv_head
+            )
+    elif args.n_kv_head is not None or args.intermediate_size is not None:
+        common.fail("--n-kv-head and --intermediate-size belong to --arch llama")
     common.check_text_file(args.data, "--data")
     return args, resume_from
+
+
+def matched_intermediate_size(C: int, C_kv: int) -> int:
+    """The SwiGLU width (a multiple of 8, at least 8) whose LLaMA layer has the parameter count
+    nearest a GPT-2 block's of width C: 12 C^2 + 13 C there; here q and o (2 C^2), k and v
+    (2 C C_kv), gate, up and down (3 C I) and two RMS gains (2 C)."""
+    budget = 12 * C * C + 13 * C - 2 * C * C - 2 * C * C_kv - 2 * C
+    return max(8, 8 * round(budget / (3 * C) / 8))
+
+
+def build_model(m, args, vocab_size: int):
+    """(config, model) of --arch on the backend `m`."""
+    if args.arch == "llama":
+        config = m.LlamaConfig(
+            vocab_size=vocab_size,
+            hidden_size=args.n_embd,
+            intermediate_size=args.intermediate_size,
+            num_hidden_layers=args.n_layer,
+            num_attention_heads=args.n_head,
+            num_key_value_heads=args.n_kv_head,
+            max_position_embeddings=args.block_size,
+            tie_word_embeddings=True,  # as the GPT's head
+            attention_dropout=args.dropout,
+            seed=args.seed,
+        )
+        return config, m.Llama(config, **common.model_options(args))
+    config = m.GPTConfig(
+        vocab_size=vocab_size,
+        block_size=args.block_size,
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        n_embd=args.n_embd,
+        dropout=args.dropout,
+        seed=args.seed,
+    )
+    return config, m.GPT(config, **common.model_options(args))
 
 
 def main(argv=None) -> int:
@@ -223,16 +306,7 @@ def main(argv=None) -> int:
     )
 
     with common.user_errors():
-        config = m.GPTConfig(
-            vocab_size=tok.n_vocab,
-            block_size=args.block_size,
-            n_layer=args.n_layer,
-            n_head=args.n_head,
-            n_embd=args.n_embd,
-            dropout=args.dropout,
-            seed=args.seed,
-        )
-        model = m.GPT(config, **common.model_options(args))
+        config, model = build_model(m, args, tok.n_vocab)
         opt = make_optimizer(m, model, args)
         warmup = min(args.warmup, args.steps - 1)  # the schedule needs warmup < steps
         schedule = m.CosineWarmupLR(args.lr, warmup, args.steps, min_lr=args.min_lr)
@@ -253,9 +327,13 @@ def main(argv=None) -> int:
     best = run.saved.get("best_val_loss")
     tokens_per_step = args.batch_size * args.block_size
     flops = model.flops_per_token() if hasattr(model, "flops_per_token") else None
+    shape = f"L={args.n_layer} H={args.n_head} C={args.n_embd} T={args.block_size}"
+    if args.arch == "llama":
+        shape = f"LLaMA {shape} KV heads={args.n_kv_head} I={args.intermediate_size}"
+    else:
+        shape = f"GPT {shape}"
     print(
-        f"{args.backend}: GPT L={config.n_layer} H={config.n_head} C={config.n_embd} "
-        f"T={config.block_size} V={config.vocab_size}, {model.num_parameters():,} parameters"
+        f"{args.backend}: {shape} V={tok.n_vocab}, {model.num_parameters():,} parameters"
         + (f", {flops:,} training FLOPs per token" if flops else "")
         + f"; batch {args.batch_size} x {args.block_size} = {tokens_per_step} tokens per step"
     )
@@ -342,7 +420,8 @@ def main(argv=None) -> int:
         f"({1 - final / h_val:.1%} lower); {run.elapsed():.0f}s in all"
     )
     if args.out_dir:
-        print(f"checkpoint: {args.out_dir} (loads with GPT.from_pretrained or transformers)")
+        family = "Llama" if args.arch == "llama" else "GPT"
+        print(f"checkpoint: {args.out_dir} (loads with {family}.from_pretrained or transformers)")
         print(f"metrics: {os.path.join(args.out_dir, 'metrics.jsonl')}")
 
     prompt = tok.encode_ordinary(args.prompt) or [0]

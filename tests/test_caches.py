@@ -28,6 +28,10 @@ def _inputs():
         "cross_entropy_forward": (x, [[0, 1, 3], [2, 2, 1]]),
         "attention_forward": (t(2, 2, 3, 2), t(2, 2, 4, 2), t(2, 2, 4, 2), True, None, 0.3, 1, 2),
         "multi_head_attention_forward": (x, x, x, 2, True),
+        "rms_norm_forward": (x, t(4), 1e-6),
+        "rope_forward": (x, 2, 3, 500.0),
+        "swiglu_forward": (x, t(2, 3, 4)),
+        "grouped_query_attention_forward": (x, t(2, 5, 2), t(2, 5, 2), 2, 1, True, None, 0.3, 1, 2),
     }
 
 

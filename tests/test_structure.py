@@ -186,6 +186,13 @@ _CPU_PATHS = textwrap.dedent(
     gpt = fast.GPT(fast.GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8))
     gpt.forward([[1, 2, 3]], [[2, 3, 4]])
     gpt.backward()
+    llama = fast.Llama(fast.LlamaConfig(
+        vocab_size=11, hidden_size=8, intermediate_size=6, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=8,
+    ))
+    llama.forward([[1, 2, 3]], [[2, 3, 4]])
+    llama.backward()
+    llama.generate([[1]], 2)
     loaded = sorted(m for m in sys.modules if m.startswith(("numba.cuda", "numba_cuda")))
     assert not loaded, loaded
     assert "fast.cuda" not in sys.modules

@@ -245,6 +245,23 @@ def merged(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 1, 3)).reshape(B, T, H * hs)
 
 
+def repeat_kv(x: np.ndarray, n_rep: int) -> np.ndarray:
+    """(B, Hkv, T, hs), any strides -> (B, Hkv * n_rep, T, hs): query head h reads KV head
+    h // n_rep (a copy; x itself when n_rep is 1)."""
+    return x if n_rep == 1 else np.repeat(x, n_rep, axis=1)
+
+
+def sum_kv_groups(dx: np.ndarray, n_rep: int, out: np.ndarray) -> np.ndarray:
+    """out (B, H / n_rep, T, hs), any strides = the sums of dx (B, H, T, hs) over each group of
+    n_rep consecutive heads (the backward of `repeat_kv`), added in head order."""
+    B, H, T, hs = dx.shape
+    groups = dx.reshape(B, H // n_rep, n_rep, T, hs)
+    out[...] = groups[:, :, 0]
+    for g in range(1, n_rep):
+        out += groups[:, :, g]
+    return out
+
+
 # Causal attention skips the future: q k^T, w v and the backward's products run block-row by
 # block-row of BLOCK queries (and block-column by block-column of keys for dk, dv), each reaching
 # only the keys its last query sees. At T = 256 that is 10 of 16 blocks, about a third less

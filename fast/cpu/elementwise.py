@@ -15,7 +15,16 @@ INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 # kernel ids, shared by the forward and derivative dispatchers
-STEP, SIGMOID, RELU, TANH, GELU, GELU_ERF, IDENTITY = range(7)
+STEP, SIGMOID, RELU, TANH, GELU, GELU_ERF, IDENTITY, SILU = range(8)
+
+
+@njit(cache=True, inline="always")
+def _sigmoid(x):
+    """1 / (1 + e^-x) in two branches, so exp never overflows (the reference's `sigmoid`)."""
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
 
 
 @njit(cache=True, inline="always")
@@ -36,6 +45,8 @@ def _f(kind, x):
         return 0.5 * x * (1.0 + math.tanh(u))
     if kind == GELU_ERF:
         return 0.5 * x * (1.0 + math.erf(x * INV_SQRT_2))
+    if kind == SILU:
+        return x * _sigmoid(x)
     return x
 
 
@@ -62,6 +73,9 @@ def _df(kind, x):
         return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du
     if kind == GELU_ERF:
         return 0.5 * (1.0 + math.erf(x * INV_SQRT_2)) + x * INV_SQRT_2PI * math.exp(-0.5 * x * x)
+    if kind == SILU:
+        s = _sigmoid(x)
+        return s * (1.0 + x * (1.0 - s))
     return 1.0
 
 

@@ -16,6 +16,9 @@ from numba import njit, prange
 
 from .elementwise import (
     GELU,
+    SILU,
+    _df,
+    _f,
     activation_backward_kernel,
     activation_kernel,
     derivative_kernel,
@@ -75,6 +78,77 @@ def layer_norm_backward_kernel(dout, x, weight, mean, rstd, dx, dweight, dbias):
 
 
 @njit(cache=True, parallel=True)
+def rms_norm_forward_kernel(x, weight, eps, out, rstd):
+    """x (N, C) -> out (N, C) = x * rstd * weight, rstd = 1 / sqrt(mean(x^2) + eps) per row
+    (saved); the sum of squares in channel order, as the reference."""
+    N, C = x.shape
+    for r in prange(N):
+        s = 0.0
+        for c in range(C):
+            s += x[r, c] * x[r, c]
+        rs = 1.0 / math.sqrt(s / C + eps)
+        for c in range(C):
+            out[r, c] = x[r, c] * rs * weight[c]
+        rstd[r] = rs
+
+
+@njit(cache=True, parallel=True)
+def rms_norm_backward_kernel(dout, x, weight, rstd, dx, dweight):
+    """dx = rstd (g - xhat mean(g xhat)), g = dout * weight, row-parallel; dweight = the sum of
+    dout * xhat over rows, channel-parallel (each in row order)."""
+    N, C = x.shape
+    for r in prange(N):
+        rs = rstd[r]
+        gx_sum = 0.0
+        for c in range(C):
+            gx_sum += (dout[r, c] * weight[c]) * (x[r, c] * rs)
+        gx_mean = gx_sum / C
+        for c in range(C):
+            dx[r, c] = rs * (dout[r, c] * weight[c] - (x[r, c] * rs) * gx_mean)
+    for c in prange(C):
+        dw = 0.0
+        for r in range(N):
+            dw += dout[r, c] * (x[r, c] * rstd[r])
+        dweight[c] = dw
+
+
+@njit(cache=True, parallel=True)
+def rope_kernel(x, cos, sin, T, n_head, sign, out):
+    """Rotary embeddings on rows x (B*T, C), row r at position r % T: pair i of each head,
+    channels (i, i + hs/2), turned by the table's angle, times `sign` (1 forward, -1 to rotate a
+    gradient back)."""
+    N, C = x.shape
+    hs = C // n_head
+    half = hs // 2
+    for r in prange(N):
+        t = r % T
+        for h in range(n_head):
+            o = h * hs
+            for i in range(half):
+                c = cos[t, i]
+                s = sin[t, i] * sign
+                x1 = x[r, o + i]
+                x2 = x[r, o + half + i]
+                out[r, o + i] = x1 * c - x2 * s
+                out[r, o + half + i] = x2 * c + x1 * s
+
+
+@njit(cache=True, parallel=True)
+def swiglu_kernel(gate, up, out):
+    """out = silu(gate) * up (flat arrays)."""
+    for i in prange(gate.size):
+        out[i] = _f(SILU, gate[i]) * up[i]
+
+
+@njit(cache=True, parallel=True)
+def swiglu_backward_kernel(dout, gate, up, dgate, dup):
+    """dgate = dout * up * silu'(gate), dup = dout * silu(gate) (flat arrays)."""
+    for i in prange(gate.size):
+        dgate[i] = dout[i] * up[i] * _df(SILU, gate[i])
+        dup[i] = dout[i] * _f(SILU, gate[i])
+
+
+@njit(cache=True, parallel=True)
 def embedding_backward_kernel(ids, dout, dweight):
     """dweight[ids[n]] += dout[n] for every n; channel-parallel so each sum runs in token order."""
     N, C = dout.shape
@@ -116,6 +190,46 @@ def layer_norm_rows(x2: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float):
     rstd = np.empty(x2.shape[0], dtype=np.float64)
     layer_norm_forward_kernel(x2, w, b, eps, out, mean, rstd)
     return out, mean, rstd
+
+
+def rms_norm_rows(x2: np.ndarray, w: np.ndarray, eps: float):
+    """(out, rstd) for the rows of x2 (N, C) (contiguous); rstd in float64."""
+    out = np.empty_like(x2)
+    rstd = np.empty(x2.shape[0], dtype=np.float64)
+    rms_norm_forward_kernel(x2, w, eps, out, rstd)
+    return out, rstd
+
+
+def rms_norm_rows_backward(d, x2, w, rstd):
+    """(dx, dweight) for `rms_norm_rows`, one fused kernel."""
+    dx = np.empty_like(x2)
+    dweight = np.empty(w.shape[0], dtype=w.dtype)
+    rms_norm_backward_kernel(d, x2, w, rstd, dx, dweight)
+    return dx, dweight
+
+
+def rope_rows(x2, cos, sin, T: int, n_head: int, sign: float):
+    """Rotary embeddings on the rows x2 (B*T, C) (contiguous), tables (T, hs/2) in x2's dtype:
+    a fresh (B*T, C); sign 1 turns forward, -1 back (the backward)."""
+    out = np.empty_like(x2)
+    rope_kernel(x2, cos, sin, T, n_head, x2.dtype.type(sign), out)
+    return out
+
+
+def swiglu(gate, up):
+    """silu(gate) * up, a fresh array of gate's shape (both contiguous, one dtype)."""
+    out = np.empty_like(gate)
+    swiglu_kernel(gate.reshape(-1), up.reshape(-1), out.reshape(-1))
+    return out
+
+
+def swiglu_backward(d, gate, up):
+    """(dgate, dup) for `swiglu`, one fused loop."""
+    dgate, dup = np.empty_like(gate), np.empty_like(gate)
+    swiglu_backward_kernel(
+        d.reshape(-1), gate.reshape(-1), up.reshape(-1), dgate.reshape(-1), dup.reshape(-1)
+    )
+    return dgate, dup
 
 
 def layer_norm_rows_backward(d, x2, w, mean, rstd):

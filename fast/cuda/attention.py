@@ -183,6 +183,34 @@ def merged(x: DeviceArray) -> DeviceArray:
     return out
 
 
+def repeat_kv(x: DeviceArray, n_rep: int) -> DeviceArray:
+    """(B, Hkv, T, hs), any strides -> a fresh (B, Hkv * n_rep, T, hs): query head h reads KV
+    head h // n_rep (x itself when n_rep is 1). One strided copy per group member."""
+    if n_rep == 1:
+        return x
+    B, Hkv, T, hs = x.shape
+    out = empty((B, Hkv * n_rep, T, hs), x.dtype)
+    if out.size:
+        s0, s1, s2, s3 = out.strides
+        for g in range(n_rep):  # heads g, n_rep + g, 2 n_rep + g, ...: KV heads 0, 1, 2, ...
+            DeviceArray(out.buffer, x.shape, (s0, n_rep * s1, s2, s3), out.offset + g * s1)[...] = x
+    return out
+
+
+def sum_kv_groups(dx: DeviceArray, n_rep: int, out: DeviceArray) -> DeviceArray:
+    """out (B, H / n_rep, T, hs), any strides = the sums of dx (B, H, T, hs) over each group of
+    n_rep consecutive heads (the backward of `repeat_kv`), added in head order."""
+    if out.size:
+        s0, s1, s2, s3 = dx.strides
+        for g in range(n_rep):
+            member = DeviceArray(dx.buffer, out.shape, (s0, n_rep * s1, s2, s3), dx.offset + g * s1)
+            if g == 0:
+                out[...] = member
+            else:
+                out += member
+    return out
+
+
 def _product(a: DeviceArray, b: DeviceArray, out: DeviceArray) -> None:
     """out = a @ b (batched), zeros when the inner size is 0 (gemm would scale garbage by 0)."""
     if a.shape[-1] == 0:

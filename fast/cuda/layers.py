@@ -28,7 +28,7 @@ import math
 import numpy as np
 from numba import cuda, float64, types
 
-from ..cpu.elementwise import _df, _f
+from ..cpu.elementwise import SILU, _df, _f
 from ..cpu.rng import philox_word
 from .array import DeviceArray, ascontiguous, empty, empty_like, sum_chunks_kernel, to_device, zeros
 from .launch import ELEMENTWISE_THREADS, ROW_THREADS, column_chunks, grid_1d
@@ -95,6 +95,89 @@ def layer_norm_backward_params_kernel(dout, x, mean, rstd, N, C, chunk, dweight_
             db += d
         dweight_part[k * C + c] = dw
         dbias_part[k * C + c] = db
+
+
+@cuda.jit
+def rms_norm_forward_kernel(x, weight, eps, C, out, rstd):
+    """Row blockIdx.x of x (N, C) flat: out = x * rstd * weight, rstd = 1/sqrt(mean(x^2) + eps)."""
+    shared = cuda.shared.array(ROW_THREADS, float64)
+    r, t = cuda.blockIdx.x, cuda.threadIdx.x
+    base = r * C
+    s = 0.0
+    for c in range(t, C, ROW_THREADS):
+        s += x[base + c] * x[base + c]
+    rs = 1.0 / math.sqrt(block_sum(shared, s) / C + eps)
+    for c in range(t, C, ROW_THREADS):
+        out[base + c] = x[base + c] * rs * weight[c]
+    if t == 0:
+        rstd[r] = rs
+
+
+@cuda.jit
+def rms_norm_backward_dx_kernel(dout, x, weight, rstd, C, dx):
+    """Row blockIdx.x: dx = rstd * (g - xhat * mean(g * xhat)), g = dout * weight."""
+    shared = cuda.shared.array(ROW_THREADS, float64)
+    r, t = cuda.blockIdx.x, cuda.threadIdx.x
+    base, rs = r * C, rstd[r]
+    gx_sum = 0.0
+    for c in range(t, C, ROW_THREADS):
+        gx_sum += (dout[base + c] * weight[c]) * (x[base + c] * rs)
+    gx_mean = block_sum(shared, gx_sum) / C
+    for c in range(t, C, ROW_THREADS):
+        dx[base + c] = rs * (dout[base + c] * weight[c] - (x[base + c] * rs) * gx_mean)
+
+
+@cuda.jit
+def rms_norm_backward_params_kernel(dout, x, rstd, N, C, chunk, dweight_part):
+    """Thread (c, k): channel c's dweight summed over the rows of chunk k, in order (float64
+    partials; `array.sum_chunks_kernel` then adds the chunks in order)."""
+    c = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    k = cuda.blockIdx.y
+    if c < C:
+        dw = 0.0
+        for r in range(k * chunk, min((k + 1) * chunk, N)):
+            dw += dout[r * C + c] * (x[r * C + c] * rstd[r])
+        dweight_part[k * C + c] = dw
+
+
+@cuda.jit
+def rope_kernel(x, cos, sin, T, n_head, C, sign, out):
+    """One thread per (row, head, pair) of x (B*T, C) flat: pair i of a head, channels
+    (i, i + hs/2), turned by the angle of row r's position r % T, times `sign`."""
+    hs = C // n_head
+    half = hs // 2
+    n = x.size // C * n_head * half
+    start, step = cuda.grid(1), cuda.gridsize(1)
+    for k in range(start, n, step):
+        i = k % half
+        rh = k // half
+        h = rh % n_head
+        r = rh // n_head
+        t = r % T
+        c = cos[t * half + i]
+        s = sin[t * half + i] * sign
+        a = r * C + h * hs + i
+        x1 = x[a]
+        x2 = x[a + half]
+        out[a] = x1 * c - x2 * s
+        out[a + half] = x2 * c + x1 * s
+
+
+@cuda.jit
+def swiglu_kernel(gate, up, out):
+    """out = silu(gate) * up, elementwise (the CPU backend's scalar silu)."""
+    start, step = cuda.grid(1), cuda.gridsize(1)
+    for i in range(start, gate.size, step):
+        out[i] = _f(SILU, gate[i]) * up[i]
+
+
+@cuda.jit
+def swiglu_backward_kernel(dout, gate, up, dgate, dup):
+    """dgate = dout * up * silu'(gate), dup = dout * silu(gate)."""
+    start, step = cuda.grid(1), cuda.gridsize(1)
+    for i in range(start, gate.size, step):
+        dgate[i] = dout[i] * up[i] * _df(SILU, gate[i])
+        dup[i] = dout[i] * _f(SILU, gate[i])
 
 
 @cuda.jit
@@ -166,6 +249,15 @@ def _ptx_kernels():
                 layer_norm_backward_params_kernel,
                 types.void(a, a, f64[::1], f64[::1], i64, i64, i64, f64[::1], f64[::1]),
             ),
+            (rms_norm_forward_kernel, types.void(a, a, f64, i64, a, f64[::1])),
+            (rms_norm_backward_dx_kernel, types.void(a, a, a, f64[::1], i64, a)),
+            (
+                rms_norm_backward_params_kernel,
+                types.void(a, a, f64[::1], i64, i64, i64, f64[::1]),
+            ),
+            (rope_kernel, types.void(a, a, a, i64, i64, i64, dt, a)),
+            (swiglu_kernel, types.void(a, a, a)),
+            (swiglu_backward_kernel, types.void(a, a, a, a, a)),
             (activation_kernel, types.void(i64, a, a)),
             (derivative_kernel, types.void(i64, a, a)),
             (activation_backward_kernel, types.void(i64, a, a, a)),
@@ -247,6 +339,69 @@ def layer_norm_rows_backward(d, x2, w, mean, rstd):
         for part, out in zip(parts, (dweight, dbias)):
             _launch(sum_chunks_kernel, C, part.flat(), chunks, C, out.flat())
     return dx, dweight, dbias
+
+
+def rms_norm_rows(x2: DeviceArray, w: DeviceArray, eps: float):
+    """(out, rstd) for the rows of x2 (N, C): one block per row."""
+    N, C = x2.shape
+    out = empty_like(x2)
+    rstd = empty((N,), np.float64)
+    if N and C:
+        rms_norm_forward_kernel[N, ROW_THREADS](
+            x2.flat(), w.flat(), eps, C, out.flat(), rstd.flat()
+        )
+    return out, rstd
+
+
+def rms_norm_rows_backward(d, x2, w, rstd):
+    """(dx, dweight): dx one block per row; dweight in two fixed-order stages over row chunks."""
+    N, C = x2.shape
+    dx = empty_like(x2)
+    dweight = empty((C,), w.dtype)
+    if N and C:
+        xb, db = x2.flat(), d.flat()
+        rms_norm_backward_dx_kernel[N, ROW_THREADS](db, xb, w.flat(), rstd.flat(), C, dx.flat())
+        chunk, chunks = column_chunks(N)
+        part = empty((chunks * C,), np.float64)
+        threads = ELEMENTWISE_THREADS
+        rms_norm_backward_params_kernel[(-(-C // threads), chunks), threads](
+            db, xb, rstd.flat(), N, C, chunk, part.flat()
+        )
+        _launch(sum_chunks_kernel, C, part.flat(), chunks, C, dweight.flat())
+    return dx, dweight
+
+
+def rope_rows(x2, cos, sin, T: int, n_head: int, sign: float):
+    """Rotary embeddings on the rows x2 (B*T, C), tables (T, hs/2) in x2's dtype: a fresh
+    (B*T, C); sign 1 turns forward, -1 back (the backward)."""
+    x2 = ascontiguous(x2)
+    out = empty_like(x2)
+    N, C = x2.shape
+    pairs = N * C // 2
+    _launch(
+        rope_kernel, pairs, x2.flat(), ascontiguous(cos).flat(), ascontiguous(sin).flat(),
+        T, n_head, C, x2.dtype.type(sign), out.flat(),
+    )  # fmt: skip
+    return out
+
+
+def swiglu(gate: DeviceArray, up: DeviceArray) -> DeviceArray:
+    """silu(gate) * up, one elementwise kernel."""
+    gate, up = ascontiguous(gate), ascontiguous(up)
+    out = empty_like(gate)
+    _launch(swiglu_kernel, gate.size, gate.flat(), up.flat(), out.flat())
+    return out
+
+
+def swiglu_backward(d, gate, up):
+    """(dgate, dup) for `swiglu`, one elementwise kernel."""
+    d = ascontiguous(d)
+    dgate, dup = empty_like(gate), empty_like(gate)
+    _launch(
+        swiglu_backward_kernel, gate.size, d.flat(), gate.flat(), up.flat(), dgate.flat(),
+        dup.flat(),
+    )  # fmt: skip
+    return dgate, dup
 
 
 def elementwise(kind: int, x: DeviceArray, derivative: bool = False) -> DeviceArray:

@@ -199,6 +199,7 @@ W3 = "[[0.5, -0.5, 1.0], [1.0, 2.0, 0.0]]"  # (2, 3): out_in for C_in = 3
 Q4 = "[[[[1.0, 0.0], [0.5, 1.0]]]]"  # (1, 1, 2, 2)
 X3 = "[[[1.0, 2.0, 3.0, 4.0], [0.5, -1.0, 3.0, 0.0]]]"  # (1, 2, 4)
 LOGITS = "[[[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]]]"  # (1, 2, 3)
+K2 = "[[[1.0, 2.0], [0.5, -1.0]]]"  # (1, 2, 2): one KV head of size 2 for X3's two heads
 
 SPECS = [
     # layers: forward ops
@@ -252,6 +253,21 @@ SPECS = [
          {"dout": ("tensor", "[[[1.0, 2.0, 3.0], [0.5, -1.0, 3.0]]]")}),
     Spec("residual_backward", "m.residual_backward({dout}, m.residual_forward({X23}, {X23})[1])",
          {"dout": ("tensor", X23)}),
+    # the modern decoder's ops
+    Spec("rms_norm_forward", "m.rms_norm_forward({x}, {weight}, {eps})[0]",
+         {"x": ("tensor", X23), "weight": ("tensor", "[1.0, 0.5, 2.0]"), "eps": ("eps", "1e-6")}),
+    Spec("rope_forward", "m.rope_forward({x}, {n_head}, {start}, {theta})[0]",
+         {"x": ("tensor", X3), "n_head": ("count1", "2"), "start": ("count0", "3"),
+          "theta": ("eps", "500.0")}),
+    Spec("swiglu_forward", "m.swiglu_forward({gate}, {up})[0]",
+         {"gate": ("tensor", X23), "up": ("tensor", X23)}),
+    Spec("rms_norm_backward",
+         "m.rms_norm_backward({dout}, m.rms_norm_forward({X23}, [1.0]*3, 1e-6)[1])",
+         {"dout": ("tensor", X23)}),
+    Spec("rope_backward", f"m.rope_backward({{dout}}, m.rope_forward({X3}, 2)[1])",
+         {"dout": ("tensor", X3)}),
+    Spec("swiglu_backward", "m.swiglu_backward({dout}, m.swiglu_forward({X23}, {X23})[1])",
+         {"dout": ("tensor", X23)}),
     # losses
     Spec("softmax", "m.softmax({row})", {"row": ("tensor", "[1.0, 2.0, 0.5]")}, group="losses"),
     Spec("log_softmax", "m.log_softmax({row})", {"row": ("tensor", "[1.0, 2.0, 0.5]")},
@@ -275,6 +291,14 @@ SPECS = [
          "m.multi_head_attention_forward({q}, {k}, {v}, {n_head})[0]",
          {"q": ("tensor", X3), "k": ("tensor", X3), "v": ("tensor", X3),
           "n_head": ("count1", "2")}, group="attention"),
+    Spec("grouped_query_attention_forward",
+         "m.grouped_query_attention_forward({q}, {k}, {v}, {n_head}, {n_kv_head})[0]",
+         {"q": ("tensor", X3), "k": ("tensor", K2), "v": ("tensor", K2),
+          "n_head": ("count1", "2"), "n_kv_head": ("count1", "1")}, group="attention"),
+    Spec("grouped_query_attention_backward",
+         f"m.grouped_query_attention_backward({{dout}}, "
+         f"m.grouped_query_attention_forward({X3}, {K2}, {K2}, 2, 1)[1])",
+         {"dout": ("tensor", X3)}, group="attention"),
     # the generator
     Spec("random_u32", "m.random_u32({seed}, {stream}, {index})",
          {"seed": ("u64", "1"), "stream": ("u64", "2"), "index": ("u64", "3")}, group="rng"),
@@ -299,6 +323,16 @@ SPECS = [
     Spec("LayerNorm", "m.LayerNorm({dim}, {eps})",
          {"dim": ("count1", "4"), "eps": ("eps", "1e-5")}, show="_show(_shapes({out}))",
          group="modules"),
+    Spec("RMSNorm", "m.RMSNorm({dim}, {eps})",
+         {"dim": ("count1", "4"), "eps": ("eps", "1e-6")}, show="_show(_shapes({out}))",
+         group="modules"),
+    Spec("LlamaConfig",
+         "m.LlamaConfig(vocab_size={vocab_size}, hidden_size=4, intermediate_size=3, "
+         "num_hidden_layers=1, num_attention_heads=2, num_key_value_heads={num_key_value_heads}, "
+         "rms_norm_eps={rms_norm_eps}).num_key_value_heads",
+         {"vocab_size": ("count1", "7"), "num_key_value_heads": ("count1", "1"),
+          "rms_norm_eps": ("eps", "1e-6")}, group="modules",
+         valid_labels={"num_key_value_heads": ("none",)}),
     Spec("Activation", "m.Activation({activation})", {"activation": ("choice", "'relu'")},
          show="_show({out}.activation)", group="modules"),
     Spec("Dropout", "m.Dropout({p})", {"p": ("prob", "0.1")}, show="_show({out}.p)",

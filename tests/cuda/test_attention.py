@@ -267,3 +267,28 @@ def test_bad_input_elsewhere():
     # host arrays are not copied over silently
     with pytest.raises(TypeError, match="must be a DeviceArray"):
         fa.attention_forward(x4, d4, d4)
+
+
+@pytest.mark.parametrize(
+    "B, Tq, Tk, H, Hkv, hs, causal, padding, p, dtype",
+    [
+        (2, 3, 3, 4, 2, 3, True, False, 0.0, np.float64),  # two query heads per KV head
+        (1, 2, 4, 3, 1, 2, True, True, 0.3, np.float64),  # multi-query, dropout, padding
+        (2, 3, 3, 2, 2, 2, False, False, 0.0, np.float32),  # multi-head
+    ],
+)
+def test_grouped_query_attention_matches_cpu(B, Tq, Tk, H, Hkv, hs, causal, padding, p, dtype):
+    rng = np.random.default_rng(3)
+    q, dout = _rand(rng, (B, Tq, H * hs), dtype), _rand(rng, (B, Tq, H * hs), dtype)
+    k, v = _rand(rng, (B, Tk, Hkv * hs), dtype), _rand(rng, (B, Tk, Hkv * hs), dtype)
+    mask = _padding_mask(B, Tk) if padding else None
+    args = (H, Hkv, causal, mask, p, 5, 9)
+    out, cache = fa.grouped_query_attention_forward(q, k, v, *args)
+    gout, gcache = fa.grouped_query_attention_forward(
+        to_device(q), to_device(k), to_device(v), *args
+    )
+    _check(gout, out, "out")
+    grads = fa.grouped_query_attention_backward(dout, cache)
+    ggrads = fa.grouped_query_attention_backward(to_device(dout), gcache)
+    for name, got, want in zip(("dq", "dk", "dv"), ggrads, grads):
+        _check(got, want, name)

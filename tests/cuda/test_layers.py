@@ -135,3 +135,40 @@ def test_the_activation_functions_and_derivatives_on_the_device():
     for name, (f, df) in fast.ACTIVATIONS.items():
         close(f(to_device(x)), f(x), np.float64)
         close(df(to_device(x)), df(x), np.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rms_norm(dtype):
+    rng = np.random.default_rng(7)
+    x, w, d = randn(rng, 9, 37, dtype=dtype), randn(rng, 37, dtype=dtype), randn(rng, 9, 37)
+    y, cache = cpu.rms_norm_forward(x, w, 1e-6)
+    yg, cache_g = cpu.rms_norm_forward(to_device(x), to_device(w), 1e-6)
+    assert isinstance(yg, DeviceArray)
+    close(yg, y, dtype)
+    d = d.astype(dtype)
+    for got, want in zip(
+        cpu.rms_norm_backward(to_device(d), cache_g), cpu.rms_norm_backward(d, cache)
+    ):
+        close(got, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_head, hs, start", [(2, 6, 0), (1, 10, 7)])
+def test_rope(dtype, n_head, hs, start):
+    rng = np.random.default_rng(8)
+    x, d = randn(rng, 2, 3, n_head * hs, dtype=dtype), randn(rng, 2, 3, n_head * hs, dtype=dtype)
+    y, cache = cpu.rope_forward(x, n_head, start, 500.0)
+    yg, cache_g = cpu.rope_forward(to_device(x), n_head, start, 500.0)
+    close(yg, y, dtype)
+    close(cpu.rope_backward(to_device(d), cache_g), cpu.rope_backward(d, cache), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_swiglu(dtype):
+    rng = np.random.default_rng(9)
+    g, u, d = (randn(rng, 2, 3, 5, dtype=dtype) * 3 for _ in range(3))
+    y, cache = cpu.swiglu_forward(g, u)
+    yg, cache_g = cpu.swiglu_forward(to_device(g), to_device(u))
+    close(yg, y, dtype)
+    for got, want in zip(cpu.swiglu_backward(to_device(d), cache_g), cpu.swiglu_backward(d, cache)):
+        close(got, want, dtype)

@@ -180,3 +180,31 @@ def test_keyword_arguments_reach_the_gpu_path_and_device_upstream_gradients_work
     cpu(x)
     gpu(x)
     np.testing.assert_allclose(to_host(gpu.backward(to_device(g))), cpu.backward(g), atol=1e-12)
+
+
+LLAMA = dict(
+    vocab_size=13, hidden_size=8, intermediate_size=6, num_hidden_layers=1,
+    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=6,
+)  # fmt: skip
+
+
+def test_llama_stays_on_the_device_with_a_kv_cache_of_its_kv_heads(tmp_path):
+    model = fast.Llama(fast.LlamaConfig(**LLAMA, attention_dropout=0.1), device="cuda")
+    opt = fast.AdamW(model.parameters(), lr=1e-3)
+    logits, loss = model(*batch())
+    assert isinstance(logits, DeviceArray) and isinstance(loss, float)
+    model.zero_grad()
+    model.backward()
+    opt.step()
+    for name, p in model.named_parameters():
+        assert isinstance(p.data, DeviceArray) and isinstance(p.grad, DeviceArray), name
+    cache = model.new_kv_cache(2)
+    assert isinstance(cache.keys, DeviceArray) and cache.keys.shape == (1, 2, 6, 4)  # 2 KV heads
+    idx = batch()[0][:, :3]  # (generation on the GPU: conformance/test_llama.py on cuda)
+    model.save_pretrained(tmp_path, dtype="float64")
+    cpu = fast.Llama.from_pretrained(tmp_path, dtype="float64")
+    ref = reference.Llama.from_pretrained(tmp_path)
+    gpu = fast.Llama.from_pretrained(tmp_path, dtype="float64", device="cuda")
+    want, _ = ref(idx.tolist())
+    for m in (cpu, gpu):
+        np.testing.assert_allclose(to_host(m(idx)[0]), want, rtol=1e-10, atol=1e-12)

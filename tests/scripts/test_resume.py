@@ -28,11 +28,12 @@ MLP_SGD_REFERENCE = ["--backend", "reference", *MLP_SGD[2:]]
     "script, args, when, total",
     [
         ("train_gpt.py", GPT_TINY, "step     5/", 400),
+        ("train_gpt.py", [*GPT_TINY, "--arch", "llama", "--dropout", "0.1"], "step     5/", 400),
         ("train_mlp.py", MLP_SGD, "epoch   1", 2876),
         ("train_gpt.py", GPT_TINY_REFERENCE, "step    12/", 40),
         ("train_mlp.py", MLP_SGD_REFERENCE, "epoch   1", 2876),
     ],
-    ids=["gpt", "mlp", "gpt-reference", "mlp-reference"],
+    ids=["gpt", "llama", "mlp", "gpt-reference", "mlp-reference"],
 )
 def test_sigterm_then_resume_gives_the_uninterrupted_losses(tmp_path, script, args, when, total):
     check_sigterm_then_resume(tmp_path, script, args, when, total)
