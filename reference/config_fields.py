@@ -240,10 +240,10 @@ def check_t5_config(config: Any) -> None:
             f"T5Config.relative_attention_num_buckets must be >= 4 (the encoder splits them "
             f"between two directions, each needing 2), got {buckets}"
         )
-    if config.relative_attention_max_distance <= buckets // 4:
+    if config.relative_attention_max_distance <= buckets // 2:
         raise ValueError(
-            f"T5Config.relative_attention_max_distance must be > {buckets // 4} (the exact "
-            f"buckets reach that far), got {config.relative_attention_max_distance}"
+            f"T5Config.relative_attention_max_distance must be > {buckets // 2} (the decoder's "
+            f"exact buckets reach that far), got {config.relative_attention_max_distance}"
         )
     check_interval("T5Config.dropout_rate", config.dropout_rate, 0.0, 1.0, high_open=True)
     eps = check_eps(config.layer_norm_epsilon, "T5Config.layer_norm_epsilon")

@@ -576,7 +576,7 @@ class T5(Module):
         """Each source's output by picking the most likely next token until eos or `max_len`
         tokens (eos included; default config.max_len); ties to the lowest id. Returns B lists of
         ids without the start token and eos."""
-        return greedy_decode(self, src, max_len)
+        return greedy_decode(self, self._check_src(src), max_len)  # errors name vocab_size
 
     def beam_search(
         self,
@@ -586,7 +586,7 @@ class T5(Module):
         length_penalty: float = 1.0,
     ) -> list[list[int]]:
         """Each source's best output by beam search (`decoding.beam_search`)."""
-        return beam_search(self, src, beam_width, max_len, length_penalty)
+        return beam_search(self, self._check_src(src), beam_width, max_len, length_penalty)
 
 
 __all__ = ["T5Config", "T5"]
