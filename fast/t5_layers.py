@@ -22,7 +22,7 @@ import functools
 
 import numpy as np
 
-from reference.checks import check_count, check_eps, check_flag
+from reference.checks import check_count, check_eps, check_flag, check_numel
 from reference.layers import check_dropout_p
 from reference.t5_layers import (
     GatedGeluCache,
@@ -99,8 +99,10 @@ def relative_position_bias_forward(
     if w.ndim != 2:
         raise ValueError(f"weight must have shape (num_buckets, H), got {w.shape}")
     Tq, Tk = check_count("Tq", Tq, low=1), check_count("Tk", Tk, low=1)
+    check_numel("the buckets (Tq, Tk)", (Tq, Tk))
     num_buckets, H = w.shape
     check_bucket_args(num_buckets, max_distance, bidirectional)
+    check_numel("the bias (H, Tq, Tk)", (H, Tq, Tk))
     flat = _bucket_table(Tq, Tk, bool(bidirectional), int(num_buckets), int(max_distance))
     rows = kernels("layers", w).gather_rows(w, flat, (Tq, Tk))  # (Tq, Tk, H)
     bias = arrays_on(device_of(w)).ascontiguous(rows.transpose(2, 0, 1))  # (H, Tq, Tk)

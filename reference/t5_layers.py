@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 
 from .activations import gelu, gelu_derivative
 from .attention import AttentionCache, _check_mask, _masked_softmax
-from .checks import check_count, check_eps, check_flag, check_numbers
+from .checks import check_count, check_eps, check_flag, check_numbers, check_numel
 from .layers import _rows, check_dropout_p, dropout_keep
 from .nested import check_shape, flatten, shape_of, unflatten
 from .rng import check_seed_stream
@@ -161,6 +161,7 @@ def relative_position_buckets(
     """(Tq, Tk) buckets: entry (i, j) is relative_position_bucket(j - i, ...). Each offset's
     bucket is computed once (there are Tq + Tk - 1 of them)."""
     Tq, Tk = check_count("Tq", Tq, low=1), check_count("Tk", Tk, low=1)
+    check_numel("the buckets (Tq, Tk)", (Tq, Tk))
     check_bucket_args(num_buckets, max_distance, bidirectional)
     of = {
         d: relative_position_bucket(d, bidirectional, num_buckets, max_distance)
@@ -193,6 +194,7 @@ def relative_position_bias_forward(
     check_shape("weight", weight, wshape)
     num_buckets, H = wshape
     buckets = relative_position_buckets(Tq, Tk, bidirectional, num_buckets, max_distance)
+    check_numel("the bias (H, Tq, Tk)", (H, Tq, Tk))
     bias = [[[weight[b][h] for b in row] for row in buckets] for h in range(H)]  # (H, Tq, Tk)
     return bias, RelativePositionBiasCache(flatten(buckets), (Tq, Tk), wshape)
 

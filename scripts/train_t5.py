@@ -92,8 +92,8 @@ def parse_args(argv=None):
     p.add_argument("--eval-every", type=pos_int, default=250)
     p.add_argument("--eval-batches", type=pos_int, default=8)
     p.add_argument("--finetune-task", default="copy", choices=["copy", "reverse"])
-    p.add_argument("--finetune-steps", type=common.non_negative_int, default=300)
-    p.add_argument("--finetune-lr", type=nonneg, default=1e-3)
+    p.add_argument("--finetune-steps", type=common.non_negative_int, default=1500)
+    p.add_argument("--finetune-lr", type=nonneg, default=3e-3)
     p.add_argument("--finetune-test", type=pos_int, default=200, help="held-out windows")
     common.add_run_args(p, "runs/t5")
     args, resume_from = common.parse_run_args(p, argv, FROZEN, KEPT)
@@ -254,7 +254,7 @@ def main(argv=None) -> int:
         warmup = min(args.warmup, args.steps - 1)  # the schedule needs warmup < steps
         schedule = m.CosineWarmupLR(args.lr, warmup, args.steps, args.lr / 10)
     history = []  # (step, held-out loss, span accuracy, unigram baseline)
-    stage = {"pretrain_end": args.steps}  # moved earlier by --max-minutes
+    stage = {"pretrain_end": args.steps}  # moved earlier by --max-minutes; exact_match_before
 
     def save_tokenizer(folder: str) -> None:
         tok.save(os.path.join(folder, "tokenizer.bpe"))
@@ -266,11 +266,16 @@ def main(argv=None) -> int:
     )  # fmt: skip
     history[:] = [tuple(h) for h in run.saved.get("history", [])]
     stage["pretrain_end"] = run.saved.get("pretrain_end", args.steps)
+    if "exact_match_before" in run.saved:
+        stage["exact_match_before"] = run.saved["exact_match_before"]
     eval_batches = [
         corrupted_batch(m, val_ids, args, specials, EVAL_STREAM + k, args.seed + 1)
         for k in range(args.eval_batches)
     ]
     most_frequent = Counter(train_ids).most_common(1)[0][0]
+    finetune_test = finetune_pairs(
+        val_ids, args.finetune_task, args.seed + 2, FT_TEST_STREAM, args.finetune_test
+    )
     total = args.steps + args.finetune_steps
     print(
         f"{args.backend}: T5 {args.layers}+{args.layers} blocks x {args.d_model} channels, "
@@ -332,6 +337,14 @@ def main(argv=None) -> int:
                 fields = dict(val_loss=v_loss, val_span_accuracy=acc, unigram_baseline=base)
                 if last_pretraining:
                     fill_in_sample(m, model, tok, val_ids, args, specials)
+                    if args.finetune_steps:  # what pre-training alone gives on the new task
+                        before = exact_match(model, finetune_test, specials)
+                        stage["exact_match_before"] = before
+                        print(
+                            f"before fine-tuning: {args.finetune_task} exact match (greedy) "
+                            f"{before:.2%} on {len(finetune_test)} held-out windows",
+                            flush=True,
+                        )
             if logged or evaluated:
                 run.log_step(step, loss, norm, rate, **fields)
             if evaluated or step == total:
@@ -351,14 +364,14 @@ def main(argv=None) -> int:
             f"{args.eval_batches * args.batch_size} held-out windows"
         )
     if args.finetune_steps:
-        test = finetune_pairs(val_ids, args.finetune_task, args.seed + 2, FT_TEST_STREAM,
-                              args.finetune_test)  # fmt: skip
+        test = finetune_test
         t1 = time.perf_counter()
         acc = exact_match(model, test, specials)
         print(
             f"fine-tuned to {args.finetune_task} for {args.finetune_steps} steps: held-out exact "
             f"match (greedy) {acc:.2%} on {len(test)} windows of {FT_MIN}-{FT_MAX} tokens "
-            f"({time.perf_counter() - t1:.0f}s to decode)"
+            f"({time.perf_counter() - t1:.0f}s to decode; "
+            f"{stage.get('exact_match_before', float('nan')):.2%} before fine-tuning)"
         )
     if args.out_dir:
         print(f"model: {args.out_dir}/config.json + model.safetensors; metrics: {run.metrics.path}")
