@@ -25,6 +25,13 @@ end, and on Ctrl-C or SIGTERM, which finish the step, save and exit with status 
 model at the top (`config.json` + `model.safetensors`, which Hugging Face loads as
 T5ForConditionalGeneration, and `tokenizer.bpe`); `--resume` continues from the newest
 checkpoint with the losses an uninterrupted run would have had.
+
+Measured with the fast backend on 2 shared, busy cores (seed 0, the defaults: 494k parameters):
+3 min 18 s in all. Pre-training: span-token accuracy 0.8% at step 0, 13.0% at step 250, 23.8%
+at step 1500, against the unigram baseline's 1.4%. Fine-tuning to copy: greedy exact match 0% on
+the 200 held-out windows before, 10.5% after 1500 steps (copying is slow to learn without
+absolute positions: cross-attention has no position bias, so the decoder must find its place by
+content).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Attention on the CPU: the two kernels BLAS cannot do (the masked softmax with dropout, and
 its backward), and the launchers `fast/attention.py` calls on numpy arrays (`forward`,
-`backward`, `heads`, `merged`: the names and signatures of `fast/cuda/attention.py`'s), which
+`backward`, `heads`, `merged`, and T5's unscaled `biased_forward` / `biased_backward` that
+`fast/t5_layers.py` calls: the names and signatures of `fast/cuda/attention.py`'s), which
 run them between numpy's BLAS matmuls.
 
 Dimension legend: B batch, H heads, Tq queries, Tk keys. Both kernels see the (B, H, Tq, Tk)
