@@ -377,7 +377,7 @@ def test_we_load_a_hf_checkpoint_with_equal_logits_and_greedy_output(hf, tmp_pat
         dropout_rate=0.0, feed_forward_proj=proj, tie_word_embeddings=tied,
         decoder_start_token_id=0,
     )  # fmt: skip
-    torch.manual_seed(0)
+    torch.manual_seed(3)  # a seed whose greedy outputs are not one token repeated
     theirs = transformers.T5ForConditionalGeneration(cfg).double().eval()
     theirs.save_pretrained(tmp_path)
     ours = T5.from_pretrained(tmp_path)
@@ -391,11 +391,11 @@ def test_we_load_a_hf_checkpoint_with_equal_logits_and_greedy_output(hf, tmp_pat
     with torch.no_grad():
         expected = _hf_run(torch, theirs, SRC, TGT).logits.numpy().tolist()
     _assert_near(expected, logits, "logits")
-    src = [[3, 4, 5, 6, 2]]
-    with torch.no_grad():
-        generated = theirs.generate(
-            torch.tensor(src), max_new_tokens=6, do_sample=False, num_beams=1
-        )[0].tolist()
-    ids = generated[1:]  # after the start token
-    ids = ids[: ids.index(EOS)] if EOS in ids else ids
-    assert ours.greedy_decode(src, max_len=6) == [ids]
+    for src in ([[3, 4, 5, 6, 2]], [[9, 8, 2]], [[1, 5, 5, 7, 10, 2]]):
+        with torch.no_grad():
+            generated = theirs.generate(
+                torch.tensor(src), max_new_tokens=6, do_sample=False, num_beams=1
+            )[0].tolist()
+        ids = generated[1:]  # after the start token
+        ids = ids[: ids.index(EOS)] if EOS in ids else ids
+        assert ours.greedy_decode(src, max_len=6) == [ids], src
