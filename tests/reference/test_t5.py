@@ -118,14 +118,14 @@ def test_t5_attention_gradients(causal, padding, p):
 
 
 def test_t5_attention_is_unscaled():
-    q, k, v = [[[[2.0], [0.0]]]], [[[[1.0], [0.0]]]], [[[[1.0], [3.0]]]]
-    out, _ = t5_attention_forward(q, k, v, [[[0.0, 0.5], [0.0, 0.0]]])
-    w = 1.0 / (1.0 + math.exp(0.5 - 2.0))  # scores 2 and 0.5: no 1/sqrt(1) anywhere to see...
+    """hs = 4: a 1/sqrt(hs) scale would halve the scores; T5's attention adds the bias and
+    takes the softmax of q k^T + bias as it is."""
+    q = k = [[[[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]]]
+    v = [[[[1.0, 0.0, 0.0, 0.0], [3.0, 0.0, 0.0, 0.0]]]]
+    out, cache = t5_attention_forward(q, k, v, [[[0.0, 0.5], [0.0, 0.0]]])
+    w = 1.0 / (1.0 + math.exp(0.5 - 4.0))  # scores 4 and 0 + 0.5
     assert out[0][0][0][0] == pytest.approx(w * 1.0 + (1 - w) * 3.0, rel=1e-14)
-    q2 = [[[[4.0], [0.0]]]]  # ...but with hs = 1 a scale would still be 1: compare two queries
-    out2, _ = t5_attention_forward(q2, k, v)
-    w2 = 1.0 / (1.0 + math.exp(-4.0))
-    assert out2[0][0][0][0] == pytest.approx(w2 + (1 - w2) * 3.0, rel=1e-14)
+    assert cache.scale == 1.0
 
 
 def test_gated_gelu_gradients():
