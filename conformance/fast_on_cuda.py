@@ -18,7 +18,7 @@ from fast import *  # noqa: F403  (the candidate exports exactly fast's names)
 
 __all__ = list(fast.__all__)
 NOT_YET_IMPLEMENTED = fast.NOT_YET_IMPLEMENTED
-MODELS = ("MLP", "GPT", "Llama", "BERT", "BERTForSequenceClassification", "Transformer")
+MODELS = ("MLP", "GPT", "Llama", "BERT", "BERTForSequenceClassification", "Transformer", "T5")
 
 
 def _on_cuda(cls):

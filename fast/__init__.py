@@ -133,6 +133,18 @@ from .optim import (
 from .pretokenize import SPLIT_PATTERNS, get_splitter
 from .rng import permutation, philox4x32, random_u32, random_u32s, uniform, uniforms
 from .seq2seq import Transformer, TransformerConfig
+from .t5 import T5, T5Config, span_corruption
+from .t5_layers import (
+    gated_gelu_backward,
+    gated_gelu_forward,
+    relative_position_bias_backward,
+    relative_position_bias_forward,
+    relative_position_bucket,
+    t5_attention_backward,
+    t5_attention_forward,
+    t5_layer_norm_backward,
+    t5_layer_norm_forward,
+)
 from .training import FitResult, FitState, NonFiniteLossError, fit
 from .training_checkpoint import (
     checkpoint_info,
@@ -167,7 +179,11 @@ __all__ = [
     # the Transformer families
     "GPT", "GPTConfig", "sample_next_token", "BERT", "BERTConfig",
     "BERTForSequenceClassification", "mask_tokens", "Transformer", "TransformerConfig", "Llama",
-    "LlamaConfig",
+    "LlamaConfig", "T5", "T5Config", "span_corruption",
+    # T5's ops (forward/backward pairs)
+    "t5_layer_norm_forward", "t5_layer_norm_backward", "relative_position_bucket",
+    "relative_position_bias_forward", "relative_position_bias_backward", "t5_attention_forward",
+    "t5_attention_backward", "gated_gelu_forward", "gated_gelu_backward",
     # optimization and training
     "Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm", "ConstantLR", "StepDecayLR",
     "CosineWarmupLR", "fit", "FitResult", "FitState", "NonFiniteLossError",

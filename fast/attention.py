@@ -9,7 +9,9 @@ is ONE fused Numba kernel over the (B, H, Tq) score rows, and the softmax/dropou
 another (`fast/cpu/attention.py`, which also holds the forward and backward that run them). The
 public functions here check their inputs once, then call the launchers of the inputs' device,
 `fast.device.kernels("attention", ...)`: `fast/cpu/attention.py` or `fast/cuda/attention.py`,
-with the same names and signatures (`forward`, `backward`, `heads`, `merged`).
+with the same names and signatures (`forward`, `backward`, `heads`, `merged`; T5's attention in
+`fast/t5_layers.py` calls their `biased_forward` / `biased_backward`, the same kernels with scale
+1 and a bias added to the scores).
 
 Same names, arguments, semantics and errors as the reference (see its module docstring for the
 mask and dropout rules). Differences: arrays in (nested lists accepted), arrays out, in the

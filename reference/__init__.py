@@ -3,12 +3,13 @@
 Every concept of the project is here, readable like a textbook; the `fast` backend implements the
 same public API and the conformance suite checks it against this package.
 
-The model files (`gpt.py`, `llama.py`, `bert.py`, `seq2seq.py`) hold the architectures; what every
-model and every backend shares has a module of its own: `checks.py` (argument and input checks),
+The model files (`gpt.py`, `llama.py`, `bert.py`, `seq2seq.py`, `t5.py`) hold the architectures;
+what every model and every backend shares has a module of its own: `checks.py` (argument and input checks),
 `config_fields.py` (config fields and the config classes' checks), `hf.py` (Hugging Face config
 and checkpoint-name mapping), `decoding.py` (the sampling rule, greedy and beam decoding),
-`init.py` (initialisation streams and the Xavier draw), `masking.py` (BERT's masked-LM recipe)
-and `nested.py` (the nested-list tensor's helpers).
+`init.py` (initialisation streams and the Xavier draw), `masking.py` (BERT's masked-LM recipe),
+`span_corruption.py` (T5's pre-training corruption) and `nested.py` (the nested-list tensor's
+helpers).
 
 Teaching-only names (present here, not required of other backends): see `TEACHING_ONLY`.
 """
@@ -119,6 +120,19 @@ from .optim import (
 from .pretokenize import SPLIT_PATTERNS, get_splitter
 from .rng import permutation, philox4x32, random_u32, random_u32s, uniform, uniforms
 from .seq2seq import Transformer, TransformerConfig
+from .span_corruption import span_corruption
+from .t5 import T5, T5Config
+from .t5_layers import (
+    gated_gelu_backward,
+    gated_gelu_forward,
+    relative_position_bias_backward,
+    relative_position_bias_forward,
+    relative_position_bucket,
+    t5_attention_backward,
+    t5_attention_forward,
+    t5_layer_norm_backward,
+    t5_layer_norm_forward,
+)
 from .training import FitResult, FitState, NonFiniteLossError, fit
 from .training_checkpoint import (
     checkpoint_info,
@@ -160,7 +174,11 @@ __all__ = [
     # the Transformer families
     "GPT", "GPTConfig", "sample_next_token", "BERT", "BERTConfig",
     "BERTForSequenceClassification", "mask_tokens", "Transformer", "TransformerConfig", "Llama",
-    "LlamaConfig",
+    "LlamaConfig", "T5", "T5Config", "span_corruption",
+    # T5's ops (forward/backward pairs)
+    "t5_layer_norm_forward", "t5_layer_norm_backward", "relative_position_bucket",
+    "relative_position_bias_forward", "relative_position_bias_backward", "t5_attention_forward",
+    "t5_attention_backward", "gated_gelu_forward", "gated_gelu_backward",
     # byte-level BPE tokenizer
     "BPETokenizer", "TokenizerFileError", "SPLIT_PATTERNS", "get_splitter",
     # checkpoints and data

@@ -272,3 +272,72 @@ def check_llama_config(config: Any) -> None:
             raise ValueError(
                 f"{name} must be None or an id in [0, vocab_size={config.vocab_size}), got {value}"
             )
+
+
+def check_t5_config(config: Any) -> None:
+    """Every field of a `T5Config`: sizes ints in [1, MAX_NUMEL], at least 2 relative position
+    buckets per direction and a max_distance past the exact ones, dropout in [0, 1),
+    layer_norm_epsilon in (0, 1), initializer_factor > 0, a known feed_forward_proj, pad/eos/
+    decoder-start ids in the vocabulary (pad and eos distinct), a 64-bit seed."""
+    for name in (
+        "vocab_size",
+        "d_model",
+        "d_kv",
+        "d_ff",
+        "num_layers",
+        "num_decoder_layers",
+        "num_heads",
+        "relative_attention_num_buckets",
+        "relative_attention_max_distance",
+        "max_len",
+    ):
+        value = getattr(config, name)
+        if not is_int(value):
+            raise TypeError(f"T5Config.{name} must be an int, got {_got(value)}")
+        check_count(f"T5Config.{name}", value, 1, MAX_NUMEL)  # refuse what cannot be built
+    buckets = config.relative_attention_num_buckets
+    if buckets < 4:
+        raise ValueError(
+            f"T5Config.relative_attention_num_buckets must be >= 4 (the encoder splits them "
+            f"between two directions, each needing 2), got {buckets}"
+        )
+    if config.relative_attention_max_distance <= buckets // 2:
+        raise ValueError(
+            f"T5Config.relative_attention_max_distance must be > {buckets // 2} (the decoder's "
+            f"exact buckets reach that far), got {config.relative_attention_max_distance}"
+        )
+    check_interval("T5Config.dropout_rate", config.dropout_rate, 0.0, 1.0, high_open=True)
+    eps = check_eps(config.layer_norm_epsilon, "T5Config.layer_norm_epsilon")
+    if eps >= 1.0:
+        raise ValueError(f"T5Config.layer_norm_epsilon must be in (0, 1), got {eps}")
+    factor = config.initializer_factor
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)):
+        raise TypeError(f"T5Config.initializer_factor must be a number, got {_got(factor)}")
+    if not 0.0 < factor < math.inf:
+        raise ValueError(f"T5Config.initializer_factor must be positive and finite, got {factor}")
+    if config.feed_forward_proj not in T5_FEED_FORWARD_PROJ:
+        raise ValueError(
+            f"T5Config.feed_forward_proj must be one of {T5_FEED_FORWARD_PROJ}, got "
+            f"{config.feed_forward_proj!r}"
+        )
+    if not isinstance(config.tie_word_embeddings, bool):
+        raise TypeError(
+            f"T5Config.tie_word_embeddings must be a bool, got {_got(config.tie_word_embeddings)}"
+        )
+    for name in ("pad_token_id", "eos_token_id", "decoder_start_token_id"):
+        value = getattr(config, name)
+        if not is_int(value):
+            raise TypeError(f"T5Config.{name} must be an int token id, got {_got(value)}")
+        if not 0 <= value < config.vocab_size:
+            raise ValueError(
+                f"T5Config.{name} must be in [0, vocab_size={config.vocab_size}), got {value}"
+            )
+    if config.pad_token_id == config.eos_token_id:
+        raise ValueError(
+            f"T5Config.pad_token_id and eos_token_id must differ, both are {config.pad_token_id}"
+        )
+    if not is_int(config.seed) or not 0 <= config.seed <= MASK64:
+        raise ValueError(f"T5Config.seed must be an int in [0, 2**64), got {config.seed!r}")
+
+
+T5_FEED_FORWARD_PROJ = ("relu", "gated-gelu")  # T5 v1.0 and v1.1

@@ -450,3 +450,131 @@ def load_bert_classifier_state(model: Any, state: dict[str, Any], stacklevel: in
             f"freshly initialised (not in the checkpoint): {fresh}", stacklevel=stacklevel + 1
         )
     model.load_state_dict(state, strict=False)
+
+
+# -- T5 --------------------------------------------------------------------------------------------
+T5_SIZE_KEYS = (
+    "vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers", "num_heads",
+    "relative_attention_num_buckets", "relative_attention_max_distance",
+)  # fmt: skip
+
+
+def t5_config_to_hf(config: Any) -> dict[str, Any]:
+    """The Hugging Face `T5Config` JSON for a `T5Config` (what `config.json` holds). An untied
+    head is written `tie_word_embeddings` false, which is also what tells `transformers` not to
+    rescale the decoder's output by d_model**-0.5."""
+    gated = config.feed_forward_proj == "gated-gelu"
+    return {
+        "model_type": "t5",
+        "architectures": ["T5ForConditionalGeneration"],
+        "is_encoder_decoder": True,
+        **{key: getattr(config, key) for key in T5_SIZE_KEYS},
+        "dropout_rate": config.dropout_rate,
+        "layer_norm_epsilon": config.layer_norm_epsilon,
+        "initializer_factor": config.initializer_factor,
+        "feed_forward_proj": config.feed_forward_proj,
+        "dense_act_fn": "gelu_new" if gated else "relu",
+        "is_gated_act": gated,
+        "tie_word_embeddings": config.tie_word_embeddings,
+        "scale_decoder_outputs": config.tie_word_embeddings,
+        "use_cache": True,
+        "pad_token_id": config.pad_token_id,
+        "eos_token_id": config.eos_token_id,
+        "decoder_start_token_id": config.decoder_start_token_id,
+        "model_archaeology": {"seed": config.seed, "max_len": config.max_len},
+    }
+
+
+def t5_config_from_hf(config: dict[str, Any]) -> dict[str, Any]:
+    """`T5Config`'s keyword arguments from a Hugging Face T5 `config.json` (ours, or one that
+    `transformers` wrote).
+
+    Missing keys take `T5Config`'s defaults (num_decoder_layers: num_layers; decoder start: the
+    pad id). Every field read is checked for type and range (a TypeError or ValueError naming the
+    key). Refused with a ValueError: another model_type, a feed_forward_proj other than "relu"
+    and "gated-gelu", a decoder-only config. A head without the d_model**-0.5 rescaling
+    (tie_word_embeddings or scale_decoder_outputs false) is read as untied.
+    """
+    require_dict(config)
+    model_type = config.get("model_type", "t5")
+    if model_type != "t5":
+        raise ValueError(f"config is not a T5 config (model_type={model_type!r}, expected 't5')")
+    proj = str_field(config, "feed_forward_proj", "relu")
+    if proj not in ("relu", "gated-gelu"):
+        raise ValueError(
+            f"config.json: feed_forward_proj={proj!r} is not supported (need 'relu' or "
+            "'gated-gelu')"
+        )
+    if not bool_field(config, "is_encoder_decoder", True) or bool_field(
+        config, "is_decoder", False
+    ):
+        raise ValueError("config.json: this T5 is an encoder-decoder (is_encoder_decoder true)")
+    # transformers 5 writes tie_word_embeddings true for every T5 and says "untied" (T5 v1.1:
+    # no rescaling, its own head) with scale_decoder_outputs false; older files say it with
+    # tie_word_embeddings false. Either way the head is untied here; a checkpoint without
+    # lm_head.weight starts it from shared.weight (convert_hf_t5_state_dict).
+    tied = bool_field(config, "tie_word_embeddings", True)
+    tied = bool_field(config, "scale_decoder_outputs", tied) and tied
+    ours = config.get("model_archaeology", {})
+    require_dict(ours, "config field model_archaeology")
+    num_layers = int_field(config, "num_layers", 6)
+    pad = int_field(config, "pad_token_id", 0, low=0)
+    kwargs = {
+        "vocab_size": int_field(config, "vocab_size", 32128),
+        "d_model": int_field(config, "d_model", 512),
+        "d_kv": int_field(config, "d_kv", 64),
+        "d_ff": int_field(config, "d_ff", 2048),
+        "num_layers": num_layers,
+        "num_decoder_layers": optional_int_field(config, "num_decoder_layers", None, low=1)
+        or num_layers,
+        "num_heads": int_field(config, "num_heads", 8),
+        "relative_attention_num_buckets": int_field(config, "relative_attention_num_buckets", 32),
+        "relative_attention_max_distance": int_field(
+            config, "relative_attention_max_distance", 128
+        ),
+        "dropout_rate": float_field(config, "dropout_rate", 0.1, 0.0, 1.0),
+        "layer_norm_epsilon": float_field(
+            config, "layer_norm_epsilon", 1e-6, 0.0, 1.0, low_open=True
+        ),
+        "initializer_factor": float_field(
+            config, "initializer_factor", 1.0, 0.0, math.inf, low_open=True
+        ),
+        "feed_forward_proj": proj,
+        "tie_word_embeddings": tied,
+        "pad_token_id": pad,
+        "eos_token_id": int_field(config, "eos_token_id", 1, low=0),
+        "decoder_start_token_id": optional_int_field(config, "decoder_start_token_id", None)
+        if config.get("decoder_start_token_id") is not None
+        else pad,
+        "seed": int_field(ours, "seed", 0, low=0, high=MASK64 + 1),
+        "max_len": int_field(ours, "max_len", 512),
+    }
+    return kwargs
+
+
+def convert_hf_t5_state_dict(state: dict[str, Any], tied: bool) -> dict[str, Any]:
+    """A Hugging Face `T5ForConditionalGeneration` state dict in our names: the stacks' copies of
+    the shared embedding (`encoder.embed_tokens.weight`, `decoder.embed_tokens.weight`) dropped
+    when equal to `shared.weight`, the head's too when `tied`; for an untied head a checkpoint
+    without `lm_head.weight` ties it (as `transformers` does). The decoder's cross-attention
+    never has a relative bias: a stray one is dropped, as `transformers` ignores it."""
+    out = dict(state)
+    out.pop("decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight", None)
+    shared = out.get("shared.weight")
+    copies = ["encoder.embed_tokens.weight", "decoder.embed_tokens.weight"]
+    if tied:
+        copies.append("lm_head.weight")
+    elif "lm_head.weight" not in out and shared is not None:
+        out["lm_head.weight"] = shared
+    for name in copies:
+        value = out.pop(name, None)
+        if value is None:
+            continue
+        if shared is None:
+            out["shared.weight"] = shared = value
+        elif not _same_tensor(value, shared):
+            raise ValueError(
+                f"checkpoint's {name} differs from shared.weight; this T5 ties them"
+                + ("" if name != "lm_head.weight" else " (tie_word_embeddings is true)")
+            )
+    return out

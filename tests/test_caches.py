@@ -32,6 +32,18 @@ def _inputs():
         "rope_forward": (x, 2, 3, 500.0),
         "swiglu_forward": (x, t(2, 3, 4)),
         "grouped_query_attention_forward": (x, t(2, 5, 2), t(2, 5, 2), 2, 1, True, None, 0.3, 1, 2),
+        "t5_layer_norm_forward": (x, t(4), 1e-6),
+        "relative_position_bias_forward": (t(4, 2), 3, 5, False, 6),
+        "t5_attention_forward": (
+            t(2, 2, 3, 2),
+            t(2, 2, 4, 2),
+            t(2, 2, 4, 2),
+            t(2, 3, 4),
+            True,
+            [[0, 0, 0, 1]] * 2,
+            0.3,
+        ),
+        "gated_gelu_forward": (x, t(2, 3, 4)),
     }
 
 

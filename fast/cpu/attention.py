@@ -1,6 +1,7 @@
 """Attention on the CPU: the two kernels BLAS cannot do (the masked softmax with dropout, and
 its backward), and the launchers `fast/attention.py` calls on numpy arrays (`forward`,
-`backward`, `heads`, `merged`: the names and signatures of `fast/cuda/attention.py`'s), which
+`backward`, `heads`, `merged`, and T5's unscaled `biased_forward` / `biased_backward` that
+`fast/t5_layers.py` calls: the names and signatures of `fast/cuda/attention.py`'s), which
 run them between numpy's BLAS matmuls.
 
 Dimension legend: B batch, H heads, Tq queries, Tk keys. Both kernels see the (B, H, Tq, Tk)
@@ -289,15 +290,29 @@ def _key_blocks(Tq: int, Tk: int, causal: bool) -> list[tuple[int, int, int]]:
 def forward(q, k, v, causal, padding, dropout_p, seed, stream, out):
     """(out, cache) on validated arrays: q (B, H, Tq, hs), k and v (B, H, Tk, hs), any
     strides; writes `out` (B, H, Tq, hs) (any strides BLAS takes, e.g. a view of (B, Tq, C))."""
+    scale = 1.0 / math.sqrt(q.shape[3])
+    return _attend(q, k, v, None, scale, causal, padding, dropout_p, seed, stream, out)
+
+
+def biased_forward(q, k, v, bias, causal, padding, dropout_p, seed, stream, out):
+    """T5's attention: as `forward`, with scores q k^T + bias (bias (H, Tq, Tk) or None) and no
+    scaling; the cache's scale is 1.0."""
+    return _attend(q, k, v, bias, 1.0, causal, padding, dropout_p, seed, stream, out)
+
+
+def _attend(q, k, v, bias, scale, causal, padding, dropout_p, seed, stream, out):
+    """softmax(scale * (q k^T + bias) + masks) v with dropout, for `forward` and
+    `biased_forward` (bias None: none added)."""
     B, H, Tq, hs = q.shape
     Tk = k.shape[2]
     dtype = q.dtype.type
-    scale = 1.0 / math.sqrt(hs)
     causal = bool(causal)
     blocks = _query_blocks(Tq, Tk, causal)
     weights = np.empty((B, H, Tq, Tk), dtype=q.dtype)  # scores, then the softmax in place
     for i0, i1, kend in blocks:
         np.matmul(q[:, :, i0:i1], k[:, :, :kend].swapaxes(-1, -2), out=weights[:, :, i0:i1, :kend])
+        if bias is not None:  # only where the kernel reads: the rest may be left unwritten
+            weights[:, :, i0:i1, :kend] += bias[:, i0:i1, :kend]
     dropped = np.empty_like(weights) if dropout_p > 0.0 else weights
     masked_softmax_dropout(
         weights.reshape(B * H * Tq, Tk),
@@ -321,6 +336,21 @@ def forward(q, k, v, causal, padding, dropout_p, seed, stream, out):
 
 def backward(dout, cache, dq, dk, dv):
     """dout (B, H, Tq, hs), any strides -> writes dq, dk, dv (shaped as the cached q, k, v)."""
+    return _attend_backward(dout, cache, dq, dk, dv)[:3]
+
+
+def biased_backward(dout, cache, dq, dk, dv):
+    """`biased_forward`'s backward: (dq, dk, dv, dbias), dbias (H, Tq, Tk) the score gradient
+    summed over the batch (in batch order)."""
+    dq, dk, dv, ds = _attend_backward(dout, cache, dq, dk, dv)
+    dbias = ds[0].copy()
+    for b in range(1, ds.shape[0]):
+        dbias += ds[b]
+    return dq, dk, dv, dbias
+
+
+def _attend_backward(dout, cache, dq, dk, dv):
+    """(dq, dk, dv, ds) for `_attend`; ds (B, H, Tq, Tk) = d loss / d (scaled scores) * scale."""
     q, k, v, weights, dropped = cache.q, cache.k, cache.v, cache.weights, cache.dropped
     scale, causal = cache.scale, cache.causal
     B, H, Tq, Tk = weights.shape
@@ -344,4 +374,4 @@ def backward(dout, cache, dq, dk, dv):
             wd[:, :, qstart:, j0:j1].swapaxes(-1, -2), dout[:, :, qstart:], out=dv[:, :, j0:j1]
         )
         np.matmul(ds[:, :, qstart:, j0:j1].swapaxes(-1, -2), q[:, :, qstart:], out=dk[:, :, j0:j1])
-    return dq, dk, dv
+    return dq, dk, dv, ds

@@ -223,14 +223,27 @@ def _product(a: DeviceArray, b: DeviceArray, out: DeviceArray) -> None:
 def forward(q, k, v, causal, padding, dropout_p, seed, stream, out):
     """q (B, H, Tq, hs), k and v (B, H, Tk, hs), any strides; writes `out` (B, H, Tq, hs) (any
     strides, e.g. a view of (B, Tq, C)); returns (out, cache) as the CPU's `_forward` does."""
+    scale = 1.0 / math.sqrt(q.shape[3])
+    return _attend(q, k, v, None, scale, causal, padding, dropout_p, seed, stream, out)
+
+
+def biased_forward(q, k, v, bias, causal, padding, dropout_p, seed, stream, out):
+    """T5's attention: as `forward`, with scores q k^T + bias (bias (H, Tq, Tk) or None, one
+    broadcast add) and no scaling; the cache's scale is 1.0."""
+    return _attend(q, k, v, bias, 1.0, causal, padding, dropout_p, seed, stream, out)
+
+
+def _attend(q, k, v, bias, scale, causal, padding, dropout_p, seed, stream, out):
+    """softmax(scale * (q k^T + bias) + masks) v with dropout, for both launchers above."""
     B, H, Tq, hs = q.shape
     Tk = k.shape[2]
-    scale = 1.0 / math.sqrt(hs)
     causal = bool(causal)
     weights = empty((B, H, Tq, Tk), q.dtype)  # scores, then the softmax in place
     dropped = empty(weights.shape, q.dtype) if dropout_p > 0.0 else weights
     if weights.size:
         gemm(q, k.swapaxes(-1, -2), weights)
+        if bias is not None:
+            weights += bias.reshape((1, H, Tq, Tk))
         mask = _no_padding() if padding is None else to_device(padding.astype(np.uint8))
         # (seed and stream are checked, and used, only when dropout is on)
         seed, stream = (seed, stream) if dropout_p > 0.0 else (0, 0)
@@ -248,6 +261,19 @@ def forward(q, k, v, causal, padding, dropout_p, seed, stream, out):
 
 def backward(dout, cache, dq, dk, dv):
     """dout (B, H, Tq, hs), any strides -> writes dq, dk, dv (shaped as the cached q, k, v)."""
+    return _attend_backward(dout, cache, dq, dk, dv)[:3]
+
+
+def biased_backward(dout, cache, dq, dk, dv):
+    """`biased_forward`'s backward: (dq, dk, dv, dbias), dbias (H, Tq, Tk) the score gradient
+    summed over the batch (`DeviceArray.sum`: fixed-order column sums)."""
+    dq, dk, dv, ds = _attend_backward(dout, cache, dq, dk, dv)
+    B, H, Tq, Tk = ds.shape
+    return dq, dk, dv, ds.reshape((B, H * Tq * Tk)).sum(axis=0).reshape((H, Tq, Tk))
+
+
+def _attend_backward(dout, cache, dq, dk, dv):
+    """(dq, dk, dv, ds) for `_attend`; ds (B, H, Tq, Tk) = d loss / d (scaled scores) * scale."""
     q, k, v, weights, dropped = cache.q, cache.k, cache.v, cache.weights, cache.dropped
     scale, causal = cache.scale, cache.causal
     B, H, Tq, Tk = weights.shape
@@ -261,7 +287,7 @@ def backward(dout, cache, dq, dk, dv):
     _product(ds, k, dq)
     _product(wd.swapaxes(-1, -2), dout, dv)
     _product(ds.swapaxes(-1, -2), q, dk)
-    return dq, dk, dv
+    return dq, dk, dv, ds
 
 
 _dummy_mask = []

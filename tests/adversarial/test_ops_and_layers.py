@@ -299,6 +299,57 @@ SPECS = [
          f"m.grouped_query_attention_backward({{dout}}, "
          f"m.grouped_query_attention_forward({X3}, {K2}, {K2}, 2, 1)[1])",
          {"dout": ("tensor", X3)}, group="attention"),
+    # T5's ops and span corruption
+    Spec("t5_layer_norm_forward", "m.t5_layer_norm_forward({x}, {weight}, {eps})[0]",
+         {"x": ("tensor", X23), "weight": ("tensor", "[1.0, 0.5, 2.0]"),
+          "eps": ("eps", "1e-6")}, group="t5"),
+    Spec("t5_layer_norm_backward",
+         "m.t5_layer_norm_backward({dout}, m.t5_layer_norm_forward({X23}, [1.0]*3)[1])",
+         {"dout": ("tensor", X23)}, group="t5"),
+    Spec("relative_position_bucket",
+         "m.relative_position_bucket({relative_position}, {bidirectional}, {num_buckets}, "
+         "{max_distance})",
+         {"relative_position": ("count0", "-5"), "bidirectional": ("flag", "True"),
+          "num_buckets": ("count1", "8"), "max_distance": ("count1", "16")},
+         valid_labels={"relative_position": ("negative", "below_low", "huge", "beyond_u64")},
+         group="t5"),
+    Spec("relative_position_bias_forward",
+         "m.relative_position_bias_forward({weight}, {Tq}, {Tk}, {bidirectional}, "
+         "{max_distance})[0]",
+         {"weight": ("tensor", "[[0.5, 1.0]] * 4"), "Tq": ("count1", "2"), "Tk": ("count1", "3"),
+          "bidirectional": ("flag", "False"), "max_distance": ("count1", "6")}, group="t5"),
+    Spec("relative_position_bias_backward",
+         "m.relative_position_bias_backward({dout}, "
+         "m.relative_position_bias_forward([[0.5, 1.0]] * 4, 2, 3)[1])",
+         {"dout": ("tensor", "[[[1.0, 2.0, 3.0], [0.5, -1.0, 3.0]]] * 2")}, group="t5"),
+    Spec("t5_attention_forward",
+         "m.t5_attention_forward({q}, {k}, {v}, {position_bias}, {causal}, None, {dropout_p}, "
+         "{seed}, {stream})[0]",
+         {"q": ("tensor", Q4), "k": ("tensor", Q4), "v": ("tensor", Q4),
+          "position_bias": ("tensor", "[[[0.5, -1.0], [1.0, 0.0]]]"),
+          "causal": ("flag", "True"), "dropout_p": ("prob", "0.5"), "seed": ("u64", "1"),
+          "stream": ("u64", "2")}, valid_labels={"position_bias": ("none",)}, group="t5"),
+    Spec("t5_attention_backward",
+         "m.t5_attention_backward({dout}, m.t5_attention_forward({Q4}, {Q4}, {Q4})[1])",
+         {"dout": ("tensor", Q4)}, group="t5"),
+    Spec("gated_gelu_forward", "m.gated_gelu_forward({gate}, {up})[0]",
+         {"gate": ("tensor", X23), "up": ("tensor", X23)}, group="t5"),
+    Spec("gated_gelu_backward",
+         "m.gated_gelu_backward({dout}, m.gated_gelu_forward({X23}, {X23})[1])",
+         {"dout": ("tensor", X23)}, group="t5"),
+    Spec("span_corruption",
+         "m.span_corruption({sequences}, [99, 98], {eos_id}, {seed}, {stream}, "
+         "{noise_density}, 3.0)",
+         {"sequences": ("ids", "[[0, 1, 2]]"), "eos_id": ("count0", "1"), "seed": ("u64", "1"),
+          "stream": ("u64", "2"), "noise_density": ("prob", "0.3")},
+         valid_labels={"sequences": ("too_big", "beyond_int64", "uint64_top"),
+                       "eos_id": ("huge", "beyond_u64"), "noise_density": ()},
+         group="t5"),
+    Spec("T5Config",
+         "m.T5Config(vocab_size={vocab_size}, d_model=4, d_kv=2, d_ff=8, num_layers=1, "
+         "num_heads=2, relative_attention_num_buckets=4, relative_attention_max_distance=6, "
+         "layer_norm_epsilon={layer_norm_epsilon})",
+         {"vocab_size": ("count1", "6"), "layer_norm_epsilon": ("eps", "1e-6")}, group="t5"),
     # the generator
     Spec("random_u32", "m.random_u32({seed}, {stream}, {index})",
          {"seed": ("u64", "1"), "stream": ("u64", "2"), "index": ("u64", "3")}, group="rng"),
@@ -374,7 +425,7 @@ def _cases(spec: Spec) -> dict[str, tuple[str, str, str]]:
         extra = {"shape": SHAPE_CASES, "std": STD_CASES}
 
     def code_for(**over) -> str:
-        out = spec.call.format(X23=X23, W3=W3, **{**valid, **over})
+        out = spec.call.format(X23=X23, W3=W3, Q4=Q4, **{**valid, **over})
         return "result = " + spec.show.format(out=out)
 
     cases = {f"{spec.name}/valid": (code_for(), "", "ok")}

@@ -16,7 +16,14 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FILES = ["test_networks.py", "test_gpt.py", "test_llama.py", "test_bert.py", "test_seq2seq.py"]
+FILES = [
+    "test_networks.py",
+    "test_gpt.py",
+    "test_llama.py",
+    "test_bert.py",
+    "test_seq2seq.py",
+    "test_t5.py",
+]
 
 
 def test_model_conformance_on_the_cuda_backend():

@@ -32,6 +32,15 @@ CASES = [
     ("sample_gpt.py", [], "the following arguments are required: checkpoint"),
     ("sample_gpt.py", ["x", "--top-k", "0"], "--top-k: must be >= 1, got 0"),
     ("sample_gpt.py", ["/no/such/run"], "checkpoint /no/such/run: no such folder"),
+    ("train_t5.py", ["--noise-density", "1.5"], "--noise-density must be in (0, 1), got 1.5"),
+    ("train_t5.py", ["--mean-span", "0.5"], "--mean-span must be >= 1, got 0.5"),
+    ("train_t5.py", ["--block-size", "1"], "--block-size must be >= 2"),
+    ("train_t5.py", ["--d-model", "0"], "--d-model: must be >= 1, got 0"),
+    ("train_t5.py", ["--feed-forward-proj", "gelu"], "--feed-forward-proj: invalid choice"),
+    ("train_t5.py", ["--finetune-task", "sort"], "--finetune-task: invalid choice: 'sort'"),
+    ("train_t5.py", ["--corpus", "/no/such/file.txt"], "/no/such/file.txt: no such file"),
+    ("train_t5.py", ["--corpus", "{latin}"], "not UTF-8 text"),
+    ("train_t5.py", ["--resume", "--out-dir", ""], "--resume needs the run's --out-dir"),
 ]
 
 
