@@ -226,6 +226,8 @@ def main(argv=None) -> int:
     p.add_argument("--processes", type=common.positive_int, default=2)
     args = p.parse_args(argv)
     if args.what == "steps":
+        import fast  # noqa: F401  (first: each rank's share of the cores, before numpy's BLAS)
+
         figures = step_figures(args.steps, warmup=2)
         if figures:  # rank 0's
             print(json.dumps(figures))
