@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from reference.checkpoint import check_pretrained_files
 from reference.checks import IGNORE_INDEX
 from reference.decoding import check_generate_args, sample_next_token
 from reference.gpt import INIT_STD, GPTConfig
@@ -217,45 +218,35 @@ class _HeadCache(NamedTuple):
     shape: tuple[int, int]
 
 
-class GPT(Module):
-    """GPT-2 with a tied head; see `reference.GPT`. `dtype` is "float32" (default) or "float64";
-    `device` is "cpu" (default) or "cuda" (see `fast/device.py`)."""
+class CausalLM(Module):
+    """What a decoder-only language model with a head on its trunk does the same way whatever its
+    blocks (GPT-2's, LLaMA's): the forward with the loss, the backward from it, generation with a
+    key/value cache, loading a pretrained directory. A subclass names its trunk (`trunk`), its
+    head's weight (`lm_head_weight`), its context length (`context_length`, called
+    `context_name` in its config), its config class and Hugging Face conversion
+    (`_convert_hf_state_dict`) and how to make a cache (`new_kv_cache`)."""
 
-    def __init__(self, config: GPTConfig, dtype="float32", device="cpu"):
-        super().__init__()
-        if not isinstance(config, GPTConfig):
-            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
-        device = resolve_device(device)
-        self.config = config
-        self.dtype = resolve_dtype(dtype)
-        self.transformer = GPTTransformer(config, self.dtype)
-        self.dropout_seed = config.seed
-        self.dropout_step = 0
-        self._cache = None
-        self.to(device)
+    context_name = "block_size"
 
     @property
-    def lm_head_weight(self):
-        return self.transformer.wte.weight
+    def context_length(self) -> int:
+        return getattr(self.config, self.context_name)
 
-    def _check_idx(self, idx, name: str = "idx", max_len: int | None = None) -> np.ndarray:
-        return check_lm_idx(idx, self.config.vocab_size, name, max_len)
-
-    def _check_targets(self, targets, B: int, T: int) -> np.ndarray:
-        return check_lm_targets(targets, B, T, self.config.vocab_size)
+    def _check_idx(self, idx, max_len: int | None = None) -> np.ndarray:
+        c = self.config
+        return check_lm_idx(idx, c.vocab_size, "idx", max_len, self.context_name)
 
     @owns_inputs
     def forward(self, idx, targets=None):
-        """(logits (B, T, V), mean cross-entropy or None); see `reference.GPT.forward`."""
-        idx = self._check_idx(idx, max_len=self.config.block_size)
+        """(logits (B, T, V), mean cross-entropy or None); see the reference model's forward."""
+        idx = self._check_idx(idx, self.context_length)
         B, T = idx.shape
         if targets is not None:
-            targets = self._check_targets(targets, B, T)
+            targets = check_lm_targets(targets, B, T, self.config.vocab_size)
         if self.training:
             set_dropout_rng(self, self.dropout_seed, self.dropout_step)
             self.dropout_step += 1
-        x = self.transformer(idx)  # (B, T, C)
-        x2 = x.reshape(B * T, -1)
+        x2 = self.trunk(idx).reshape(B * T, -1)  # (B*T, C)
         logits = (x2 @ self.lm_head_weight.data.T).reshape(B, T, -1)  # (B, T, V), BLAS
         loss, loss_cache = None, None
         if targets is not None:
@@ -267,7 +258,9 @@ class GPT(Module):
     def backward(self, dlogits=None) -> None:
         """Backpropagate into every `p.grad` (accumulating), from the loss or from `dlogits`."""
         if self._cache is None:
-            raise RuntimeError("GPT.backward called before forward (or after generate)")
+            raise RuntimeError(
+                f"{type(self).__name__}.backward called before forward (or after generate)"
+            )
         x2, (B, T) = self._cache.x, self._cache.shape
         V = self.config.vocab_size
         if dlogits is None:
@@ -284,18 +277,12 @@ class GPT(Module):
                 raise ValueError(f"dlogits must have shape {(B, T, V)}, got {dlogits.shape}")
             d = to_device(dlogits, self.device, self.dtype)
         d2 = d.reshape(B * T, V)
-        wte = self.lm_head_weight
-        wte.grad += d2.T @ x2  # the head's share of the tied matrix, (V, C)
-        self.transformer.backward((d2 @ wte.data).reshape(B, T, -1))
-
-    def flops_per_token(self, T: int | None = None) -> int:
-        c = self.config
-        T = c.block_size if T is None else T
-        n = self.num_parameters() - c.block_size * c.n_embd
-        return 6 * n + 12 * c.n_layer * c.n_embd * T
+        head = self.lm_head_weight
+        head.grad += d2.T @ x2  # the head's share (of the tied matrix, when tied), (V, C)
+        self.trunk.backward((d2 @ head.data).reshape(B, T, -1))
 
     def _last_logits(self, idx: np.ndarray, kv_cache: KVCache | None) -> np.ndarray:
-        x = self.transformer(idx, kv_cache)  # (B, T, C)
+        x = self.trunk(idx, kv_cache)  # (B, T, C)
         return x[:, -1, :] @ self.lm_head_weight.data.T  # (B, V)
 
     @owns_inputs
@@ -309,11 +296,11 @@ class GPT(Module):
         seed: int = 0,
         use_cache: bool = True,
     ) -> np.ndarray:
-        """Continue each row of idx by max_new_tokens tokens; see `reference.GPT.generate`
+        """Continue each row of idx by max_new_tokens tokens; see the reference model's generate
         (same sampling rule and Philox draws, so the same tokens for the same weights)."""
         idx = self._check_idx(idx)
         check_generate_args(max_new_tokens, temperature, top_k, top_p, seed)
-        bs, B = self.config.block_size, idx.shape[0]
+        bs, B = self.context_length, idx.shape[0]
         out = np.empty((B, idx.shape[1] + max_new_tokens), dtype=np.int64)
         out[:, : idx.shape[1]] = idx
         n = idx.shape[1]
@@ -328,9 +315,7 @@ class GPT(Module):
                 elif cache is not None and cache.length < bs:
                     logits = self._last_logits(out[:, n - 1 : n], cache)
                 else:
-                    cache = KVCache(
-                        self.config.n_layer, B, bs, self.config.n_embd, self.dtype, self.device
-                    )
+                    cache = self.new_kv_cache(B)
                     logits = self._last_logits(ctx, cache)
                 rows = to_host(logits).astype(np.float64).tolist()  # (B, V) to the host
                 for b in range(B):
@@ -347,19 +332,60 @@ class GPT(Module):
         return self.config.to_hf_dict()
 
     @classmethod
-    def from_config_dict(cls, config: dict[str, Any], dtype="float32", device="cpu") -> GPT:
-        return cls(GPTConfig.from_hf_dict(config), dtype=dtype, device=device)
+    def from_config_dict(cls, config: dict[str, Any], dtype="float32", device="cpu"):
+        return cls(cls.config_class.from_hf_dict(config), dtype=dtype, device=device)
 
     @classmethod
-    def from_pretrained(cls, directory, dtype="float32", device="cpu") -> GPT:
-        """Load our directory or a Hugging Face GPT-2 one (see `reference.GPT.from_pretrained`),
-        in evaluation mode."""
+    def from_pretrained(cls, directory, dtype="float32", device="cpu"):
+        """Load our directory or one `transformers` wrote (see the reference model's
+        from_pretrained), in evaluation mode."""
         directory = os.fspath(directory)
         weights = os.path.join(directory, "model.safetensors")
         config_path = os.path.join(directory, "config.json")
-        for path in (config_path, weights):
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"{directory!r} has no {os.path.basename(path)}")
+        check_pretrained_files(directory)
         model = cls._from_config_file(config_path, dtype=dtype, device=device)
-        model.load_state_dict(convert_hf_gpt2_state_dict(load_safetensors(weights)))
+        model.load_state_dict(model._convert_hf_state_dict(load_safetensors(weights)))
         return model.eval()
+
+
+class GPT(CausalLM):
+    """GPT-2 with a tied head; see `reference.GPT`. `dtype` is "float32" (default) or "float64";
+    `device` is "cpu" (default) or "cuda" (see `fast/device.py`)."""
+
+    config_class = GPTConfig
+
+    def __init__(self, config: GPTConfig, dtype="float32", device="cpu"):
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+        device = resolve_device(device)
+        self.config = config
+        self.dtype = resolve_dtype(dtype)
+        self.transformer = GPTTransformer(config, self.dtype)
+        self.dropout_seed = config.seed
+        self.dropout_step = 0
+        self._cache = None
+        self.to(device)
+
+    @property
+    def trunk(self):
+        return self.transformer
+
+    @property
+    def lm_head_weight(self):
+        return self.transformer.wte.weight
+
+    def flops_per_token(self, T: int | None = None) -> int:
+        c = self.config
+        T = c.block_size if T is None else T
+        n = self.num_parameters() - c.block_size * c.n_embd
+        return 6 * n + 12 * c.n_layer * c.n_embd * T
+
+    def new_kv_cache(self, B: int) -> KVCache:
+        """An empty key/value cache for B sequences of up to block_size tokens."""
+        c = self.config
+        return KVCache(c.n_layer, B, c.block_size, c.n_embd, self.dtype, self.device)
+
+    @staticmethod
+    def _convert_hf_state_dict(state):
+        return convert_hf_gpt2_state_dict(state)

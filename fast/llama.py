@@ -18,39 +18,30 @@ I intermediate size, V vocabulary, L layers.
 
 from __future__ import annotations
 
-import os
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
 from reference.attention import GroupedQueryAttentionCache
-from reference.checks import IGNORE_INDEX
-from reference.decoding import check_generate_args, sample_next_token
 from reference.hf import convert_hf_llama_state_dict
-from reference.layers import CrossEntropyCache, RotaryCache, SwiGLUCache
+from reference.layers import RotaryCache, SwiGLUCache
 from reference.llama import LlamaConfig
-from reference.rng import uniform
 
 from .attention import grouped_query_attention_backward, grouped_query_attention_forward
-from .checkpoint import load_safetensors
-from .device import resolve_device, to_device, to_host, unless_on_device
+from .device import resolve_device
 from .dtypes import resolve_dtype
-from .gpt import KVCache, check_lm_idx, check_lm_targets
+from .gpt import CausalLM, KVCache
 from .layers import (
     Dropout,
     Embedding,
     Linear,
     RMSNorm,
-    cross_entropy_backward,
-    cross_entropy_forward,
     rope_backward,
     rope_forward,
-    set_dropout_rng,
     swiglu_backward,
     swiglu_forward,
 )
 from .module import Module, ModuleList
-from .validate import owns_inputs
 
 __all__ = ["LlamaConfig", "Llama", "KVCache"]
 
@@ -180,19 +171,12 @@ class LlamaModel(Module):
         self.embed_tokens.backward(dx)
 
 
-class _HeadCache(NamedTuple):
-    """What `Llama.backward` needs from `Llama.forward`: the final hidden states as rows x
-    (B*T, C) (for the head's dW = dlogits^T x), the loss's `CrossEntropyCache` (None without
-    targets) and (B, T)."""
-
-    x: Any
-    loss: CrossEntropyCache | None
-    shape: tuple[int, int]
-
-
-class Llama(Module):
+class Llama(CausalLM):
     """A LLaMA-family decoder with a language-model head; see `reference.Llama`. `dtype` is
     "float32" (default) or "float64"; `device` is "cpu" (default) or "cuda"."""
+
+    config_class = LlamaConfig
+    context_name = "max_position_embeddings"
 
     def __init__(self, config: LlamaConfig, dtype="float32", device="cpu"):
         super().__init__()
@@ -213,56 +197,14 @@ class Llama(Module):
         self.to(device)
 
     @property
+    def trunk(self):
+        return self.model
+
+    @property
     def lm_head_weight(self):
         if self.config.tie_word_embeddings:
             return self.model.embed_tokens.weight
         return self.lm_head.weight
-
-    def _check_idx(self, idx, max_len):
-        c = self.config
-        return check_lm_idx(idx, c.vocab_size, "idx", max_len, "max_position_embeddings")
-
-    @owns_inputs
-    def forward(self, idx, targets=None):
-        """(logits (B, T, V), mean cross-entropy or None); see `reference.Llama.forward`."""
-        idx = self._check_idx(idx, self.config.max_position_embeddings)
-        B, T = idx.shape
-        if targets is not None:
-            targets = check_lm_targets(targets, B, T, self.config.vocab_size)
-        if self.training:
-            set_dropout_rng(self, self.dropout_seed, self.dropout_step)
-            self.dropout_step += 1
-        x2 = self.model(idx).reshape(B * T, -1)  # (B*T, C)
-        logits = (x2 @ self.lm_head_weight.data.T).reshape(B, T, -1)  # (B, T, V), BLAS
-        loss, loss_cache = None, None
-        if targets is not None:
-            loss, loss_cache = cross_entropy_forward(logits, targets, IGNORE_INDEX)
-        self._cache = _HeadCache(x2, loss_cache, (B, T))
-        return logits, loss
-
-    @owns_inputs
-    def backward(self, dlogits=None) -> None:
-        """Backpropagate into every `p.grad` (accumulating), from the loss or from `dlogits`."""
-        if self._cache is None:
-            raise RuntimeError("Llama.backward called before forward (or after generate)")
-        x2, (B, T) = self._cache.x, self._cache.shape
-        V = self.config.vocab_size
-        if dlogits is None:
-            if self._cache.loss is None:
-                raise RuntimeError(
-                    "backward() starts from the loss: call model(idx, targets) "
-                    "first, or pass backward(dlogits)"
-                )
-            d = cross_entropy_backward(1.0, self._cache.loss)
-        else:
-            dlogits = unless_on_device(dlogits, lambda a: np.asarray(a, dtype=self.dtype))
-            if dlogits.shape != (B, T, V):
-                raise ValueError(f"dlogits must have shape {(B, T, V)}, got {dlogits.shape}")
-            d = to_device(dlogits, self.device, self.dtype)
-        d2 = d.reshape(B * T, V)
-        head = self.lm_head_weight
-        head.grad += d2.T @ x2  # (V, C)
-        self.model.backward((d2 @ head.data).reshape(B, T, -1))
 
     def flops_per_token(self, T: int | None = None) -> int:
         c = self.config
@@ -278,71 +220,5 @@ class Llama(Module):
         L, T = c.num_hidden_layers, c.max_position_embeddings
         return KVCache(L, B, T, width, self.dtype, self.device)
 
-    def _last_logits(self, idx: np.ndarray, kv_cache: KVCache | None):
-        x = self.model(idx, kv_cache)  # (B, T, C)
-        return x[:, -1, :] @ self.lm_head_weight.data.T  # (B, V)
-
-    @owns_inputs
-    def generate(
-        self,
-        idx,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        seed: int = 0,
-        use_cache: bool = True,
-    ) -> np.ndarray:
-        """Continue each row of idx by max_new_tokens tokens; see `reference.Llama.generate`
-        (same sampling rule and Philox draws, so the same tokens for the same weights)."""
-        idx = self._check_idx(idx, None)
-        check_generate_args(max_new_tokens, temperature, top_k, top_p, seed)
-        bs, B = self.config.max_position_embeddings, idx.shape[0]
-        out = np.empty((B, idx.shape[1] + max_new_tokens), dtype=np.int64)
-        out[:, : idx.shape[1]] = idx
-        n = idx.shape[1]
-        was_training = self.training
-        self.eval()
-        try:
-            cache = None
-            for i in range(max_new_tokens):
-                ctx = out[:, max(0, n - bs) : n]
-                if not use_cache:
-                    logits = self._last_logits(ctx, None)
-                elif cache is not None and cache.length < bs:
-                    logits = self._last_logits(out[:, n - 1 : n], cache)
-                else:
-                    cache = self.new_kv_cache(B)
-                    logits = self._last_logits(ctx, cache)
-                rows = to_host(logits).astype(np.float64).tolist()  # (B, V) to the host
-                for b in range(B):
-                    out[b, n] = sample_next_token(
-                        rows[b], temperature, top_k, top_p, uniform(seed, b, i)
-                    )
-                n += 1
-        finally:
-            self.train(was_training)
-            self._cache = None
-        return out
-
-    def config_dict(self) -> dict[str, Any]:
-        return self.config.to_hf_dict()
-
-    @classmethod
-    def from_config_dict(cls, config: dict[str, Any], dtype="float32", device="cpu") -> Llama:
-        return cls(LlamaConfig.from_hf_dict(config), dtype=dtype, device=device)
-
-    @classmethod
-    def from_pretrained(cls, directory, dtype="float32", device="cpu") -> Llama:
-        """Load our directory or one `transformers` wrote (see `reference.Llama.from_pretrained`),
-        in evaluation mode."""
-        directory = os.fspath(directory)
-        weights = os.path.join(directory, "model.safetensors")
-        config_path = os.path.join(directory, "config.json")
-        for path in (config_path, weights):
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"{directory!r} has no {os.path.basename(path)}")
-        model = cls._from_config_file(config_path, dtype=dtype, device=device)
-        tied = model.config.tie_word_embeddings
-        model.load_state_dict(convert_hf_llama_state_dict(load_safetensors(weights), tied))
-        return model.eval()
+    def _convert_hf_state_dict(self, state):
+        return convert_hf_llama_state_dict(state, self.config.tie_word_embeddings)

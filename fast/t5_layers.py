@@ -22,12 +22,11 @@ import functools
 
 import numpy as np
 
-from reference.checks import check_count, check_eps, check_flag, check_numel
+from reference.checks import check_count, check_flag, check_numel
 from reference.layers import check_dropout_p
 from reference.t5_layers import (
     GatedGeluCache,
     RelativePositionBiasCache,
-    T5LayerNormCache,
     check_bucket_args,
     relative_position_bucket,
 )
@@ -35,10 +34,17 @@ from reference.t5_layers import (
 from .activations import activation_kind
 from .attention import AttentionCache, _check_seed_stream, _float_arrays, _padding
 from .device import arrays_on, device_of, empty, floats, kernels
-from .layers import _check_dout, _device_operand, _floats
+from .layers import (
+    RMSNormCache,
+    _check_dout,
+    _device_operand,
+    _floats,
+    rms_norm_backward,
+    rms_norm_forward,
+)
 
 __all__ = [
-    "T5LayerNormCache", "t5_layer_norm_forward", "t5_layer_norm_backward",
+    "t5_layer_norm_forward", "t5_layer_norm_backward",
     "relative_position_bucket", "RelativePositionBiasCache", "relative_position_bias_forward",
     "relative_position_bias_backward", "t5_attention_forward", "t5_attention_backward",
     "GatedGeluCache", "gated_gelu_forward", "gated_gelu_backward",
@@ -47,29 +53,15 @@ __all__ = [
 GELU = activation_kind("gelu")
 
 
-# -- T5 layer norm ---------------------------------------------------------------------------------
+# -- T5 layer norm: RMS norm, one implementation for T5 and LLaMA (see the reference) -------------
 def t5_layer_norm_forward(x, weight, eps: float = 1e-6):
-    """weight * x / sqrt(mean(x^2) + eps) over the last axis, one fused kernel."""
-    w = _floats(weight, "weight", like=_device_operand(x, weight))
-    if w.ndim != 1 or w.shape[0] == 0:
-        raise ValueError(f"weight must have shape (C,) with C >= 1, got shape {w.shape}")
-    C = w.shape[0]
-    eps = check_eps(eps)
-    xa = _floats(x, "x", w.dtype, like=w)
-    if xa.ndim == 0 or xa.shape[-1] != C:
-        raise ValueError(f"x must have shape (..., {C}), got {xa.shape}")
-    x2 = xa.reshape(-1, C)
-    out, rstd = kernels("t5_layers", x2).t5_norm_rows(x2, w, float(eps))
-    return out.reshape(xa.shape), T5LayerNormCache(x2, xa.shape[:-1], w, rstd)
+    """weight * x / sqrt(mean(x^2) + eps) over the last axis: `fast.layers.rms_norm_forward`."""
+    return rms_norm_forward(x, weight, eps)
 
 
-def t5_layer_norm_backward(dout, cache: T5LayerNormCache):
-    """(dx, dweight), the reference's formulas in one fused kernel."""
-    x2, lead, w = cache.x, cache.lead, cache.weight
-    C = w.shape[0]
-    d = _check_dout(dout, lead + (C,), w.dtype, like=x2).reshape(-1, C)
-    dx, dweight = kernels("t5_layers", d).t5_norm_rows_backward(d, x2, w, cache.rstd)
-    return dx.reshape(lead + (C,)), dweight
+def t5_layer_norm_backward(dout, cache: RMSNormCache):
+    """(dx, dweight): `fast.layers.rms_norm_backward`."""
+    return rms_norm_backward(dout, cache)
 
 
 # -- relative position bias ------------------------------------------------------------------------

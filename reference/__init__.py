@@ -4,12 +4,12 @@ Every concept of the project is here, readable like a textbook; the `fast` backe
 same public API and the conformance suite checks it against this package.
 
 The model files (`gpt.py`, `llama.py`, `bert.py`, `seq2seq.py`, `t5.py`) hold the architectures;
-what every model and every backend shares has a module of its own: `checks.py` (argument and input checks),
-`config_fields.py` (config fields and the config classes' checks), `hf.py` (Hugging Face config
-and checkpoint-name mapping), `decoding.py` (the sampling rule, greedy and beam decoding),
-`init.py` (initialisation streams and the Xavier draw), `masking.py` (BERT's masked-LM recipe),
-`span_corruption.py` (T5's pre-training corruption) and `nested.py` (the nested-list tensor's
-helpers).
+what every model and every backend shares has a module of its own: `checks.py` (argument and
+input checks), `config_fields.py` (config fields and the config classes' checks), `hf.py`
+(Hugging Face config and checkpoint-name mapping), `decoding.py` (the sampling rule, greedy and
+beam decoding), `init.py` (initialisation streams and the Xavier draw), `masking.py` (BERT's
+masked-LM recipe), `span_corruption.py` (T5's pre-training corruption) and `nested.py` (the
+nested-list tensor's helpers).
 
 Teaching-only names (present here, not required of other backends): see `TEACHING_ONLY`.
 """

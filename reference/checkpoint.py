@@ -240,6 +240,22 @@ def read_safetensors_header(data: bytes, source: str = "checkpoint") -> tuple[di
     return header, 8 + n
 
 
+def check_pretrained_files(directory: str) -> None:
+    """Refuse a pretrained directory without `config.json` or `model.safetensors`: a
+    FileNotFoundError naming the directory and the file, with a hint when the weights are there in
+    a form this loader does not read (a pickled `pytorch_model.bin`, a sharded checkpoint)."""
+    if not os.path.isfile(os.path.join(directory, "config.json")):
+        raise FileNotFoundError(f"{directory!r} has no config.json")
+    weights = os.path.join(directory, "model.safetensors")
+    if not os.path.isfile(weights):
+        hint = ""
+        if os.path.isfile(os.path.join(directory, "pytorch_model.bin")):
+            hint = " (pytorch_model.bin is a pickle, which this loader does not read)"
+        elif os.path.isfile(weights + ".index.json"):
+            hint = " (sharded checkpoints are not supported)"
+        raise FileNotFoundError(f"{directory!r} has no model.safetensors{hint}")
+
+
 def load_safetensors(path: str | os.PathLike) -> dict[str, Any]:
     """Read a safetensors file into `{name: nested list}` (floats, or ints for integer dtypes)."""
     with open(path, "rb") as f:

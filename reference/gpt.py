@@ -47,7 +47,7 @@ from .attention import (
     multi_head_attention_forward,
     split_qkv,
 )
-from .checkpoint import load_safetensors
+from .checkpoint import check_pretrained_files, load_safetensors
 from .checks import IGNORE_INDEX, check_gpt_idx, check_gpt_targets
 from .config_fields import check_gpt_config
 from .decoding import check_generate_args, sample_next_token
@@ -255,7 +255,7 @@ class GPTTransformer(Module):
 
 # -- the model -------------------------------------------------------------------------------------
 class _HeadCache(NamedTuple):
-    """What `GPT.backward` needs from `GPT.forward`: the tied head's `LinearCache`, the loss's
+    """What `CausalLM.backward` needs from its forward: the head's `LinearCache`, the loss's
     `CrossEntropyCache` (None without targets) and (B, T)."""
 
     head: LinearCache
@@ -263,45 +263,44 @@ class _HeadCache(NamedTuple):
     shape: tuple[int, int]
 
 
-class GPT(Module):
-    """GPT-2 with a language-model head tied to the token embedding (`GPT2LMHeadModel`).
+class CausalLM(Module):
+    """A decoder-only language model: a trunk of blocks (`trunk`) and an output head (its (V, C)
+    weight `lm_head_weight`), trained on next-token prediction and sampled from one token at a
+    time. What such a model does the same way whatever its blocks lives here, once; GPT-2's and
+    LLaMA's classes add their blocks, their context length (`context_length`, called
+    `context_name` in the config), how to make a key/value cache (`new_kv_cache`) and how a
+    Hugging Face checkpoint's names map onto theirs (`_convert_hf_state_dict`).
 
     `logits, loss = model(idx, targets)`; `model.zero_grad(); model.backward()` fills every
     `p.grad`; `model.generate(idx, max_new_tokens)` continues each row of idx.
     """
 
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        if not isinstance(config, GPTConfig):
-            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
-        self.config = config
-        self.transformer = GPTTransformer(config)
-        # Weight tying: the head is wte itself (one Parameter), so it is named once,
-        # `transformer.wte.weight`, and collects the gradient of both of its uses.
-        self.dropout_seed = config.seed
-        self.dropout_step = 0
-        self._cache: _HeadCache | None = None
+    context_name = "block_size"
 
     @property
-    def lm_head_weight(self) -> Any:
-        """The output head's (V, C) weight: the token embedding's Parameter (tied)."""
-        return self.transformer.wte.weight
+    def context_length(self) -> int:
+        """How many positions the model sees at once (the config's `context_name`)."""
+        return getattr(self.config, self.context_name)
+
+    def _check_idx(self, idx: Any, max_len: int | None = None) -> list[list[int]]:
+        return check_gpt_idx(
+            idx, self.config.vocab_size, max_len=max_len, max_len_name=self.context_name
+        )
 
     # -- training ------------------------------------------------------------------------------
     def forward(self, idx: Any, targets: Any = None) -> tuple[Tensor, float | None]:
-        """(logits (B, T, V), mean cross-entropy or None) for idx (B, T) ints, T <= block_size.
-
-        targets (B, T) are the next tokens; positions holding -100 count for nothing.
+        """(logits (B, T, V), mean cross-entropy or None) for idx (B, T) ints, T <= the context
+        length. targets (B, T) are the next tokens; positions holding -100 count for nothing.
         """
-        idx = check_gpt_idx(idx, self.config.vocab_size, max_len=self.config.block_size)
+        idx = self._check_idx(idx, self.context_length)
         B, T = len(idx), len(idx[0])
         if targets is not None:
             targets = check_gpt_targets(targets, B, T, self.config.vocab_size)
         if self.training:  # this forward's dropout masks: see the module docstring
             set_dropout_rng(self, self.dropout_seed, self.dropout_step)
             self.dropout_step += 1
-        x = self.transformer(idx)  # (B, T, C)
-        logits, head_cache = linear_forward(x, self.lm_head_weight.data)  # (B, T, V) = x wte^T
+        x = self.trunk(idx)  # (B, T, C)
+        logits, head_cache = linear_forward(x, self.lm_head_weight.data)  # (B, T, V) = x W^T
         loss, loss_cache = None, None
         if targets is not None:
             loss, loss_cache = cross_entropy_forward(logits, targets, IGNORE_INDEX)
@@ -312,7 +311,9 @@ class GPT(Module):
         """Backpropagate into every `p.grad` (accumulating): from the loss, or from an upstream
         gradient `dlogits` (B, T, V) on the logits when one is given."""
         if self._cache is None:
-            raise RuntimeError("GPT.backward called before forward (or after generate)")
+            raise RuntimeError(
+                f"{type(self).__name__}.backward called before forward (or after generate)"
+            )
         B, T = self._cache.shape
         if dlogits is None:
             if self._cache.loss is None:
@@ -325,23 +326,14 @@ class GPT(Module):
             raise ValueError(
                 f"dlogits must have shape {(B, T, self.config.vocab_size)}, got {shape_of(dlogits)}"
             )
-        dx, dwte, _ = linear_backward(dlogits, self._cache.head)  # (B, T, C), (V, C)
-        _add_into(self.lm_head_weight.grad, dwte)  # the head's share of the tied matrix ...
-        self.transformer.backward(dx)  # ... and the embedding's share, added in there
-
-    def flops_per_token(self, T: int | None = None) -> int:
-        """Training FLOPs per token (forward + backward), as nanoGPT and PaLM count them:
-        6 N for the matmuls of N parameters (the position table is a lookup, not counted) plus
-        12 L C T for attention's scores and weighted sums. T defaults to block_size."""
-        c = self.config
-        T = c.block_size if T is None else T
-        n = self.num_parameters() - c.block_size * c.n_embd
-        return 6 * n + 12 * c.n_layer * c.n_embd * T
+        dx, dhead, _ = linear_backward(dlogits, self._cache.head)  # (B, T, C), (V, C)
+        _add_into(self.lm_head_weight.grad, dhead)  # the head's share (of the tied matrix) ...
+        self.trunk.backward(dx)  # ... and, when tied, the embedding's share, added in there
 
     # -- generation ----------------------------------------------------------------------------
-    def _last_logits(self, idx: list[list[int]], kv_cache: KVCache | None) -> list[list[float]]:
+    def _last_logits(self, idx: list[list[int]], kv_cache: Any) -> list[list[float]]:
         """Logits (B, V) of the last position only: the head's V x C work is skipped elsewhere."""
-        x = self.transformer(idx, kv_cache)  # (B, T, C)
+        x = self.trunk(idx, kv_cache)  # (B, T, C)
         logits, _ = linear_forward([[seq[-1]] for seq in x], self.lm_head_weight.data)  # (B, 1, V)
         return [row[0] for row in logits]
 
@@ -358,14 +350,14 @@ class GPT(Module):
         """Continue each row of idx (B, T) by max_new_tokens sampled tokens -> (B, T + new).
 
         temperature 0 is greedy (argmax, ties to the lowest id). The context is cropped to the
-        last block_size tokens; with the cache, positions then shift, so the cache is rebuilt
-        from the cropped context (a full forward) whenever it is full. Either way every step
-        computes the same numbers, so use_cache only changes the speed, never the tokens.
+        last context-length tokens; with the cache, positions then shift, so the cache is
+        rebuilt from the cropped context (a full forward) whenever it is full. Either way every
+        step computes the same numbers, so use_cache only changes the speed, never the tokens.
         Runs in eval mode (no dropout) and restores the previous mode.
         """
-        idx = check_gpt_idx(idx, self.config.vocab_size)  # longer than block_size: cropped
+        idx = self._check_idx(idx)  # longer than the context: cropped
         check_generate_args(max_new_tokens, temperature, top_k, top_p, seed)
-        bs, B = self.config.block_size, len(idx)
+        bs, B = self.context_length, len(idx)
         was_training = self.training
         self.eval()
         try:
@@ -376,7 +368,7 @@ class GPT(Module):
                 elif cache is not None and cache.length < bs:  # room for one more position
                     logits = self._last_logits([row[-1:] for row in idx], cache)
                 else:  # the first step, or the cache is full: prefill from the cropped context
-                    cache = KVCache(self.config.n_layer, B)
+                    cache = self.new_kv_cache(B)
                     logits = self._last_logits([row[-bs:] for row in idx], cache)
                 for b in range(B):
                     u = uniform(seed, b, i)  # stream b = batch row, index i = i-th new token
@@ -391,29 +383,69 @@ class GPT(Module):
         return self.config.to_hf_dict()
 
     @classmethod
-    def from_config_dict(cls, config: dict[str, Any]) -> GPT:
-        return cls(GPTConfig.from_hf_dict(config))
+    def from_config_dict(cls, config: dict[str, Any]) -> CausalLM:
+        return cls(cls.config_class.from_hf_dict(config))
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> GPT:
-        """Load `config.json` + `model.safetensors` written by `save_pretrained`, or a Hugging
-        Face GPT-2 directory (with or without the `transformer.` prefix; buffers are skipped).
-        The model comes back in evaluation mode, as in `transformers` (`.train()` to train)."""
+    def from_pretrained(cls, directory: str | os.PathLike) -> CausalLM:
+        """Load `config.json` + `model.safetensors` written by `save_pretrained`, or a directory
+        `transformers` wrote for the same architecture (buffers are skipped). The model comes
+        back in evaluation mode, as in `transformers` (`.train()` to train)."""
         directory = os.fspath(directory)
-        weights = os.path.join(directory, "model.safetensors")
-        config_path = os.path.join(directory, "config.json")
-        if not os.path.isfile(config_path):
-            raise FileNotFoundError(f"{directory!r} has no config.json")
-        if not os.path.isfile(weights):
-            hint = ""
-            if os.path.isfile(os.path.join(directory, "pytorch_model.bin")):
-                hint = " (pytorch_model.bin is a pickle, which this loader does not read)"
-            elif os.path.isfile(weights + ".index.json"):
-                hint = " (sharded checkpoints are not supported)"
-            raise FileNotFoundError(f"{directory!r} has no model.safetensors{hint}")
-        model = cls._from_config_file(config_path)
-        model.load_state_dict(convert_hf_gpt2_state_dict(load_safetensors(weights)))
+        check_pretrained_files(directory)
+        model = cls._from_config_file(os.path.join(directory, "config.json"))
+        state = load_safetensors(os.path.join(directory, "model.safetensors"))
+        model.load_state_dict(model._convert_hf_state_dict(state))
         return model.eval()
+
+
+class GPT(CausalLM):
+    """GPT-2 with a language-model head tied to the token embedding (`GPT2LMHeadModel`).
+
+    `logits, loss = model(idx, targets)`; `model.zero_grad(); model.backward()` fills every
+    `p.grad`; `model.generate(idx, max_new_tokens)` continues each row of idx (see `CausalLM`).
+    """
+
+    config_class = GPTConfig
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+        self.config = config
+        self.transformer = GPTTransformer(config)
+        # Weight tying: the head is wte itself (one Parameter), so it is named once,
+        # `transformer.wte.weight`, and collects the gradient of both of its uses.
+        self.dropout_seed = config.seed
+        self.dropout_step = 0
+        self._cache: _HeadCache | None = None
+
+    @property
+    def trunk(self) -> GPTTransformer:
+        return self.transformer
+
+    @property
+    def lm_head_weight(self) -> Any:
+        """The output head's (V, C) weight: the token embedding's Parameter (tied)."""
+        return self.transformer.wte.weight
+
+    def flops_per_token(self, T: int | None = None) -> int:
+        """Training FLOPs per token (forward + backward), as nanoGPT and PaLM count them:
+        6 N for the matmuls of N parameters (the position table is a lookup, not counted) plus
+        12 L C T for attention's scores and weighted sums. T defaults to block_size."""
+        c = self.config
+        T = c.block_size if T is None else T
+        n = self.num_parameters() - c.block_size * c.n_embd
+        return 6 * n + 12 * c.n_layer * c.n_embd * T
+
+    def new_kv_cache(self, B: int) -> KVCache:
+        """An empty key/value cache for B sequences."""
+        return KVCache(self.config.n_layer, B)
+
+    @staticmethod
+    def _convert_hf_state_dict(state: dict[str, Any]) -> dict[str, Any]:
+        """Hugging Face GPT-2 names (with or without the `transformer.` prefix) onto ours."""
+        return convert_hf_gpt2_state_dict(state)
 
 
 __all__ = [

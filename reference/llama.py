@@ -41,7 +41,6 @@ Randomness shared with other backends (docs/design.md, "Random numbers"):
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -50,35 +49,23 @@ from .attention import (
     grouped_query_attention_backward,
     grouped_query_attention_forward,
 )
-from .checkpoint import load_safetensors
-from .checks import IGNORE_INDEX, check_gpt_idx, check_gpt_targets
 from .config_fields import check_llama_config
-from .decoding import check_generate_args, sample_next_token
-from .gpt import KVCache
+from .gpt import CausalLM, KVCache
 from .hf import convert_hf_llama_state_dict, llama_config_from_hf, llama_config_to_hf
 from .layers import (
-    CrossEntropyCache,
     Dropout,
     Embedding,
     Linear,
-    LinearCache,
     RMSNorm,
     RotaryCache,
     SwiGLUCache,
-    _add_into,
-    cross_entropy_backward,
-    cross_entropy_forward,
-    linear_backward,
-    linear_forward,
     rope_backward,
     rope_forward,
-    set_dropout_rng,
     swiglu_backward,
     swiglu_forward,
 )
 from .module import Module, ModuleList
-from .nested import add, shape_of
-from .rng import uniform
+from .nested import add
 
 Tensor = Any  # a nested list of floats
 
@@ -269,22 +256,17 @@ class LlamaModel(Module):
 
 
 # -- the model -------------------------------------------------------------------------------------
-class _HeadCache(NamedTuple):
-    """What `Llama.backward` needs from `Llama.forward`: the head's `LinearCache`, the loss's
-    `CrossEntropyCache` (None without targets) and (B, T)."""
-
-    head: LinearCache
-    loss: CrossEntropyCache | None
-    shape: tuple[int, int]
-
-
-class Llama(Module):
+class Llama(CausalLM):
     """A LLaMA-family decoder with a language-model head (`LlamaForCausalLM`).
 
     `logits, loss = model(idx, targets)`; `model.zero_grad(); model.backward()` fills every
     `p.grad`; `model.generate(idx, max_new_tokens)` continues each row of idx, with a key/value
-    cache that holds only the Hkv key/value heads.
+    cache that holds only the Hkv key/value heads. Training and generation are `CausalLM`'s,
+    the same as GPT-2's; what differs is the trunk (`LlamaModel`) and the head, tied or not.
     """
+
+    config_class = LlamaConfig
+    context_name = "max_position_embeddings"
 
     def __init__(self, config: LlamaConfig):
         super().__init__()
@@ -301,7 +283,11 @@ class Llama(Module):
         # gradient of both uses
         self.dropout_seed = config.seed
         self.dropout_step = 0
-        self._cache: _HeadCache | None = None
+        self._cache = None
+
+    @property
+    def trunk(self) -> LlamaModel:
+        return self.model
 
     @property
     def lm_head_weight(self) -> Any:
@@ -309,52 +295,6 @@ class Llama(Module):
         if self.config.tie_word_embeddings:
             return self.model.embed_tokens.weight
         return self.lm_head.weight
-
-    def _check_idx(self, idx: Any, max_len: int | None) -> list[list[int]]:
-        return check_gpt_idx(
-            idx, self.config.vocab_size, max_len=max_len, max_len_name="max_position_embeddings"
-        )
-
-    # -- training ------------------------------------------------------------------------------
-    def forward(self, idx: Any, targets: Any = None) -> tuple[Tensor, float | None]:
-        """(logits (B, T, V), mean cross-entropy or None) for idx (B, T) ints,
-        T <= max_position_embeddings. targets (B, T): the next tokens, -100 to ignore a position.
-        """
-        idx = self._check_idx(idx, self.config.max_position_embeddings)
-        B, T = len(idx), len(idx[0])
-        if targets is not None:
-            targets = check_gpt_targets(targets, B, T, self.config.vocab_size)
-        if self.training:  # this forward's dropout masks: see the module docstring
-            set_dropout_rng(self, self.dropout_seed, self.dropout_step)
-            self.dropout_step += 1
-        x = self.model(idx)  # (B, T, C)
-        logits, head_cache = linear_forward(x, self.lm_head_weight.data)  # (B, T, V)
-        loss, loss_cache = None, None
-        if targets is not None:
-            loss, loss_cache = cross_entropy_forward(logits, targets, IGNORE_INDEX)
-        self._cache = _HeadCache(head_cache, loss_cache, (B, T))
-        return logits, loss
-
-    def backward(self, dlogits: Tensor | None = None) -> None:
-        """Backpropagate into every `p.grad` (accumulating): from the loss, or from an upstream
-        gradient `dlogits` (B, T, V) on the logits when one is given."""
-        if self._cache is None:
-            raise RuntimeError("Llama.backward called before forward (or after generate)")
-        B, T = self._cache.shape
-        if dlogits is None:
-            if self._cache.loss is None:
-                raise RuntimeError(
-                    "backward() starts from the loss: call model(idx, targets) "
-                    "first, or pass backward(dlogits)"
-                )
-            dlogits = cross_entropy_backward(1.0, self._cache.loss)  # (B, T, V)
-        elif shape_of(dlogits) != (B, T, self.config.vocab_size):
-            raise ValueError(
-                f"dlogits must have shape {(B, T, self.config.vocab_size)}, got {shape_of(dlogits)}"
-            )
-        dx, dhead, _ = linear_backward(dlogits, self._cache.head)  # (B, T, C), (V, C)
-        _add_into(self.lm_head_weight.grad, dhead)
-        self.model.backward(dx)
 
     def flops_per_token(self, T: int | None = None) -> int:
         """Training FLOPs per token, counted as for `GPT.flops_per_token`: 6 N for the matmuls of
@@ -365,76 +305,14 @@ class Llama(Module):
         n = self.num_parameters() - (0 if c.tie_word_embeddings else c.vocab_size * c.hidden_size)
         return 6 * n + 12 * c.num_hidden_layers * c.hidden_size * T
 
-    # -- generation ----------------------------------------------------------------------------
     def new_kv_cache(self, B: int) -> KVCache:
         """An empty key/value cache for B sequences: per layer (B, T, Hkv hs), the KV heads only
         (H / Hkv times smaller than multi-head attention's)."""
         return KVCache(self.config.num_hidden_layers, B)
 
-    def _last_logits(self, idx: list[list[int]], kv_cache: KVCache | None) -> list[list[float]]:
-        x = self.model(idx, kv_cache)  # (B, T, C)
-        logits, _ = linear_forward([[seq[-1]] for seq in x], self.lm_head_weight.data)  # (B, 1, V)
-        return [row[0] for row in logits]
-
-    def generate(
-        self,
-        idx: Any,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        seed: int = 0,
-        use_cache: bool = True,
-    ) -> list[list[int]]:
-        """Continue each row of idx (B, T) by max_new_tokens sampled tokens -> (B, T + new),
-        exactly as `GPT.generate` does (same rule, same draws; the context is cropped to the
-        last max_position_embeddings tokens and the cache rebuilt when full, so use_cache never
-        changes the tokens). Runs in eval mode and restores the previous mode."""
-        idx = self._check_idx(idx, None)  # longer than max_position_embeddings: cropped
-        check_generate_args(max_new_tokens, temperature, top_k, top_p, seed)
-        bs, B = self.config.max_position_embeddings, len(idx)
-        was_training = self.training
-        self.eval()
-        try:
-            cache = None
-            for i in range(max_new_tokens):
-                if not use_cache:
-                    logits = self._last_logits([row[-bs:] for row in idx], None)
-                elif cache is not None and cache.length < bs:  # room for one more position
-                    logits = self._last_logits([row[-1:] for row in idx], cache)
-                else:  # the first step, or the cache is full: prefill from the cropped context
-                    cache = self.new_kv_cache(B)
-                    logits = self._last_logits([row[-bs:] for row in idx], cache)
-                for b in range(B):
-                    u = uniform(seed, b, i)  # stream b = batch row, index i = i-th new token
-                    idx[b].append(sample_next_token(logits[b], temperature, top_k, top_p, u))
-        finally:
-            self.train(was_training)
-            self._cache = None  # the layers' caches now hold generation, not a training forward
-        return idx
-
-    # -- checkpoints ---------------------------------------------------------------------------
-    def config_dict(self) -> dict[str, Any]:
-        return self.config.to_hf_dict()
-
-    @classmethod
-    def from_config_dict(cls, config: dict[str, Any]) -> Llama:
-        return cls(LlamaConfig.from_hf_dict(config))
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> Llama:
-        """Load `config.json` + `model.safetensors` written by `save_pretrained` or by
-        `transformers` (`LlamaForCausalLM.save_pretrained`), in evaluation mode."""
-        directory = os.fspath(directory)
-        weights = os.path.join(directory, "model.safetensors")
-        config_path = os.path.join(directory, "config.json")
-        for path in (config_path, weights):
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"{directory!r} has no {os.path.basename(path)}")
-        model = cls._from_config_file(config_path)
-        tied = model.config.tie_word_embeddings
-        model.load_state_dict(convert_hf_llama_state_dict(load_safetensors(weights), tied))
-        return model.eval()
+    def _convert_hf_state_dict(self, state: dict[str, Any]) -> dict[str, Any]:
+        """`LlamaForCausalLM`'s names onto ours (a tied head has no `lm_head.weight`)."""
+        return convert_hf_llama_state_dict(state, self.config.tie_word_embeddings)
 
 
 __all__ = [

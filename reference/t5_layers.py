@@ -5,8 +5,8 @@ T5 (Raffel et al., 2019) keeps the 2017 encoder-decoder and changes its parts:
 
 - **T5 layer norm**: y = weight * x / sqrt(mean(x^2) + eps) over the last axis. A root mean
   square, not a variance: no mean is subtracted, and there is no bias (Hugging Face's
-  `T5LayerNorm`). With r = 1 / sqrt(mean(x^2) + eps) and g = dout * weight:
-  dx = r * (g - x * r^2 * mean(g * x)), dweight = sum over rows of dout * x * r.
+  `T5LayerNorm`). It is RMS norm, which LLaMA later used under that name, so both families call
+  one implementation (`layers.rms_norm_forward` / `rms_norm_backward`).
 - **Relative position bias**: instead of adding positions to the embeddings, each attention
   score (query i, key j) gets a learned number per head that depends only on the offset j - i,
   put into one of `num_buckets` buckets: offsets up to max_exact = num_buckets / 2 (of each
@@ -39,8 +39,14 @@ from typing import Any, NamedTuple
 
 from .activations import gelu, gelu_derivative
 from .attention import AttentionCache, _check_mask, _masked_softmax
-from .checks import check_count, check_eps, check_flag, check_numbers, check_numel
-from .layers import _rows, check_dropout_p, dropout_keep
+from .checks import check_count, check_flag, check_numbers, check_numel
+from .layers import (
+    RMSNormCache,
+    check_dropout_p,
+    dropout_keep,
+    rms_norm_backward,
+    rms_norm_forward,
+)
 from .nested import check_shape, flatten, shape_of, unflatten
 from .rng import check_seed_stream
 
@@ -48,61 +54,25 @@ Tensor = Any  # a nested list of floats
 
 
 # -- T5 layer norm ---------------------------------------------------------------------------------
-class T5LayerNormCache(NamedTuple):
-    """What `t5_layer_norm_backward` needs from `t5_layer_norm_forward`.
-
-    x: the input as rows (N, C) and lead: its leading shape; weight (C,): for g = dout * weight;
-    rstd (N,): r = 1 / sqrt(mean(x^2) + eps) per row, so the backward does not recompute it.
-    """
-
-    x: Any
-    lead: tuple
-    weight: Any
-    rstd: Any
-
-
 def t5_layer_norm_forward(
     x: Tensor, weight: Tensor, eps: float = 1e-6
-) -> tuple[Tensor, T5LayerNormCache]:
+) -> tuple[Tensor, RMSNormCache]:
     """T5's layer norm over the last axis: weight * x / sqrt(mean(x^2) + eps), (..., C).
 
-    No mean subtraction and no bias: only the scale of each row is normalised.
+    No mean subtraction and no bias: only the scale of each row is normalised. That is RMS norm,
+    the one LLaMA uses under its own name, so this is `layers.rms_norm_forward` (one
+    implementation, one cache: `RMSNormCache`).
 
     >>> out, _ = t5_layer_norm_forward([3.0, 4.0], [1.0, 2.0], eps=1e-12)
     >>> [round(v, 6) for v in out]
     [0.848528, 2.262742]
     """
-    check_numbers("weight", weight)
-    if len(shape_of(weight)) != 1 or not weight:
-        raise ValueError(f"weight must have shape (C,) with C >= 1, got shape {shape_of(weight)}")
-    C = len(weight)
-    check_shape("weight", weight, (C,))
-    eps = check_eps(eps)
-    xrows, lead = _rows("x", x, C)  # (N, C)
-    out, rstds = [], []
-    for xr in xrows:
-        rstd = 1.0 / math.sqrt(sum(v * v for v in xr) / C + eps)
-        out.append([w * (v * rstd) for v, w in zip(xr, weight)])
-        rstds.append(rstd)
-    return unflatten(out, lead), T5LayerNormCache(xrows, lead, weight, rstds)
+    return rms_norm_forward(x, weight, eps)
 
 
-def t5_layer_norm_backward(dout: Tensor, cache: T5LayerNormCache) -> tuple[Tensor, Tensor]:
-    """(dx, dweight): with g = dout * weight, dx = r (g - x r^2 mean(g x)) and
-    dweight = sum over rows of dout x r."""
-    lead, weight = cache.lead, cache.weight
-    C = len(weight)
-    drows, dlead = _rows("dout", dout, C)
-    if dlead != lead:
-        raise ValueError(f"dout must have shape {lead + (C,)}, got {shape_of(dout)}")
-    dx, dweight = [], [0.0] * C
-    for xr, dr, r in zip(cache.x, drows, cache.rstd):
-        g = [d * w for d, w in zip(dr, weight)]
-        gx_mean = sum(a * b for a, b in zip(g, xr)) / C
-        dx.append([r * (gc - v * r * r * gx_mean) for gc, v in zip(g, xr)])
-        for c in range(C):
-            dweight[c] += dr[c] * (xr[c] * r)
-    return unflatten(dx, lead), dweight
+def t5_layer_norm_backward(dout: Tensor, cache: RMSNormCache) -> tuple[Tensor, Tensor]:
+    """(dx, dweight): `layers.rms_norm_backward`."""
+    return rms_norm_backward(dout, cache)
 
 
 # -- relative position buckets and bias ------------------------------------------------------------
@@ -384,7 +354,7 @@ def gated_gelu_backward(dout: Tensor, cache: GatedGeluCache) -> tuple[Tensor, Te
 
 
 __all__ = [
-    "T5LayerNormCache", "t5_layer_norm_forward", "t5_layer_norm_backward", "check_bucket_args",
+    "t5_layer_norm_forward", "t5_layer_norm_backward", "check_bucket_args",
     "relative_position_bucket", "relative_position_buckets", "RelativePositionBiasCache",
     "relative_position_bias_forward", "relative_position_bias_backward", "t5_attention_forward",
     "t5_attention_backward", "GatedGeluCache", "gated_gelu_forward", "gated_gelu_backward",

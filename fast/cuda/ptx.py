@@ -15,7 +15,7 @@ import sys
 import time
 from types import SimpleNamespace
 
-MODULES = ("array", "gemm", "layers", "attention", "losses", "optim", "t5_layers")
+MODULES = ("array", "gemm", "layers", "attention", "losses", "optim")
 COMPUTE_CAPABILITY = (9, 0)
 
 
