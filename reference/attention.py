@@ -130,6 +130,25 @@ class AttentionCache(NamedTuple):
     causal: bool
 
 
+def check_qkv(q: Tensor, k: Tensor, v: Tensor) -> tuple[int, int, int, int, int]:
+    """(B, H, Tq, Tk, hs) of per-head queries q (B, H, Tq, hs) and keys and values k, v
+    (B, H, Tk, hs), after checking they are numbers of those shapes (hs >= 1)."""
+    check_numbers("q", q), check_numbers("k", k), check_numbers("v", v)
+    qshape, kshape = shape_of(q), shape_of(k)
+    if len(qshape) != 4:
+        raise ValueError(f"q must have shape (B, H, Tq, hs), got {qshape}")
+    B, H, Tq, hs = qshape
+    if len(kshape) != 4 or kshape[:2] != (B, H) or kshape[3] != hs:
+        raise ValueError(f"k must have shape ({B}, {H}, Tk, {hs}) to match q, got {kshape}")
+    Tk = kshape[2]
+    check_shape("q", q, qshape)
+    check_shape("k", k, kshape)
+    check_shape("v", v, kshape)
+    if hs == 0:
+        raise ValueError(f"q must have a head size hs >= 1, got shape {qshape}")
+    return B, H, Tq, Tk, hs
+
+
 def attention_forward(
     q: Tensor,
     k: Tensor,
@@ -150,19 +169,7 @@ def attention_forward(
     >>> out
     [[[[2.0], [2.0]]]]
     """
-    check_numbers("q", q), check_numbers("k", k), check_numbers("v", v)
-    qshape, kshape = shape_of(q), shape_of(k)
-    if len(qshape) != 4:
-        raise ValueError(f"q must have shape (B, H, Tq, hs), got {qshape}")
-    B, H, Tq, hs = qshape
-    if len(kshape) != 4 or kshape[:2] != (B, H) or kshape[3] != hs:
-        raise ValueError(f"k must have shape ({B}, {H}, Tk, {hs}) to match q, got {kshape}")
-    Tk = kshape[2]
-    check_shape("q", q, qshape)
-    check_shape("k", k, kshape)
-    check_shape("v", v, kshape)
-    if hs == 0:
-        raise ValueError(f"q must have a head size hs >= 1, got shape {qshape}")
+    B, H, Tq, Tk, hs = check_qkv(q, k, v)
     _check_mask(key_padding_mask, B, Tk)
     dropout_p = check_dropout_p(dropout_p, "dropout_p")
     check_flag("causal", causal)

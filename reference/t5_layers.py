@@ -38,7 +38,7 @@ import math
 from typing import Any, NamedTuple
 
 from .activations import gelu, gelu_derivative
-from .attention import AttentionCache, _check_mask, _masked_softmax
+from .attention import AttentionCache, _check_mask, _masked_softmax, check_qkv
 from .checks import check_count, check_flag, check_numbers, check_numel
 from .layers import (
     RMSNormCache,
@@ -202,19 +202,7 @@ def t5_attention_forward(
     score is left out; the weight at flat index ((b*H + h)*Tq + i)*Tk + j is dropped by the
     shared generator). The cache is `AttentionCache` with scale 1.0.
     """
-    check_numbers("q", q), check_numbers("k", k), check_numbers("v", v)
-    qshape, kshape = shape_of(q), shape_of(k)
-    if len(qshape) != 4:
-        raise ValueError(f"q must have shape (B, H, Tq, hs), got {qshape}")
-    B, H, Tq, hs = qshape
-    if len(kshape) != 4 or kshape[:2] != (B, H) or kshape[3] != hs:
-        raise ValueError(f"k must have shape ({B}, {H}, Tk, {hs}) to match q, got {kshape}")
-    Tk = kshape[2]
-    check_shape("q", q, qshape)
-    check_shape("k", k, kshape)
-    check_shape("v", v, kshape)
-    if hs == 0:
-        raise ValueError(f"q must have a head size hs >= 1, got shape {qshape}")
+    B, H, Tq, Tk, hs = check_qkv(q, k, v)
     if position_bias is not None:
         check_numbers("position_bias", position_bias)
         if shape_of(position_bias) != (H, Tq, Tk):
