@@ -8,6 +8,12 @@ import sys
 def _threading_setup() -> None:
     """The fork-safe threading layer, unless the user chose one (see the module docstring)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # before Numba starts its thread pool
+    # OpenBLAS's threads spin for 2^28 cycles (~0.1 s) after each product by default, holding the
+    # cores the next Numba kernel needs: on two cores that halved the speed of every parallel
+    # kernel launched after a matmul. 2^14 cycles (~6 us) still covers back-to-back products,
+    # then they sleep (the best GPT step of 2^8 ... 2^18, docs/benchmarks.md). Read when numpy
+    # loads OpenBLAS, so it takes effect when fast is imported before numpy (as the scripts do).
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "14")
     # TBB's library, loaded once by path so that Numba's later load by name finds it: also when
     # the user asked for "tbb" themselves (a venv's loader would not look in its lib/ folder).
     lib = os.path.join(sys.prefix, "lib", "libtbb.so.12")

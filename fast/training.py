@@ -35,9 +35,12 @@ class ArrayOps:
     @staticmethod
     def accumulate(acc, params: list, weight: float):
         """acc + weight * (all gradients, flattened), in float64."""
-        g = np.concatenate([to_host(p.grad).reshape(-1) for p in params]).astype(np.float64)
+        g = np.concatenate([to_host(p.grad).reshape(-1) for p in params], dtype=np.float64)
         g *= weight
-        return g if acc is None else acc + g
+        if acc is None:
+            return g
+        acc += g  # fit's own running sum: in place
+        return acc
 
     @staticmethod
     def norm(v) -> float:

@@ -325,7 +325,8 @@ def run_fit(
             if not math.isfinite(loss):
                 raise NonFiniteLossError(loss, result.steps, epoch)
             # 2. backpropagate
-            model.zero_grad()
+            for p in params:  # model.zero_grad(), on the list taken once above
+                p.zero_grad()
             model.backward()
             grad_sum = ops.accumulate(grad_sum, params, len(idx))
             if max_grad_norm is not None:

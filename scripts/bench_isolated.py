@@ -91,6 +91,8 @@ def summary(seconds: list[float]) -> tuple[float, float, float]:
 
 def serve(section: str, name: str, shape) -> None:
     sys.path.insert(0, HERE)
+    if name == "fast":
+        import fast  # noqa: F401  before numpy, as the scripts do (its BLAS settings, fast/_threads.py)
     import bench_models
 
     step, info = bench_models.build(section, name, shape)

@@ -1,7 +1,53 @@
-"""Numba CPU kernels (`@njit(parallel=True, cache=True)`), one file per concept of `fast/`.
+"""Numba CPU kernels (`@parallel_kernel`, below), one file per concept of `fast/`.
 
 Kernels do no bounds checks: the public functions in `fast/` validate every shape, dtype and id
 before calling them. Beside the kernels each file has the launchers `fast.device.kernels` hands
 out for numpy arrays, by the names and signatures of the `fast/cuda/` twin (`array.py` holds the
 array helpers).
 """
+
+import functools
+import types
+
+import numpy as np
+from numba import njit
+
+# Break-evens measured on two cores with a BLAS call between launches (the setting of a training
+# step), in elements of the largest array: a parallel launch costs about 7 us, so the serial loop
+# wins below 7 us / (its time per element / 2).
+PER_ELEMENT_CALL = 4096  # a libm call (exp, tanh) or a Philox draw per element: ~5 ns serial
+PER_ROW_REDUCTION = 8192  # layer / RMS norm, rotary rows: ~2 ns per element serial
+STREAMING = 16384  # a few multiply-adds per element, vectorized: ~0.5 ns serial
+
+KERNELS = []  # every parallel_kernel, for benchmarks that try other thresholds
+
+
+def parallel_kernel(serial_below: int):
+    """`@njit(parallel=True, cache=True)`, plus the same loop compiled without threads for small
+    work: a call whose largest array argument has fewer than `serial_below` elements runs the
+    serial build. Waking the thread pool costs a few microseconds a call, more than a small loop
+    gains from a second core (each kernel's threshold is its measured break-even on two cores).
+
+    Both builds run the same source, and every kernel here gives each output element to exactly
+    one loop iteration, so the two return the same numbers. `.parallel` and `.serial` are the
+    two dispatchers (the conformance of each is tested)."""
+
+    def wrap(fn):
+        parallel = njit(cache=True, parallel=True)(fn)
+        twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__)
+        twin.__qualname__ = fn.__qualname__ + "_serial"  # its own on-disk cache entries
+        serial = njit(cache=True)(twin)
+
+        @functools.wraps(fn)
+        def launch(*args):
+            work = 0
+            for a in args:
+                if isinstance(a, np.ndarray) and a.size > work:
+                    work = a.size
+            return (serial if work < launch.serial_below else parallel)(*args)
+
+        launch.parallel, launch.serial, launch.serial_below = parallel, serial, serial_below
+        KERNELS.append(launch)
+        return launch
+
+    return wrap

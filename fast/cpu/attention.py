@@ -28,6 +28,7 @@ from numba.extending import intrinsic, overload
 
 from reference.attention import AttentionCache
 
+from . import PER_ELEMENT_CALL, STREAMING, parallel_kernel
 from .rng import philox_word
 
 MASK32 = np.uint64(0xFFFFFFFF)
@@ -90,7 +91,7 @@ def _visible_limit(i, Tq, Tk, causal):
     return Tk
 
 
-@njit(cache=True, parallel=True)
+@parallel_kernel(PER_ELEMENT_CALL)
 def masked_softmax_dropout(
     att, Tq, H, scale, causal, padded, use_padding, threshold, keep_scale, seed, stream, dropped
 ):
@@ -200,7 +201,7 @@ def _drop_one(att, dropped, r, j, lim, threshold, keep_scale, word):
         dropped[r, j] = att[r, j] * (keep_scale if word >= threshold else keep_scale - keep_scale)
 
 
-@njit(cache=True, parallel=True)
+@parallel_kernel(STREAMING)
 def masked_softmax_dropout_backward(dw, weights, dropped, Tq, scale, causal, has_dropout):
     """In place: dw[r] (the gradient w.r.t. the dropped weights, dout v^T) becomes
     scale * ds[r], the gradient w.r.t. q k^T, back through dropout and softmax:

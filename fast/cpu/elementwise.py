@@ -9,6 +9,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from . import PER_ELEMENT_CALL, STREAMING, parallel_kernel
+
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 GELU_TANH_COEF = 0.044715
 INV_SQRT_2 = 1.0 / math.sqrt(2.0)
@@ -79,28 +81,28 @@ def _df(kind, x):
     return 1.0
 
 
-@njit(cache=True, parallel=True)
+@parallel_kernel(PER_ELEMENT_CALL)
 def activation_kernel(kind, x, out):
     """out = f(x) elementwise (flat arrays)."""
     for i in prange(x.size):
         out[i] = _f(kind, x[i])
 
 
-@njit(cache=True, parallel=True)
+@parallel_kernel(PER_ELEMENT_CALL)
 def derivative_kernel(kind, x, out):
     """out = f'(x) elementwise (flat arrays)."""
     for i in prange(x.size):
         out[i] = _df(kind, x[i])
 
 
-@njit(cache=True, parallel=True)
+@parallel_kernel(PER_ELEMENT_CALL)
 def activation_backward_kernel(kind, x, dout, dx):
     """dx = dout * f'(x): the chain rule's middle factor, fused with the upstream gradient."""
     for i in prange(x.size):
         dx[i] = dout[i] * _df(kind, x[i])
 
 
-@njit(cache=True, parallel=True)
+@parallel_kernel(STREAMING)
 def gelu_backward_from_tanh(x, t, dout, dx):
     """dx = dout * GELU'(x) given t = tanh(sqrt(2/pi) (x + 0.044715 x^3)) from the forward:
     no transcendental left, so the loop vectorizes."""

@@ -12,8 +12,9 @@ signatures of `fast/cuda/layers.py`'s (`fast.device.kernels("layers", ...)` pick
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
+from . import PER_ELEMENT_CALL, PER_ROW_REDUCTION, parallel_kernel
 from .elementwise import (
     GELU,
     SILU,
@@ -30,7 +31,7 @@ from .rng import philox_word
 INV_2_32 = 1.0 / 4294967296.0
 
 
-@njit(cache=True, parallel=True)
+@parallel_kernel(PER_ROW_REDUCTION)
 def layer_norm_forward_kernel(x, weight, bias, eps, out, mean, rstd):
     """x (N, C) -> out (N, C); saves mean and 1/std per row. Two-pass variance, as the reference."""
     N, C = x.shape
@@ -50,7 +51,7 @@ def layer_norm_forward_kernel(x, weight, bias, eps, out, mean, rstd):
         rstd[r] = rs
 
 
-@njit(cache=True, parallel=True)
+@parallel_kernel(PER_ROW_REDUCTION)
 def layer_norm_backward_kernel(dout, x, weight, mean, rstd, dx, dweight, dbias):
     """dx (N, C) row-parallel; dweight, dbias (C,) channel-parallel (each summed in row order)."""
     N, C = x.shape
@@ -77,7 +78,7 @@ def layer_norm_backward_kernel(dout, x, weight, mean, rstd, dx, dweight, dbias):
         dbias[c] = db
 
 
-@njit(cache=True, parallel=True)
+@parallel_kernel(PER_ROW_REDUCTION)
 def rms_norm_forward_kernel(x, weight, eps, out, rstd):
     """x (N, C) -> out (N, C) = x * rstd * weight, rstd = 1 / sqrt(mean(x^2) + eps) per row
     (saved); the sum of squares in channel order, as the reference."""
@@ -92,7 +93,7 @@ def rms_norm_forward_kernel(x, weight, eps, out, rstd):
         rstd[r] = rs
 
 
-@njit(cache=True, parallel=True)
+@parallel_kernel(PER_ROW_REDUCTION)
 def rms_norm_backward_kernel(dout, x, weight, rstd, dx, dweight):
     """dx = rstd (g - xhat mean(g xhat)), g = dout * weight, row-parallel; dweight = the sum of
     dout * xhat over rows, channel-parallel (each in row order)."""
@@ -112,7 +113,7 @@ def rms_norm_backward_kernel(dout, x, weight, rstd, dx, dweight):
         dweight[c] = dw
 
 
-@njit(cache=True, parallel=True)
+@parallel_kernel(PER_ROW_REDUCTION)
 def rope_kernel(x, cos, sin, T, n_head, sign, out):
     """Rotary embeddings on rows x (B*T, C), row r at position r % T: pair i of each head,
     channels (i, i + hs/2), turned by the table's angle, times `sign` (1 forward, -1 to rotate a
@@ -133,14 +134,14 @@ def rope_kernel(x, cos, sin, T, n_head, sign, out):
                 out[r, o + half + i] = x2 * c + x1 * s
 
 
-@njit(cache=True, parallel=True)
+@parallel_kernel(PER_ELEMENT_CALL)
 def swiglu_kernel(gate, up, out):
     """out = silu(gate) * up (flat arrays)."""
     for i in prange(gate.size):
         out[i] = _f(SILU, gate[i]) * up[i]
 
 
-@njit(cache=True, parallel=True)
+@parallel_kernel(PER_ELEMENT_CALL)
 def swiglu_backward_kernel(dout, gate, up, dgate, dup):
     """dgate = dout * up * silu'(gate), dup = dout * silu(gate) (flat arrays)."""
     for i in prange(gate.size):
@@ -148,7 +149,7 @@ def swiglu_backward_kernel(dout, gate, up, dgate, dup):
         dup[i] = dout[i] * _f(SILU, gate[i])
 
 
-@njit(cache=True, parallel=True)
+@parallel_kernel(PER_ROW_REDUCTION)
 def embedding_backward_kernel(ids, dout, dweight):
     """dweight[ids[n]] += dout[n] for every n; channel-parallel so each sum runs in token order."""
     N, C = dout.shape
@@ -157,7 +158,7 @@ def embedding_backward_kernel(ids, dout, dweight):
             dweight[ids[n], c] += dout[n, c]
 
 
-@njit(cache=True, parallel=True)
+@parallel_kernel(PER_ELEMENT_CALL)
 def dropout_kernel(x, p, seed, stream, out, mult):
     """out = x * mult with mult = 1/(1-p) where uniform(seed, stream, i) >= p, else 0."""
     s_lo, s_hi = seed & np.uint64(0xFFFFFFFF), seed >> np.uint64(32)

@@ -10,10 +10,12 @@ are what `fast/optim.py` calls on numpy buffers, by the names and signatures of
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from . import PER_ELEMENT_CALL, STREAMING, parallel_kernel
 
 
-@njit(cache=True, parallel=True)
+@parallel_kernel(STREAMING)
 def sgd_kernel(w, g, buf, lr, momentum, weight_decay, nesterov, first):
     """SGD with optional momentum (buf), Nesterov and L2 weight decay, in place."""
     for i in prange(w.size):
@@ -31,7 +33,7 @@ def sgd_kernel(w, g, buf, lr, momentum, weight_decay, nesterov, first):
         w[i] = w[i] - lr * d
 
 
-@njit(cache=True, parallel=True)
+@parallel_kernel(PER_ELEMENT_CALL)
 def adam_kernel(w, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step_size, sqrt_bc2):
     """Adam / AdamW in PyTorch's arrangement: w -= step_size * m / (sqrt(v) / sqrt_bc2 + eps)."""
     for i in prange(w.size):

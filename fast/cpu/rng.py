@@ -7,6 +7,8 @@ numba never promotes to float (mixing signed and unsigned 64-bit integers would)
 import numpy as np
 from numba import njit, prange
 
+from . import PER_ELEMENT_CALL, parallel_kernel
+
 M0 = np.uint64(0xD2511F53)
 M1 = np.uint64(0xCD9E8D57)
 W0 = np.uint64(0x9E3779B9)
@@ -45,7 +47,7 @@ def philox_word(seed_lo, seed_hi, stream_lo, stream_hi, index):
     return c3
 
 
-@njit(cache=True, parallel=True)
+@parallel_kernel(PER_ELEMENT_CALL)
 def random_u32s_kernel(seed, stream, n, start, out):
     """out[i] = word start + i of (seed, stream), in parallel: each number is independent."""
     s_lo, s_hi = seed & MASK32, seed >> SHIFT

@@ -21,6 +21,10 @@ sys.path.insert(0, {root!r})
 {before}
 import numpy as np
 import fast
+import fast.cpu
+from fast.cpu import attention, elementwise, layers, optim, rng
+for k in fast.cpu.KERNELS:
+    k.serial_below = 0  # threads for every launch, however small (what this test is about)
 
 def step(_=None):
     g = fast.GPT(fast.GPTConfig(vocab_size=32, block_size=8, n_layer=1, n_head=2, n_embd=16))
@@ -101,7 +105,7 @@ def test_a_user_who_asks_for_tbb_gets_it_when_the_tbb_package_is_installed():
         expected = "tbb"
     code = (
         f"import sys; sys.path.insert(0, {ROOT!r}); import numpy as np, numba, fast; "
-        "fast.gelu(np.ones(1 << 16, np.float32)); "
+        "fast.sigmoid(np.ones(1 << 16, np.float32)); "  # over the threshold: threads
         "g = fast.GPT(fast.GPTConfig(vocab_size=16, block_size=4, n_layer=1, n_head=1, "
         "n_embd=4)); g([[1, 2]], [[2, 3]]); g.backward(); print(numba.threading_layer())"
     )
