@@ -6,8 +6,9 @@ PyTorch's spinning threads, imported first, starve Numba's. So a comparison here
 server process per contender, with the environment this script was started with (nothing a
 library set in the parent leaks into it), lets each build its model and warm up on its own (one
 at a time), then asks them in turn, round after round, to time a few steps, rotating who goes
-first. Only one contender computes at any moment; each figure is a median over the rounds,
-reported with its spread (min-max).
+first. Only one contender computes at any moment; a round times each for at least half a second
+of steps (steady state, not the wake-up after another's turn); each figure is a median over the
+rounds, reported with its spread (min-max).
 
     python scripts/bench_isolated.py serve gpt torch '[512, 64, 2, 4, 64, 16]'   # a server
 
@@ -20,6 +21,7 @@ The orchestrator (`measure`) imports neither `fast` nor `torch`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -61,9 +63,23 @@ class Contender:
             self.proc.wait(timeout=60)
 
 
+ROUND_SECONDS = 0.5  # a round times at least this long a run of steps (steady state)
+
+
+def calls_per_round(info: dict, calls: int, min_seconds: float = ROUND_SECONDS) -> int:
+    """At least `calls`, and enough steps (by the warm-up step's time) to fill `min_seconds`:
+    a 20 ms step timed twice after another process's turn measures the wake-up more than the
+    training loop."""
+    step = info.get("step_seconds")
+    if not step:
+        return calls
+    return max(calls, math.ceil(min_seconds / step))
+
+
 def measure(section: str, shape, names: list[str], rounds: int, calls: int) -> dict:
     """{name: {"seconds": [per round], "info": {...}}} for the contenders that start (a
-    contender that cannot, e.g. a library not installed, is {"skipped": reason})."""
+    contender that cannot, e.g. a library not installed, is {"skipped": reason}). Each round
+    times each contender over `calls_per_round` calls."""
     servers, out = [], {}
     for name in names:  # one at a time: each warms up on a quiet machine
         try:
@@ -75,7 +91,7 @@ def measure(section: str, shape, names: list[str], rounds: int, calls: int) -> d
             turn = servers[r % len(servers) :] + servers[: r % len(servers)] if servers else []
             for s in turn:
                 out.setdefault(s.name, {"seconds": [], "info": s.info})["seconds"].append(
-                    s.time(calls)
+                    s.time(calls_per_round(s.info, calls))
                 )
                 time.sleep(0.2)  # let the last one's threads go idle
     finally:
@@ -96,8 +112,11 @@ def serve(section: str, name: str, shape) -> None:
     import bench_models
 
     step, info = bench_models.build(section, name, shape)
+    info["step_seconds"] = None
     for _ in range(info.get("warmup", 2)):  # compile, fill caches
+        t0 = time.perf_counter()
         step()
+        info["step_seconds"] = time.perf_counter() - t0  # the last warm-up step's time
     print(json.dumps(info), flush=True)
     for line in sys.stdin:
         calls = json.loads(line)["calls"]

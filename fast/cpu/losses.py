@@ -1,18 +1,22 @@
-"""The losses on the CPU: numpy's SIMD exp for the softmax, and one Numba loop for the sums.
+"""The losses on the CPU: Numba loops over rows, and numpy's SIMD exp where Numba has none.
 
-The softmax and cross-entropy of large blocks run on numpy's SIMD exp (measured 3x faster than a
-Numba loop calling the scalar libm exp); the reduction to the loss is `ordered_sum`, kept serial so
-the loss is the same whatever the thread count, and in the reference's order. Small blocks (under
-`SMALL` elements, the digit network's (32, 10) batch) take one serial Numba loop instead: there the
-dozen numpy calls of the vectorized path cost more than the exps (30 us against 2 us at (32, 10)).
-The launchers below are the ones `fast/losses.py` calls on numpy arrays, by the names and
-signatures of `fast/cuda/losses.py`.
+The cross-entropy (the language models' head: (B*T, V) logits) is one kernel parallel over rows
+in float32, with the vectorizable polynomial exp of `fast/cpu/attention.py` (1,024 x 2,048:
+6.2 ms on numpy's path of a dozen passes, 2.0 ms here). In float64, exp is libm's scalar call,
+slower than numpy's SIMD exp on large blocks, so large float64 blocks stay on numpy's vectorized
+path; small blocks (under `SMALL` elements, the digit network's (32, 10) batch) take the kernel in
+either dtype, where numpy's per-call overhead is what costs. The loss over rows is `ordered_sum`,
+serial, in the reference's order, whatever the thread count. The launchers below are the ones
+`fast/losses.py` calls on numpy arrays, by the names and signatures of `fast/cuda/losses.py`.
 """
 
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
+
+from . import PER_ELEMENT_CALL, parallel_kernel
+from .attention import exp_nonpositive
 
 
 @njit(cache=True)
@@ -24,7 +28,7 @@ def ordered_sum(x):
     return s
 
 
-SMALL = 4096  # elements: below, one Numba loop beats numpy's per-call overhead
+SMALL = 4096  # elements: below, one serial Numba loop beats numpy's per-call overhead
 
 
 @njit(cache=True)
@@ -47,29 +51,41 @@ def softmax_small(x, log, out):
                 out[r, j] = math.exp(x[r, j] - m) / s
 
 
-@njit(cache=True)
-def cross_entropy_small(x, t, counted, count, grad):
-    """The loss (mean over counted rows, summed in row order) and grad = (softmax - onehot) /
-    count on counted rows, 0 elsewhere: `cross_entropy_rows` in one pass per row."""
+@parallel_kernel(PER_ELEMENT_CALL)
+def cross_entropy_kernel(x, t, counted, count, grad, row_loss):
+    """Per row r (in parallel): row_loss[r] = -log softmax(x[r])[t[r]] and grad[r] = (softmax -
+    onehot) / count, or 0 and a zero row where not counted[r]. The exp is `exp_nonpositive` (in
+    float32 a polynomial LLVM vectorizes; math.exp in float64), in a loop of its own; the row's
+    sum runs in float64 over four interleaved partial sums (a fixed order, whatever the thread
+    count), so the adds are not one long chain of latencies."""
     R, V = x.shape
     scale = 1.0 / max(count, 1)
-    total = 0.0
-    for r in range(R):
+    for r in prange(R):
         if not counted[r]:
             for j in range(V):
                 grad[r, j] = 0.0
+            row_loss[r] = 0.0
             continue
         m = x[r, 0]
         for j in range(1, V):
             m = max(m, x[r, j])
-        s = 0.0
         for j in range(V):
-            s += math.exp(x[r, j] - m)
-        total += (m + math.log(s)) - x[r, t[r]]
+            grad[r, j] = exp_nonpositive(x[r, j] - m)
+        s0 = s1 = s2 = s3 = 0.0
+        V4 = V - V % 4
+        for j in range(0, V4, 4):
+            s0 += grad[r, j]
+            s1 += grad[r, j + 1]
+            s2 += grad[r, j + 2]
+            s3 += grad[r, j + 3]
+        for j in range(V4, V):
+            s0 += grad[r, j]
+        s = (s0 + s1) + (s2 + s3)
+        row_loss[r] = (m + math.log(s)) - x[r, t[r]]
+        d = grad[r, 0] - grad[r, 0] + s * max(count, 1)  # s * count, in grad's dtype
         for j in range(V):
-            grad[r, j] = math.exp(x[r, j] - m) / s * scale
+            grad[r, j] = grad[r, j] / d
         grad[r, t[r]] -= scale
-    return total / count if count else 0.0
 
 
 # -- the launchers: inputs already checked by the public functions of fast/losses.py ---------
@@ -101,14 +117,22 @@ def mse_rows(y: np.ndarray, t: np.ndarray):
 def cross_entropy_rows(x: np.ndarray, t: np.ndarray, counted: np.ndarray, count: int):
     """(mean loss over the counted rows, dE/dx (N, V)) for targets t already checked.
 
-    Vectorized over the whole (N, V) block: exp is the costly part, and numpy's SIMD exp is
-    several times faster than a scalar call per element in a Numba loop. Sums are numpy's
-    (pairwise, single-threaded), so the result does not depend on the thread count."""
+    `cross_entropy_kernel` for float32 and for small blocks; else (large float64) vectorized
+    over the whole block with numpy's SIMD exp and pairwise row sums. Neither depends on the
+    thread count."""
     N = x.shape[0]
     x = np.ascontiguousarray(x)
-    if x.size < SMALL:
+    if x.dtype == np.float32 or x.size < SMALL:
         grad = np.empty_like(x)
-        return float(cross_entropy_small(x, t, counted, count, grad)), grad
+        row_loss = np.empty(N, dtype=np.float64)
+        cross_entropy_kernel(x, t, counted, count, grad, row_loss)
+        return (float(ordered_sum(row_loss)) / count if count else 0.0), grad
+    return cross_entropy_vectorized(x, t, counted, count)
+
+
+def cross_entropy_vectorized(x: np.ndarray, t: np.ndarray, counted: np.ndarray, count: int):
+    """`cross_entropy_rows` on numpy's whole-block operations (x contiguous)."""
+    N = x.shape[0]
     m = x.max(axis=1, keepdims=True)  # (N, 1)
     e = x - m
     np.exp(e, out=e)  # (N, V)

@@ -87,26 +87,35 @@ def test_serial_and_parallel_builds_train_identically(name):
         np.testing.assert_array_equal(a, b)  # one iteration per output element: same numbers
 
 
+@pytest.mark.parametrize("shape", [(32, 10), (70, 300), (9, 1027)])
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 2e-6), (np.float64, 1e-13)])
-def test_small_softmax_and_cross_entropy_match_the_vectorized_path(monkeypatch, dtype, tol):
+def test_cross_entropy_kernel_matches_the_vectorized_path(shape, dtype, tol):
     g = np.random.default_rng(3)
-    x = (g.standard_normal((32, 10)) * 4).astype(dtype)
-    t = g.integers(0, 10, 32)
-    counted = np.ones(32, dtype=bool)
+    x = (g.standard_normal(shape) * 4).astype(dtype)
+    t = g.integers(0, shape[1], shape[0])
+    counted = np.ones(shape[0], dtype=bool)
     counted[[3, 7]] = False
-    small = [losses.cross_entropy_rows(x, t, counted, 30)]
-    small += [losses.softmax_rows(x, log) for log in (False, True)]
+    count = shape[0] - 2
+    kernel = np.empty_like(x), np.empty(shape[0])
+    losses.cross_entropy_kernel(x, t, counted, count, *kernel)
+    loss = float(losses.ordered_sum(kernel[1])) / count
+    want = losses.cross_entropy_vectorized(x, t, counted, count)
+    assert loss == pytest.approx(want[0], rel=tol)
+    np.testing.assert_allclose(kernel[0], want[1], rtol=tol, atol=tol)
+    assert np.all(kernel[0][[3, 7]] == 0.0)
+    assert losses.cross_entropy_rows(x, t, np.zeros(shape[0], dtype=bool), 0)[0] == 0.0
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 2e-6), (np.float64, 1e-13)])
+def test_small_softmax_matches_the_vectorized_path(monkeypatch, dtype, tol):
+    x = (np.random.default_rng(4).standard_normal((32, 10)) * 4).astype(dtype)
+    small = [losses.softmax_rows(x, log) for log in (False, True)]
     assert x.size < losses.SMALL
-    monkeypatch.setattr(losses, "SMALL", 0)  # the numpy path for the same block
-    big = [losses.cross_entropy_rows(x, t, counted, 30)]
-    big += [losses.softmax_rows(x, log) for log in (False, True)]
-    assert small[0][0] == pytest.approx(big[0][0], rel=tol)
-    for a, b in [(small[0][1], big[0][1]), *zip(small[1:], big[1:])]:
+    monkeypatch.setattr(losses, "SMALL", 0)  # numpy's path for the same block
+    for log, a in zip((False, True), small):
+        b = losses.softmax_rows(x, log)
         assert a.dtype == b.dtype == dtype
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
-    assert np.all(small[0][1][[3, 7]] == 0.0)
-    none = losses.cross_entropy_rows(x, t, np.zeros(32, dtype=bool), 0)
-    assert none[0] == 0.0 and not none[1].any()
 
 
 def _timeout_seen(env):
