@@ -303,8 +303,9 @@ def rope_backward(dout, cache: RotaryCache):
 
 # -- elementwise activations -----------------------------------------------------------------------
 def activation_forward(x, activation: str = "gelu"):
-    """f on every element. On the CPU GELU (tanh form) uses numpy's SIMD tanh and keeps it for
-    the backward (the cache's `saved`); the others run one fused loop and save None."""
+    """f on every element. On the CPU GELU (tanh form) keeps sigmoid(2u) = (1 + tanh u) / 2 for
+    the backward (the cache's `saved`; `fast/cpu/elementwise.gelu_tanh_parts`); the others run
+    one fused loop and save None."""
     kind = activation_kind(activation)
     xa = _floats(x, "x")
     out, saved = kernels("layers", xa).activation(kind, xa)
@@ -312,7 +313,7 @@ def activation_forward(x, activation: str = "gelu"):
 
 
 def activation_backward(dout, cache: ActivationCache):
-    """dx = dout * f'(x), one fused loop (GELU's from the tanh saved by the forward)."""
+    """dx = dout * f'(x), one fused loop (GELU's from what the forward saved)."""
     xa = cache.x
     d = _check_dout(dout, cache.shape, xa.dtype, like=xa)
     kind = activation_kind(cache.activation)

@@ -14,72 +14,24 @@ kernels never read scores or gradients at j >= lim(i) (the caller may leave them
 the causal path does above the diagonal) and write zeros there.
 
 Speed: arithmetic is in the arrays' dtype (`scale` comes in as that dtype), and in float32 the
-exponential is a polynomial that LLVM vectorizes (`exp_nonpositive`), 3x faster than calling
-expf per element; each pass over a row is its own loop, so the one with exp has no reduction in
-it and vectorizes without fastmath. float64 calls math.exp, like the reference.
+exponential is a polynomial that LLVM vectorizes (`exp_nonpositive`, in elementwise.py), 3x
+faster than calling expf per element; each pass over a row is its own loop, so the one with exp
+has no reduction in it and vectorizes without fastmath. float64 calls math.exp, like the
+reference.
 """
 
 import math
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.extending import intrinsic, overload
+from numba import njit, prange
 
 from reference.attention import AttentionCache
 
 from . import PER_ELEMENT_CALL, STREAMING, parallel_kernel
+from .elementwise import exp_nonpositive
 from .rng import philox_word
 
 MASK32 = np.uint64(0xFFFFFFFF)
-
-
-# -- a vectorizable exp for float32 ----------------------------------------------------------------
-@intrinsic
-def _float32_from_bits(typingctx, bits):
-    """The float32 whose IEEE-754 bits are the int32 `bits` (one LLVM bitcast, vectorizable)."""
-    if bits != types.int32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return types.float32(types.int32), codegen
-
-
-_F = np.float32
-_LOG2E = _F(1.44269504088896341)
-_LN2_HI, _LN2_LO = _F(0.693359375), _F(-2.12194440e-4)  # ln 2 = HI + LO, HI exact in 9 bits
-_EXP_POLY = tuple(
-    _F(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2)
-) + (_F(1.6666665459e-1), _F(5.0000001201e-1))  # Cephes expf: exp(r) ~ 1 + r + r^2 P(r)
-_EXP_MIN = _F(-87.0)  # below, exp underflows past the smallest normal float32: return 0
-
-
-def exp_nonpositive(x):
-    """exp(x) for x <= 0 (a softmax's max-subtracted scores), per dtype: see the overload."""
-    return math.exp(x)
-
-
-@overload(exp_nonpositive, jit_options={"cache": True})
-def _exp_nonpositive(x):
-    if x != types.float32:
-        return lambda x: math.exp(x)
-
-    def exp32(x):
-        # x = n ln2 + r with |r| <= ln2 / 2 (Cody-Waite: ln2 in two parts keeps r exact), then
-        # exp(x) = 2^n exp(r): a degree-7 polynomial (about 1.4 ulp) times 2^n built from bits
-        underflow = x < _EXP_MIN
-        x = min(max(x, _EXP_MIN), _F(0.0))  # (a positive x, e.g. a padded key's, gives 1)
-        n = np.floor(x * _LOG2E + _F(0.5))
-        r = x - n * _LN2_HI - n * _LN2_LO
-        p0, p1, p2, p3, p4, p5 = _EXP_POLY
-        p = ((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5
-        p = p * r * r + r + _F(1.0)
-        two_n = _float32_from_bits(np.int32((np.int32(n) + np.int32(127)) << np.int32(23)))
-        return _F(0.0) if underflow else p * two_n
-
-    return exp32
 
 
 # -- the kernels -----------------------------------------------------------------------------------

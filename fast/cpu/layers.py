@@ -23,7 +23,7 @@ from .elementwise import (
     activation_backward_kernel,
     activation_kernel,
     derivative_kernel,
-    gelu_backward_from_tanh,
+    gelu_backward_from_s,
     gelu_tanh_parts,
 )
 from .rng import philox_word
@@ -244,8 +244,8 @@ def layer_norm_rows_backward(d, x2, w, mean, rstd):
 
 
 def activation(kind: int, x: np.ndarray):
-    """(f(x), saved) for contiguous x: GELU (tanh form) by numpy's SIMD tanh, saving the tanh
-    for the backward; the others one fused loop, saving nothing (None)."""
+    """(f(x), saved) for contiguous x: GELU (tanh form) by `gelu_tanh_parts`, saving
+    sigmoid(2u) for the backward; the others one fused loop, saving nothing (None)."""
     if kind == GELU:
         return gelu_tanh_parts(x)
     out = np.empty_like(x)
@@ -254,10 +254,10 @@ def activation(kind: int, x: np.ndarray):
 
 
 def activation_backward(kind: int, dout: np.ndarray, x: np.ndarray, saved) -> np.ndarray:
-    """dout * f'(x), one fused loop (GELU's from the tanh `activation` saved)."""
+    """dout * f'(x), one fused loop (GELU's from what `activation` saved)."""
     dx = np.empty_like(x)
     if saved is not None:
-        gelu_backward_from_tanh(x.reshape(-1), saved.reshape(-1), dout.reshape(-1), dx.reshape(-1))
+        gelu_backward_from_s(x.reshape(-1), saved.reshape(-1), dout.reshape(-1), dx.reshape(-1))
     else:
         activation_backward_kernel(kind, x.reshape(-1), dout.reshape(-1), dx.reshape(-1))
     return dx

@@ -1,7 +1,7 @@
 """The losses on the CPU: Numba loops over rows, and numpy's SIMD exp where Numba has none.
 
 The cross-entropy (the language models' head: (B*T, V) logits) is one kernel parallel over rows
-in float32, with the vectorizable polynomial exp of `fast/cpu/attention.py` (1,024 x 2,048:
+in float32, with the vectorizable polynomial exp of `fast/cpu/elementwise.py` (1,024 x 2,048:
 6.2 ms on numpy's path of a dozen passes, 2.0 ms here). In float64, exp is libm's scalar call,
 slower than numpy's SIMD exp on large blocks, so large float64 blocks stay on numpy's vectorized
 path; small blocks (under `SMALL` elements, the digit network's (32, 10) batch) take the kernel in
@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import PER_ELEMENT_CALL, parallel_kernel
-from .attention import exp_nonpositive
+from .elementwise import exp_nonpositive
 
 
 @njit(cache=True)
