@@ -13,11 +13,11 @@ import numpy as np
 from numba import njit
 
 # Break-evens measured on two cores with a BLAS call between launches (the setting of a training
-# step), in elements of the largest array: a parallel launch costs about 7 us, so the serial loop
-# wins below 7 us / (its time per element / 2).
-PER_ELEMENT_CALL = 4096  # a libm call (exp, tanh) or a Philox draw per element: ~5 ns serial
-PER_ROW_REDUCTION = 8192  # layer / RMS norm, rotary rows: ~2 ns per element serial
-STREAMING = 16384  # a few multiply-adds per element, vectorized: ~0.5 ns serial
+# step; OpenBLAS's threads asleep, fast/_threads.py), in elements of the largest array: a parallel
+# launch costs 10-20 us there, so the serial loop wins below roughly that much work.
+PER_ELEMENT_CALL = 8192  # a libm call (exp, tanh) or a Philox draw per element
+PER_ROW_REDUCTION = 16384  # layer / RMS norm, rotary rows: serial sums along each row
+STREAMING = 32768  # a few vectorized multiply-adds per element (Adam, GELU's backward)
 
 KERNELS = []  # every parallel_kernel, for benchmarks that try other thresholds
 
@@ -36,7 +36,10 @@ def parallel_kernel(serial_below: int):
         parallel = njit(cache=True, parallel=True)(fn)
         twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__)
         twin.__qualname__ = fn.__qualname__ + "_serial"  # its own on-disk cache entries
-        serial = njit(cache=True)(twin)
+        # numpy's error model (x / 0 gives inf or nan, as numpy does), as the parallel build
+        # compiles its loops: Python's model tests every division for zero, which kept LLVM
+        # from vectorizing the serial Adam loop (83 -> 17 us over 13,002 parameters)
+        serial = njit(cache=True, error_model="numpy")(twin)
 
         @functools.wraps(fn)
         def launch(*args):

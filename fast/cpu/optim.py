@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import prange
 
-from . import PER_ELEMENT_CALL, STREAMING, parallel_kernel
+from . import STREAMING, parallel_kernel
 
 
 @parallel_kernel(STREAMING)
@@ -33,7 +33,7 @@ def sgd_kernel(w, g, buf, lr, momentum, weight_decay, nesterov, first):
         w[i] = w[i] - lr * d
 
 
-@parallel_kernel(PER_ELEMENT_CALL)
+@parallel_kernel(STREAMING)
 def adam_kernel(w, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step_size, sqrt_bc2):
     """Adam / AdamW in PyTorch's arrangement: w -= step_size * m / (sqrt(v) / sqrt_bc2 + eps)."""
     for i in prange(w.size):
