@@ -25,8 +25,8 @@ KERNELS = []  # every parallel_kernel, for benchmarks that try other thresholds
 def parallel_kernel(serial_below: int):
     """`@njit(parallel=True, cache=True)`, plus the same loop compiled without threads for small
     work: a call whose largest array argument has fewer than `serial_below` elements runs the
-    serial build. Waking the thread pool costs a few microseconds a call, more than a small loop
-    gains from a second core (each kernel's threshold is its measured break-even on two cores).
+    serial build. Waking the thread pool costs 10-20 microseconds a call in a training step, more
+    than a small loop gains from a second core (each threshold is a measured break-even).
 
     Both builds run the same source, and every kernel here gives each output element to exactly
     one loop iteration, so the two return the same numbers. `.parallel` and `.serial` are the
