@@ -11,7 +11,10 @@ import pytest
 
 import fast
 import fast.cpu as fast_cpu
+import reference.activations as ref_act
+import reference.losses as ref_losses
 from fast.cpu import attention, elementwise, layers, losses, optim, rng  # noqa: F401  (register)
+from fast.cpu.elementwise import gelu_backward_from_s, gelu_tanh_parts
 
 
 def test_every_parallel_kernel_has_a_serial_twin():
@@ -104,6 +107,28 @@ def test_cross_entropy_kernel_matches_the_vectorized_path(shape, dtype, tol):
     np.testing.assert_allclose(kernel[0], want[1], rtol=tol, atol=tol)
     assert np.all(kernel[0][[3, 7]] == 0.0)
     assert losses.cross_entropy_rows(x, t, np.zeros(shape[0], dtype=bool), 0)[0] == 0.0
+    # and against the reference's pure-Python loss (the oracle), ignored rows as ignore_index
+    t_ref = np.where(counted, t, -100).tolist()
+    ref_loss, ref_grad = ref_losses.softmax_cross_entropy(x.tolist(), t_ref, ignore_index=-100)
+    oracle_tol = tol if dtype == np.float64 else 1e-5
+    assert loss == pytest.approx(ref_loss, rel=oracle_tol)
+    np.testing.assert_allclose(kernel[0], np.array(ref_grad), rtol=oracle_tol, atol=oracle_tol)
+
+
+def test_float32_gelu_and_its_backward_match_the_reference():
+    """The float32 kernel (x sigmoid(2u), backward from sigmoid(2u)) against the reference's
+    tanh formulas in Python floats: within float32 rounding everywhere, tails included."""
+    x = np.concatenate([np.linspace(-12.0, 12.0, 4801), [0.0, -1e-6, 1e-6, -0.75]])
+    x32 = x.astype(np.float32)
+    out, s = gelu_tanh_parts(x32)
+    dx = np.empty_like(x32)
+    gelu_backward_from_s(x32, s, np.ones_like(x32), dx)
+    xs = x32.astype(np.float64).tolist()  # the reference at the float32 inputs
+    want = np.array([ref_act.gelu(v) for v in xs])
+    dwant = np.array([ref_act.gelu_derivative(v) for v in xs])
+    assert out.dtype == dx.dtype == np.float32
+    np.testing.assert_allclose(out, want, rtol=2e-6, atol=1e-6)
+    np.testing.assert_allclose(dx, dwant, rtol=2e-6, atol=4e-6)
 
 
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 2e-6), (np.float64, 1e-13)])
